@@ -1,0 +1,279 @@
+"""StreamStore on one DynamoDB table.
+
+Key design (one partition per stream, so a tag's head and its triggers come back in one query)::
+
+    pk = "S#<repo>"
+    sk = "T#<tag>#H"              head or tombstone     kind=HEAD
+         "T#<tag>#R#<trigger id>" trigger               kind=TRIGGER, gsi1pk="TRIGGER", gsi1sk=<id>
+         "T#<tag>#V#<generation>" history entry         kind=HIST (generation zero-padded: sorts newest last)
+
+'#' sorts before every tag character, so ``begins_with("T#web#")`` never matches tag ``web-2``; and
+``H`` < ``R`` < ``V``, so head + triggers are one contiguous ``BETWEEN`` range.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from ..errors import ConcurrentUpdate
+from ..model import EcsTarget, Head, HistoryEntry, StreamTag, Trigger, parse_target
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+TRIGGER_INDEX = "ByKind"
+
+
+def pk(stream: str) -> str:
+    return f"S#{stream}"
+
+
+def head_sk(tag: str) -> str:
+    return f"T#{tag}#H"
+
+
+def trigger_sk(tag: str, trigger_id: str) -> str:
+    return f"T#{tag}#R#{trigger_id}"
+
+
+def history_sk(tag: str, generation: int) -> str:
+    return f"T#{tag}#V#{generation:012d}"
+
+
+def _dump(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _load(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def head_item(head: Head, tombstone_ttl: timedelta | None = None) -> dict[str, Any]:
+    st = head.stream_tag
+    item = {
+        "pk": pk(st.stream), "sk": head_sk(st.tag), "kind": "HEAD", "stream": st.stream, "tag": st.tag,
+        "digest": head.digest, "generation": head.generation, "at": head.at.isoformat(), "cause": head.cause,
+        "actor": head.actor, "registry": head.registry, "mediaType": head.media_type, "aliasOf": head.alias_of,
+        "deleted": head.deleted,
+    }
+    if head.deleted and tombstone_ttl is not None:
+        item["expiresAt"] = int((head.at + tombstone_ttl).timestamp())
+    return item
+
+
+def head_from_item(item: dict[str, Any]) -> Head:
+    return Head(
+        StreamTag(item["stream"], item["tag"]), item["digest"], int(item["generation"]), _dt(item["at"]),
+        item["cause"], item["actor"], item["registry"], item.get("mediaType"), item.get("aliasOf"),
+        bool(item.get("deleted", False)),
+    )
+
+
+def _entry_from_item(item: dict[str, Any]) -> HistoryEntry:
+    return HistoryEntry(item["digest"], int(item["generation"]), _dt(item["at"]), item["cause"], item["actor"])
+
+
+def _trigger_state(trigger: Trigger) -> dict[str, Any]:
+    return {
+        "status": trigger.status,
+        "lastTriggeredDigest": trigger.last_triggered_digest,
+        "lastTriggeredAt": trigger.last_triggered_at.isoformat() if trigger.last_triggered_at else None,
+        "lastError": trigger.last_error,
+        "rolloutState": trigger.rollout_state,
+        "drift": trigger.drift,
+        "deployedImage": trigger.deployed_image,
+    }
+
+
+def trigger_item(trigger: Trigger) -> dict[str, Any]:
+    st = trigger.stream_tag
+    return {
+        "pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id), "kind": "TRIGGER",
+        "gsi1pk": "TRIGGER", "gsi1sk": trigger.id, "id": trigger.id, "stream": st.stream, "tag": st.tag,
+        "target": trigger.target.as_dict(), "paused": trigger.paused, **_trigger_state(trigger),
+    }
+
+
+def trigger_from_item(item: dict[str, Any]) -> Trigger:
+    target: EcsTarget = parse_target(dict(item["target"]))
+    return Trigger(
+        item["id"], StreamTag(item["stream"], item["tag"]), target, bool(item.get("paused", False)),
+        item.get("status", "WaitingForImage"), item.get("lastTriggeredDigest"), _dt(item.get("lastTriggeredAt")),
+        item.get("lastError"), item.get("rolloutState"), item.get("drift"), item.get("deployedImage"),
+    )
+
+
+class DynamoStore:
+    def __init__(self, client: Any, table: str, *, tombstone_ttl: timedelta = timedelta(days=90)) -> None:
+        self.client = client
+        self.table = table
+        self.tombstone_ttl = tombstone_ttl
+
+    # ------------------------------------------------------------------------------------------ heads
+
+    def get_head(self, stream_tag: StreamTag) -> Head | None:
+        out = self.client.get_item(
+            TableName=self.table, Key=_dump({"pk": pk(stream_tag.stream), "sk": head_sk(stream_tag.tag)}),
+            ConsistentRead=True,
+        )
+        return head_from_item(_load(out["Item"])) if "Item" in out else None
+
+    def commit(self, expected: Head | None, new: Head, drop_generation: int | None) -> None:
+        st = new.stream_tag
+        if expected is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "#g = :g",
+                "ExpressionAttributeNames": {"#g": "generation"},
+                "ExpressionAttributeValues": _dump({":g": expected.generation}),
+            }
+        entry = new.entry()
+        history = {
+            "pk": pk(st.stream), "sk": history_sk(st.tag, new.generation), "kind": "HIST", "stream": st.stream,
+            "tag": st.tag, "digest": entry.digest, "generation": entry.generation, "at": entry.at.isoformat(),
+            "cause": entry.cause, "actor": entry.actor,
+        }
+        items: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table, "Item": _dump(head_item(new, self.tombstone_ttl)), **condition}},
+            {"Put": {"TableName": self.table, "Item": _dump(history),
+                     "ConditionExpression": "attribute_not_exists(sk)"}},
+        ]
+        if drop_generation is not None:
+            items.append({"Delete": {"TableName": self.table,
+                                     "Key": _dump({"pk": pk(st.stream), "sk": history_sk(st.tag, drop_generation)})}})
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            codes = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
+            if codes & {"ConditionalCheckFailed", "TransactionConflict"}:
+                raise ConcurrentUpdate(str(st)) from exc
+            raise
+
+    def _partition(self, stream: str, kinds: tuple[str, ...], **extra: Any) -> list[dict[str, Any]]:
+        names = {"#k": "kind"}
+        values = {":pk": pk(stream), **{f":k{i}": k for i, k in enumerate(kinds)}}
+        kwargs = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "FilterExpression": "#k IN (" + ", ".join(f":k{i}" for i in range(len(kinds))) + ")",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": _dump(values),
+            **extra,
+        }
+        return self._query(kwargs)
+
+    def _query(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(**kwargs):
+            items.extend(_load(i) for i in page["Items"])
+        return items
+
+    def heads(self, stream: str) -> list[Head]:
+        return [head_from_item(i) for i in self._partition(stream, ("HEAD",), ConsistentRead=True)]
+
+    def history(self, stream_tag: StreamTag, limit: int) -> list[HistoryEntry]:
+        out = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=_dump({":pk": pk(stream_tag.stream), ":prefix": f"T#{stream_tag.tag}#V#"}),
+            ScanIndexForward=False, Limit=limit, ConsistentRead=True,
+        )
+        return [_entry_from_item(_load(i)) for i in out["Items"]]
+
+    # --------------------------------------------------------------------------------------- triggers
+
+    def head_and_triggers(self, stream_tag: StreamTag) -> tuple[Head | None, list[Trigger]]:
+        items = self._query({
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": _dump({
+                ":pk": pk(stream_tag.stream), ":lo": head_sk(stream_tag.tag), ":hi": f"T#{stream_tag.tag}#R$"}),
+            "ConsistentRead": True,
+        })
+        head = next((head_from_item(i) for i in items if i["kind"] == "HEAD"), None)
+        return head, [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"]
+
+    def stream_triggers(self, stream: str) -> list[Trigger]:
+        return [trigger_from_item(i) for i in self._partition(stream, ("TRIGGER",), ConsistentRead=True)]
+
+    def all_triggers(self) -> list[Trigger]:
+        items = self._query({
+            "TableName": self.table, "IndexName": TRIGGER_INDEX,
+            "KeyConditionExpression": "gsi1pk = :t", "ExpressionAttributeValues": _dump({":t": "TRIGGER"}),
+        })
+        return [trigger_from_item(i) for i in items]
+
+    def get_trigger(self, trigger_id: str) -> Trigger | None:
+        out = self.client.query(
+            TableName=self.table, IndexName=TRIGGER_INDEX,
+            KeyConditionExpression="gsi1pk = :t AND gsi1sk = :id",
+            ExpressionAttributeValues=_dump({":t": "TRIGGER", ":id": trigger_id}),
+            ProjectionExpression="pk, sk",
+        )
+        if not out["Items"]:
+            return None
+        key = out["Items"][0]
+        got = self.client.get_item(TableName=self.table, Key={"pk": key["pk"], "sk": key["sk"]}, ConsistentRead=True)
+        return trigger_from_item(_load(got["Item"])) if "Item" in got else None
+
+    def add_trigger(self, trigger: Trigger) -> bool:
+        try:
+            self.client.put_item(TableName=self.table, Item=_dump(trigger_item(trigger)),
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def save_trigger(self, trigger: Trigger) -> bool:
+        """Update the trigger's state fields only; ``paused`` is owned by :meth:`set_paused`."""
+        state = _trigger_state(trigger)
+        sets = {k: v for k, v in state.items() if v is not None}
+        removes = [k for k, v in state.items() if v is None]
+        names = {f"#{k}": k for k in state}
+        expression = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(f"#{k}" for k in removes)
+        st = trigger.stream_tag
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=_dump({"pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id)}),
+                UpdateExpression=expression, ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=_dump({f":{k}": v for k, v in sets.items()}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def set_paused(self, trigger: Trigger, paused: bool) -> bool:
+        st = trigger.stream_tag
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=_dump({"pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id)}),
+                UpdateExpression="SET paused = :p", ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=_dump({":p": paused}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def remove_trigger(self, trigger: Trigger) -> None:
+        st = trigger.stream_tag
+        self.client.delete_item(TableName=self.table,
+                                Key=_dump({"pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id)}))

@@ -1,0 +1,146 @@
+"""In-memory implementations of every port: unit tests and dry runs. They honour the same contracts
+(conditional commit, consistent reads) as the real adapters, so domain tests exercise the real logic."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from ..errors import ConcurrentUpdate, TargetError
+from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger
+from ..ports import DriverResult
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.heads_by_tag: dict[StreamTag, Head] = {}
+        self.entries: dict[StreamTag, dict[int, HistoryEntry]] = {}
+        self.triggers: dict[str, Trigger] = {}
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def get_head(self, stream_tag: StreamTag) -> Head | None:
+        return self.heads_by_tag.get(stream_tag)
+
+    def commit(self, expected: Head | None, new: Head, drop_generation: int | None) -> None:
+        with self._lock:
+            current = self.heads_by_tag.get(new.stream_tag)
+            if (current is None) != (expected is None) or (
+                current is not None and expected is not None and current.generation != expected.generation
+            ):
+                raise ConcurrentUpdate(str(new.stream_tag))
+            entries = self.entries.setdefault(new.stream_tag, {})
+            if new.generation in entries:
+                raise ConcurrentUpdate(str(new.stream_tag))
+            self.heads_by_tag[new.stream_tag] = new
+            entries[new.generation] = new.entry()
+            if drop_generation is not None:
+                entries.pop(drop_generation, None)
+            self.writes += 1
+
+    def heads(self, stream: str) -> list[Head]:
+        return [h for st, h in self.heads_by_tag.items() if st.stream == stream]
+
+    def history(self, stream_tag: StreamTag, limit: int) -> list[HistoryEntry]:
+        entries = self.entries.get(stream_tag, {})
+        return [entries[g] for g in sorted(entries, reverse=True)[:limit]]
+
+    def head_and_triggers(self, stream_tag: StreamTag) -> tuple[Head | None, list[Trigger]]:
+        return self.heads_by_tag.get(stream_tag), [t for t in self.triggers.values() if t.stream_tag == stream_tag]
+
+    def stream_triggers(self, stream: str) -> list[Trigger]:
+        return [t for t in self.triggers.values() if t.stream_tag.stream == stream]
+
+    def all_triggers(self) -> list[Trigger]:
+        return list(self.triggers.values())
+
+    def get_trigger(self, trigger_id: str) -> Trigger | None:
+        return self.triggers.get(trigger_id)
+
+    def add_trigger(self, trigger: Trigger) -> bool:
+        with self._lock:
+            if trigger.id in self.triggers:
+                return False
+            self.triggers[trigger.id] = trigger
+            self.writes += 1
+            return True
+
+    def save_trigger(self, trigger: Trigger) -> bool:
+        with self._lock:
+            current = self.triggers.get(trigger.id)
+            if current is None:
+                return False
+            self.triggers[trigger.id] = trigger.with_outcome(paused=current.paused)  # paused is set_paused's
+            self.writes += 1
+            return True
+
+    def set_paused(self, trigger: Trigger, paused: bool) -> bool:
+        with self._lock:
+            current = self.triggers.get(trigger.id)
+            if current is None:
+                return False
+            self.triggers[trigger.id] = current.with_outcome(paused=paused)
+            self.writes += 1
+            return True
+
+    def remove_trigger(self, trigger: Trigger) -> None:
+        self.triggers.pop(trigger.id, None)
+
+
+class MemoryRegistry:
+    """Tags → digests, as ECR would answer ``describe_images``."""
+
+    def __init__(self, registry: str = "123456789012.dkr.ecr.us-east-1.amazonaws.com") -> None:
+        self.registry = registry
+        self.tags: dict[tuple[str, str], str] = {}
+        self.media_types: dict[str, str] = {}
+        self.resolves = 0
+
+    def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
+        self.tags[(stream, tag)] = digest
+        if media_type:
+            self.media_types[digest] = media_type
+
+    def remove(self, stream: str, tag: str) -> None:
+        self.tags.pop((stream, tag), None)
+
+    def resolve(self, stream: str, tag: str) -> Observation | None:
+        self.resolves += 1
+        digest = self.tags.get((stream, tag))
+        if digest is None:
+            return None
+        return Observation(digest, self.media_types.get(digest), self.registry)
+
+
+@dataclass
+class MemoryEcs:
+    """Services → {container: image}. ``missing`` services raise like ECS's MISSING failure."""
+
+    images: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    revisions: dict[tuple[str, str], int] = field(default_factory=dict)
+    calls: int = 0
+
+    def apply(self, target: EcsTarget, image: str) -> DriverResult:
+        self.calls += 1
+        key = (target.cluster, target.service)
+        if key not in self.images:
+            raise TargetError(f"ECS service {target.service} not found in cluster {target.cluster}")
+        containers = self.images[key]
+        if target.container not in containers:
+            raise TargetError(f"container {target.container} not found in the service's task definition")
+        previous = containers[target.container]
+        if previous == image:
+            return DriverResult(changed=False, previous_image=previous)
+        containers[target.container] = image
+        self.revisions[key] = self.revisions.get(key, 1) + 1
+        return DriverResult(changed=True, previous_image=previous, rollout_state="IN_PROGRESS")
+
+
+class ListQueue:
+    """Collects fires; ``drain`` hands them to a callback (the deployer) like SQS would."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[StreamTag, str, str]] = []
+
+    def enqueue(self, triggers: list[Trigger], head: Head) -> None:
+        self.items.extend((t.stream_tag, t.id, head.digest) for t in triggers)

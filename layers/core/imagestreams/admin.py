@@ -1,0 +1,181 @@
+"""The manual-invoke contract (DESIGN §4.2): one JSON command in, ``{"ok": …}`` out.
+
+Caller errors become ``{"ok": false, "error": {"type", "message"}}`` and change nothing; anything else is an
+unexpected fault and raises, so the invoke reports ``FunctionError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ImageStreamsError, Invalid, NotFound
+from .model import ImageRef, StreamTag, Trigger, parse_target, validate_repository, validate_trigger_id
+from .services import ImageStreams
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Action:
+    run: Callable[[ImageStreams, dict[str, Any]], dict[str, Any]]
+    required: frozenset[str]
+    optional: frozenset[str]
+
+
+def _actor(params: dict[str, Any]) -> str:
+    actor = params.get("actor", "unknown")
+    if not isinstance(actor, str) or not actor or len(actor) > 2048 or _CONTROL.search(actor):
+        raise Invalid("actor must be a non-empty string of at most 2048 printable characters")
+    return actor
+
+
+def _bool(params: dict[str, Any], name: str, default: bool) -> bool:
+    value = params.get(name, default)
+    if not isinstance(value, bool):
+        raise Invalid(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _stream(value: Any) -> str:
+    if isinstance(value, str) and "/" in value and "." in value.split("/", 1)[0]:
+        host, _, value = value.partition("/")
+        ImageRef.parse(f"{host}/{value}:x", "stream")  # validates the registry host
+    return validate_repository(value)
+
+
+def _triggers(streams: ImageStreams, params: dict[str, Any]) -> list[Trigger]:
+    """Select triggers by ``id`` or by ``from`` (all on a tag); exactly one of them."""
+    if ("id" in params) == ("from" in params):
+        raise Invalid("give exactly one of id or from")
+    if "id" in params:
+        return [streams.get_trigger(validate_trigger_id(params["id"]))]
+    stream_tag = StreamTag.parse(params["from"], "from")
+    triggers = streams.list_triggers(stream_tag)
+    if not triggers:
+        raise NotFound(f"no triggers on {stream_tag}")
+    return triggers
+
+
+def _result_triggers(triggers: list[Trigger]) -> dict[str, Any]:
+    return {"triggers": [t.as_dict() for t in triggers]}
+
+
+# ------------------------------------------------------------------------------------------ actions
+
+
+def _describe(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    return streams.describe(_stream(p["stream"]))
+
+
+def _history(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    stream_tag = StreamTag.parse(p["target"], "target")
+    entries = streams.history(stream_tag, p.get("limit"))
+    return {"target": str(stream_tag), "entries": [e.as_dict() for e in entries]}
+
+
+def _import(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    actor = _actor(p)
+    if ("target" in p) == ("stream" in p):
+        raise Invalid("give exactly one of target or stream")
+    if "target" in p:
+        tags = [StreamTag.parse(p["target"], "target")]
+    else:
+        stream = _stream(p["stream"])
+        tags = [h.stream_tag for h in streams.store.heads(stream)]
+        if not tags:
+            raise NotFound(f"stream {stream} has no tags to import; import a tag with target=repo:tag")
+    moves = [m for st in tags if (m := streams.observe(st, cause="import", actor=actor))]
+    return {"moves": [m.as_dict() for m in moves]}
+
+
+def _trigger_add(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    stream_tag = StreamTag.parse(p["from"], "from")
+    target = parse_target(p["target"])
+    trigger = streams.add_trigger(stream_tag, target, paused=_bool(p, "paused", False))
+    return {"id": trigger.id, "trigger": trigger.as_dict()}
+
+
+def _trigger_list(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    stream_tag = StreamTag.parse(p["from"], "from") if "from" in p else None
+    return _result_triggers(streams.list_triggers(stream_tag))
+
+
+def _trigger_remove(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    triggers = _triggers(streams, p)
+    for trigger in triggers:
+        streams.store.remove_trigger(trigger)
+    return _result_triggers(triggers)
+
+
+def _set_paused(paused: bool) -> Callable[[ImageStreams, dict[str, Any]], dict[str, Any]]:
+    def run(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+        out = []
+        for trigger in _triggers(streams, p):
+            streams.store.set_paused(trigger, paused)
+            trigger = trigger.with_outcome(paused=paused)
+            if not paused:  # resume fires if behind
+                trigger = streams.fire(trigger, streams.store.get_head(trigger.stream_tag))
+            out.append(trigger)
+        return _result_triggers(out)
+
+    return run
+
+
+def _deploy(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    out = [streams.fire(t, streams.store.get_head(t.stream_tag), force=True) for t in _triggers(streams, p)]
+    return _result_triggers(out)
+
+
+def _not_yet(name: str) -> Callable[[ImageStreams, dict[str, Any]], dict[str, Any]]:
+    def run(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+        raise Invalid(f"action {name!r} is not available in this version yet")
+
+    return run
+
+
+def _spec(run: Callable, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Action:
+    return Action(run, frozenset(required), frozenset(optional) | {"actor"})
+
+
+ACTIONS: dict[str, Action] = {
+    "tag": _spec(_not_yet("tag"), ("source", "target"), ("alias",)),
+    "untag": _spec(_not_yet("untag"), ("target",), ("keep_in_registry",)),
+    "rollback": _spec(_not_yet("rollback"), (), ("target", "trigger", "to", "steps")),
+    "import": _spec(_import, (), ("target", "stream")),
+    "describe": _spec(_describe, ("stream",)),
+    "history": _spec(_history, ("target",), ("limit",)),
+    "trigger.add": _spec(_trigger_add, ("from", "target"), ("paused",)),
+    "trigger.remove": _spec(_trigger_remove, (), ("id", "from")),
+    "trigger.pause": _spec(_set_paused(True), (), ("id", "from")),
+    "trigger.resume": _spec(_set_paused(False), (), ("id", "from")),
+    "trigger.list": _spec(_trigger_list, (), ("from",)),
+    "deploy": _spec(_deploy, (), ("id", "from")),
+}
+
+
+def dispatch(streams: ImageStreams | Callable[[], ImageStreams], command: Any) -> dict[str, Any]:
+    """Validate and run one command. ``streams`` may be a factory, so bad input is refused before any client
+    is built."""
+    try:
+        if not isinstance(command, dict):
+            raise Invalid(f"command must be a JSON object, got {type(command).__name__}")
+        name = command.get("action")
+        if not isinstance(name, str) or name not in ACTIONS:
+            raise Invalid(f"unknown action {name!r}; expected one of {', '.join(ACTIONS)}")
+        action = ACTIONS[name]
+        params = {k: v for k, v in command.items() if k != "action"}
+        unknown = set(params) - action.required - action.optional
+        if unknown:
+            raise Invalid(f"unknown field(s) for {name}: {', '.join(sorted(map(str, unknown)))}")
+        missing = action.required - set(params)
+        if missing:
+            raise Invalid(f"missing field(s) for {name}: {', '.join(sorted(missing))}")
+        if "actor" in params:
+            _actor(params)
+        service = streams() if callable(streams) else streams
+        return {"ok": True, "result": action.run(service, params)}
+    except ImageStreamsError as exc:
+        return {"ok": False, "error": exc.as_dict()}

@@ -1,0 +1,65 @@
+"""Composition root: the only code that pairs ports with adapters. Cached per warm container."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
+from functools import lru_cache
+
+from . import aws
+from .adapters.dynamodb import DynamoStore
+from .adapters.ecr import EcrRegistry
+from .config import Settings
+from .ports import TargetDriver
+from .services import ImageStreams
+
+
+class LazyDrivers(Mapping[str, TargetDriver]):
+    """Builds a target driver (and its client) the first time a trigger of that type fires."""
+
+    def __init__(self, factories: dict[str, Callable[[], TargetDriver]]) -> None:
+        self._factories = factories
+        self._built: dict[str, TargetDriver] = {}
+
+    def __getitem__(self, key: str) -> TargetDriver:
+        if key not in self._built:
+            self._built[key] = self._factories[key]()
+        return self._built[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._factories)
+
+    def __len__(self) -> int:
+        return len(self._factories)
+
+
+def _ecs_driver() -> TargetDriver:
+    from .adapters.ecs import EcsDriver
+
+    return EcsDriver(aws.client("ecs"))
+
+
+def build(settings: Settings) -> ImageStreams:
+    fire_queue = None
+    if settings.fire_queue_url:
+        from .adapters.sqs import SqsFireQueue
+
+        fire_queue = SqsFireQueue(aws.client("sqs"), settings.fire_queue_url)
+    return ImageStreams(
+        store=DynamoStore(aws.client("dynamodb"), settings.table,
+                          tombstone_ttl=timedelta(days=settings.tombstone_ttl_days)),
+        registry=EcrRegistry(aws.client("ecr")),
+        drivers=LazyDrivers({"ecs": _ecs_driver}),
+        fire_queue=fire_queue,
+        history_limit=settings.history_limit,
+    )
+
+
+@lru_cache(maxsize=1)
+def services() -> ImageStreams:
+    return build(Settings.from_env())
+
+
+def reset() -> None:
+    services.cache_clear()
+    aws.reset()

@@ -1,0 +1,37 @@
+"""Settings from the environment variables template.yaml declares."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import Invalid
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise Invalid(f"environment variable {name} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    table: str
+    fire_queue_url: str | None
+    history_limit: int
+    tombstone_ttl_days: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        table = os.environ.get("TABLE_NAME", "").strip()
+        if not table:
+            raise RuntimeError("TABLE_NAME is not set: the function must be deployed by template.yaml")
+        return cls(
+            table=table,
+            fire_queue_url=os.environ.get("FIRE_QUEUE_URL") or None,
+            history_limit=_positive_int("HISTORY_LIMIT", 50),
+            tombstone_ttl_days=_positive_int("TOMBSTONE_TTL_DAYS", 90),
+        )

@@ -1,0 +1,51 @@
+"""Caller errors (answered as ``{"ok": false, "error": {...}}``) and internal signals.
+
+Anything that is not an :class:`ImageStreamsError` is an unexpected fault and propagates, so Lambda reports
+``FunctionError`` and the event source's retry policy and DLQ apply.
+"""
+
+from __future__ import annotations
+
+
+class ImageStreamsError(Exception):
+    """A caller error with one of the public error types of DESIGN §4.2."""
+
+    type = "Invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message}
+
+
+class Invalid(ImageStreamsError):
+    type = "Invalid"
+
+
+class NotFound(ImageStreamsError):
+    type = "NotFound"
+
+
+class Conflict(ImageStreamsError):
+    type = "Conflict"
+
+
+class Forbidden(ImageStreamsError):
+    type = "Forbidden"
+
+
+class ConcurrentUpdate(Exception):
+    """The head changed between our read and our conditional write: start over (DESIGN §3.1)."""
+
+
+class TargetError(Exception):
+    """A target cannot be updated for a reason retrying will not fix (missing service, unsupported controller).
+
+    The trigger goes ``Failed`` with this message; the fire is not retried.
+    """
+
+
+class TransientTargetError(Exception):
+    """The target's API failed in a way worth retrying (throttling, 5xx). The fire is retried, then parked."""

@@ -1,0 +1,52 @@
+"""ECR events as EventBridge delivers them (DESIGN §4.1, aws-facts.md §1), validated before use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Invalid
+from .model import validate_digest, validate_repository, validate_tag
+
+DETAIL_TYPES = {"ECR Image Action": ("PUSH", "DELETE"), "ECR Replication Action": ("REPLICATE",)}
+
+
+@dataclass(frozen=True)
+class EcrEvent:
+    id: str
+    action: str  # PUSH | DELETE | REPLICATE
+    stream: str
+    digest: str | None
+    tag: str | None
+    result: str
+
+
+def parse_ecr_event(event: Any) -> EcrEvent:
+    """Raise :class:`Invalid` with a precise message for anything that is not a well-formed ECR event."""
+    if not isinstance(event, dict):
+        raise Invalid(f"event must be a JSON object, got {type(event).__name__}")
+    if event.get("source") != "aws.ecr":
+        raise Invalid(f"unexpected event source {event.get('source')!r}; expected 'aws.ecr'")
+    detail_type = event.get("detail-type")
+    if detail_type not in DETAIL_TYPES:
+        raise Invalid(f"unexpected detail-type {detail_type!r}; expected one of {sorted(DETAIL_TYPES)}")
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise Invalid("event detail must be an object")
+    action = detail.get("action-type")
+    if action not in DETAIL_TYPES[detail_type]:
+        raise Invalid(f"unexpected action-type {action!r} for {detail_type}")
+    result = detail.get("result")
+    if not isinstance(result, str):
+        raise Invalid("detail.result must be a string")
+    stream = validate_repository(detail.get("repository-name"))
+    digest = detail.get("image-digest")
+    if digest is not None:
+        digest = validate_digest(digest)
+    tag = detail.get("image-tag")
+    if tag in ("", None):
+        tag = None  # push by digest, or a per-platform part of a multi-arch push
+    else:
+        tag = validate_tag(tag)
+    event_id = event.get("id")
+    return EcrEvent(event_id if isinstance(event_id, str) else "", action, stream, digest, tag, result)

@@ -1,0 +1,36 @@
+"""What an ECR event means for the streams (DESIGN §3.1, §3.3, §3.4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .events import EcrEvent
+from .model import Move, StreamTag
+from .services import ImageStreams
+
+
+@dataclass
+class IngestOutcome:
+    status: str  # moved | unchanged | ignored
+    moves: list[Move] = field(default_factory=list)
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "reason": self.reason, "moves": [m.as_dict() for m in self.moves]}
+
+
+def handle_ecr_event(streams: ImageStreams, event: EcrEvent) -> IngestOutcome:
+    if event.result != "SUCCESS":
+        return IngestOutcome("ignored", reason=f"result {event.result}")
+    if event.tag is None:
+        if event.action == "DELETE" and event.digest:
+            moves = streams.observe_deleted_digest(event.stream, event.digest)
+            return IngestOutcome("moved" if moves else "unchanged", moves, "delete by digest re-resolved")
+        return IngestOutcome("ignored", reason="push without a tag moves no tag")
+    stream_tag = StreamTag(event.stream, event.tag)
+    # A PUSH/REPLICATE that finds the tag moved is a push; anything else that finds it moved is an import.
+    cause = "push" if event.action in ("PUSH", "REPLICATE") else "import"
+    move = streams.observe(stream_tag, cause=cause)
+    if move is None:
+        return IngestOutcome("unchanged", reason="head already matches ECR")
+    return IngestOutcome("moved", [move])

@@ -1,0 +1,327 @@
+"""Domain vocabulary (DESIGN.md §2): streams, stream tags, heads, history, triggers, targets.
+
+Standard library only. Everything that crosses a boundary (admin JSON, ECR events, DynamoDB items) is
+validated here, so adapters and handlers never see a malformed name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import Invalid
+
+DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# ECR repository names: lowercase path components separated by '/', each made of [a-z0-9] runs joined by
+# single '.', '_' or '-'; 2-256 characters in all (CreateRepository API reference).
+REPO_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+ECR_HOST_RE = re.compile(r"(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]{1,32})\.amazonaws\.com(?:\.cn)?")
+# ECS cluster/service and container names: letters, digits, hyphens, underscores, 1-255 characters.
+ECS_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
+ECS_ARN_RE = re.compile(r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:(?:cluster|service)/[A-Za-z0-9_/-]{1,512}")
+
+CAUSES = ("push", "tag", "alias", "rollback", "import", "delete")
+STATUSES = ("WaitingForImage", "Deploying", "Deployed", "Failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 UTC with millisecond precision, e.g. ``2026-11-26T12:00:00.123Z``."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _require_str(value: Any, what: str, max_len: int = 1024) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise Invalid(f"{what} must not be empty")
+    if len(value) > max_len:
+        raise Invalid(f"{what} is too long ({len(value)} characters, at most {max_len})")
+    return value
+
+
+def validate_repository(name: Any) -> str:
+    name = _require_str(name, "repository", 256)
+    if len(name) < 2 or not REPO_RE.fullmatch(name):
+        raise Invalid(
+            f"invalid repository name {name!r}: ECR names are 2-256 lowercase characters, path components "
+            "of [a-z0-9] separated by '.', '_' or '-', joined by '/'"
+        )
+    return name
+
+
+def validate_tag(tag: Any) -> str:
+    tag = _require_str(tag, "tag", 128)
+    if not TAG_RE.fullmatch(tag):
+        raise Invalid(f"invalid tag {tag!r}: tags match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
+    return tag
+
+
+def validate_digest(digest: Any) -> str:
+    digest = _require_str(digest, "digest", 128)
+    if not DIGEST_RE.fullmatch(digest):
+        raise Invalid(f"invalid digest {digest!r}: expected sha256: followed by 64 lowercase hex characters")
+    return digest
+
+
+@dataclass(frozen=True, order=True)
+class StreamTag:
+    """``team/web:prod`` — one tag of one stream (an ECR repository)."""
+
+    stream: str
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{self.stream}:{self.tag}"
+
+    @classmethod
+    def parse(cls, text: Any, what: str = "reference") -> StreamTag:
+        ref = ImageRef.parse(text, what)
+        if ref.tag is None or ref.digest is not None:
+            raise Invalid(f"{what} must be a tag reference like repo:tag, got {text!r}")
+        return cls(ref.stream, ref.tag)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A parsed reference: ``repo:tag``, ``repo@sha256:…`` or the full ECR URI form of either."""
+
+    stream: str
+    tag: str | None = None
+    digest: str | None = None
+    registry: str | None = None  # "<acct>.dkr.ecr.<region>.amazonaws.com" when given
+
+    @classmethod
+    def parse(cls, text: Any, what: str = "reference") -> ImageRef:
+        text = _require_str(text, what, 512)
+        registry = None
+        rest = text
+        first, sep, remainder = text.partition("/")
+        if sep and ("." in first or ":" in first):
+            if not ECR_HOST_RE.fullmatch(first):
+                raise Invalid(f"{what} {text!r} names registry {first!r}, which is not an ECR registry host")
+            registry, rest = first, remainder
+        digest = tag = None
+        if "@" in rest:
+            rest, _, digest = rest.partition("@")
+            validate_digest(digest)
+        else:
+            slash = rest.rfind("/")
+            colon = rest.rfind(":")
+            if colon > slash:
+                rest, tag = rest[:colon], rest[colon + 1 :]
+                validate_tag(tag)
+        if tag is None and digest is None:
+            raise Invalid(f"{what} {text!r} has neither a tag (repo:tag) nor a digest (repo@sha256:...)")
+        return cls(validate_repository(rest), tag, digest, registry)
+
+    def __str__(self) -> str:
+        base = f"{self.registry}/{self.stream}" if self.registry else self.stream
+        return f"{base}@{self.digest}" if self.digest else f"{base}:{self.tag}"
+
+
+def registry_host(registry_id: str, region: str) -> str:
+    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+    return f"{registry_id}.dkr.ecr.{region}{suffix}"
+
+
+def pinned_ref(registry: str, stream: str, digest: str) -> str:
+    """What targets receive: ``<registry>/<repo>@sha256:<hex>``. Never a tag."""
+    return f"{registry}/{stream}@{digest}"
+
+
+def runs_digest(image: str, registry: str, stream: str) -> str | None:
+    """The digest a target runs, if its image string is this registry/repository pinned by digest (DESIGN §3.5).
+
+    An image given by tag, or from another repository, runs no known digest: it always counts as behind.
+    """
+    prefix = f"{registry}/{stream}@"
+    if image.startswith(prefix) and DIGEST_RE.fullmatch(image[len(prefix) :]):
+        return image[len(prefix) :]
+    return None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What ECR says a tag points to right now."""
+
+    digest: str
+    media_type: str | None
+    registry: str
+
+
+@dataclass(frozen=True)
+class Head:
+    """The digest a stream tag points to now, with its generation. ``deleted`` marks a tombstone."""
+
+    stream_tag: StreamTag
+    digest: str
+    generation: int
+    at: datetime
+    cause: str
+    actor: str
+    registry: str
+    media_type: str | None = None
+    alias_of: str | None = None
+    deleted: bool = False
+
+    def entry(self) -> HistoryEntry:
+        return HistoryEntry(self.digest, self.generation, self.at, self.cause, self.actor)
+
+    @property
+    def pinned(self) -> str:
+        return pinned_ref(self.registry, self.stream_tag.stream, self.digest)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    digest: str
+    generation: int
+    at: datetime
+    cause: str
+    actor: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "generation": self.generation,
+            "at": rfc3339(self.at),
+            "cause": self.cause,
+            "actor": self.actor,
+        }
+
+
+@dataclass(frozen=True)
+class Move:
+    """One head change, as reported by ``tag``/``untag``/``rollback``/``import`` answers."""
+
+    stream_tag: StreamTag
+    from_digest: str | None
+    to_digest: str | None
+    generation: int
+    cause: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tag": str(self.stream_tag),
+            "from": self.from_digest,
+            "to": self.to_digest,
+            "generation": self.generation,
+            "cause": self.cause,
+        }
+
+
+# --------------------------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class EcsTarget:
+    cluster: str
+    service: str
+    container: str
+    type: str = field(default="ecs", init=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "ecs", "cluster": self.cluster, "service": self.service, "container": self.container}
+
+    def describe(self) -> str:
+        return f"ecs:{_short_name(self.cluster)}/{_short_name(self.service)}/{self.container}"
+
+
+def _short_name(name_or_arn: str) -> str:
+    return name_or_arn.rsplit("/", 1)[-1]
+
+
+def _ecs_name(value: Any, what: str) -> str:
+    value = _require_str(value, f"target.{what}", 1600)
+    if not (ECS_NAME_RE.fullmatch(value) or ECS_ARN_RE.fullmatch(value)):
+        raise Invalid(f"invalid target.{what} {value!r}: expected a name of letters, digits, '-' or '_', or an ECS ARN")
+    return value
+
+
+TARGET_FIELDS = {
+    "ecs": {"type", "cluster", "service", "container"},
+    "eks": {"type", "cluster", "namespace", "kind", "name", "container", "discover"},
+    "lambda": {"type", "function", "alias"},
+}
+SUPPORTED_TARGET_TYPES = ("ecs",)
+
+
+def parse_target(raw: Any) -> EcsTarget:
+    if not isinstance(raw, dict):
+        raise Invalid(f"target must be an object, got {type(raw).__name__}")
+    kind = raw.get("type")
+    if kind not in TARGET_FIELDS:
+        raise Invalid(f"target.type must be one of {sorted(TARGET_FIELDS)}, got {kind!r}")
+    unknown = set(raw) - TARGET_FIELDS[kind]
+    if unknown:
+        raise Invalid(f"unknown field(s) in {kind} target: {', '.join(sorted(map(str, unknown)))}")
+    if kind not in SUPPORTED_TARGET_TYPES:
+        raise Invalid(f"target type {kind!r} is not supported by this version yet (supported: ecs)")
+    missing = [name for name in ("cluster", "service", "container") if name not in raw]
+    if missing:
+        raise Invalid(f"ecs target is missing {', '.join(missing)}")
+    container = _require_str(raw["container"], "target.container", 255)
+    if not ECS_NAME_RE.fullmatch(container):
+        raise Invalid(f"invalid target.container {container!r}: letters, digits, '-' and '_' only")
+    return EcsTarget(_ecs_name(raw["cluster"], "cluster"), _ecs_name(raw["service"], "service"), container)
+
+
+# -------------------------------------------------------------------------------------------- triggers
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Keep ``target`` on the head of ``stream_tag``."""
+
+    id: str
+    stream_tag: StreamTag
+    target: EcsTarget
+    paused: bool = False
+    status: str = "WaitingForImage"
+    last_triggered_digest: str | None = None
+    last_triggered_at: datetime | None = None
+    last_error: str | None = None
+    rollout_state: str | None = None
+    drift: str | None = None
+    deployed_image: str | None = None
+
+    def with_outcome(self, **changes: Any) -> Trigger:
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "from": str(self.stream_tag),
+            "target": self.target.as_dict(),
+            "paused": self.paused,
+            "status": self.status,
+            "lastTriggeredDigest": self.last_triggered_digest,
+            "lastTriggeredAt": rfc3339(self.last_triggered_at) if self.last_triggered_at else None,
+            "lastError": self.last_error,
+            "rolloutState": self.rollout_state,
+            "drift": self.drift,
+        }
+
+
+def trigger_id(stream_tag: StreamTag, target: EcsTarget) -> str:
+    """Deterministic id: adding the same trigger twice is idempotent."""
+    key = f"{stream_tag}|{sorted(target.as_dict().items())}"
+    return "tr-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+TRIGGER_ID_RE = re.compile(r"tr-[a-f0-9]{12}")
+
+
+def validate_trigger_id(value: Any) -> str:
+    value = _require_str(value, "id", 64)
+    if not TRIGGER_ID_RE.fullmatch(value):
+        raise Invalid(f"invalid trigger id {value!r}: expected tr- followed by 12 hex characters")
+    return value

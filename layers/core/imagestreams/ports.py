@@ -1,0 +1,73 @@
+"""The small interfaces the domain needs from the outside world. Adapters implement them; fakes too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger
+
+
+class StreamStore(Protocol):
+    """Heads, history and triggers (DynamoDB in production)."""
+
+    def get_head(self, stream_tag: StreamTag) -> Head | None:
+        """Strongly consistent read of the head (or tombstone) of a stream tag."""
+
+    def commit(self, expected: Head | None, new: Head, drop_generation: int | None) -> None:
+        """Write ``new`` as head plus its history entry atomically, on condition that the stored head is still
+        ``expected`` (None: no head item at all). Drops the history entry ``drop_generation`` (the cap) in the
+        same transaction. Raises :class:`~imagestreams.errors.ConcurrentUpdate` when the condition fails."""
+
+    def heads(self, stream: str) -> list[Head]:
+        """Every head and tombstone of a stream."""
+
+    def history(self, stream_tag: StreamTag, limit: int) -> list[HistoryEntry]:
+        """History newest first, at most ``limit`` entries."""
+
+    def head_and_triggers(self, stream_tag: StreamTag) -> tuple[Head | None, list[Trigger]]:
+        """One consistent read of a tag's head and all triggers on it."""
+
+    def stream_triggers(self, stream: str) -> list[Trigger]: ...
+
+    def all_triggers(self) -> list[Trigger]: ...
+
+    def get_trigger(self, trigger_id: str) -> Trigger | None: ...
+
+    def add_trigger(self, trigger: Trigger) -> bool:
+        """Insert if absent; False when a trigger with this id already exists."""
+
+    def save_trigger(self, trigger: Trigger) -> bool:
+        """Persist a trigger's state if it still exists; False when it was removed meanwhile."""
+
+    def set_paused(self, trigger: Trigger, paused: bool) -> bool:
+        """Set only ``paused``; False when the trigger no longer exists."""
+
+    def remove_trigger(self, trigger: Trigger) -> None: ...
+
+
+class Registry(Protocol):
+    """ECR, the truth about where tags point."""
+
+    def resolve(self, stream: str, tag: str) -> Observation | None:
+        """Current digest of ``stream:tag``, or None when ECR has no such tag (or no such repository)."""
+
+
+@dataclass(frozen=True)
+class DriverResult:
+    changed: bool
+    previous_image: str | None = None
+    rollout_state: str | None = None
+    detail: str | None = None
+
+
+class TargetDriver(Protocol):
+    """Puts one image (a pinned ref) into one target container, changing nothing else."""
+
+    def apply(self, target: EcsTarget, image: str) -> DriverResult: ...
+
+
+class FireQueue(Protocol):
+    """Hands one fire per trigger to the deployer (SQS FIFO in production, grouped by trigger id)."""
+
+    def enqueue(self, triggers: list[Trigger], head: Head) -> None: ...
