@@ -1,0 +1,285 @@
+"""``imagestreams``: the admin actions of DESIGN §4.2 from a terminal (DESIGN §4.4).
+
+Two transports: ``--function NAME`` invokes the deployed admin function; without it the same operation runs
+in-process against the configured endpoints (``TABLE_NAME`` and the standard ``AWS_ENDPOINT_URL*`` variables).
+Exit codes: 0 ok, 1 caller error (the message is printed), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+MUTATING = {"tag", "untag", "rollback", "import", "trigger.add", "trigger.remove", "trigger.pause",
+            "trigger.resume", "deploy"}
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+
+def short(digest: str | None) -> str:
+    if not digest:
+        return "-"
+    return digest[:19] if digest.startswith("sha256:") else digest
+
+
+def when(at: str | None) -> str:
+    return at.replace("T", " ")[:19] if at else "-"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def target_text(target: dict[str, Any]) -> str:
+    if target.get("type") == "ecs":
+        return f"ecs {target['cluster'].rsplit('/', 1)[-1]}/{target['service'].rsplit('/', 1)[-1]}:{target['container']}"
+    return json.dumps(target, sort_keys=True)
+
+
+def render_triggers(triggers: list[dict[str, Any]]) -> str:
+    if not triggers:
+        return "no triggers"
+    return table(
+        ["ID", "FROM", "TARGET", "STATUS", "PAUSED", "DIGEST", "ROLLOUT", "ERROR"],
+        [[t["id"], t["from"], target_text(t["target"]), t["status"], "yes" if t["paused"] else "no",
+          short(t["lastTriggeredDigest"]), t.get("rolloutState"), t.get("lastError") or t.get("drift")]
+         for t in triggers],
+    )
+
+
+def render_history(result: dict[str, Any]) -> str:
+    rows = [[e["generation"], short(e["digest"]), when(e["at"]), e["cause"], e["actor"]] for e in result["entries"]]
+    return f"{result['target']}\n" + table(["GEN", "DIGEST", "WHEN (UTC)", "CAUSE", "ACTOR"], rows)
+
+
+def render_describe(result: dict[str, Any]) -> str:
+    rows = [[t["tag"], short(t["digest"]), t["generation"], when(t["at"]), t.get("alias_of"),
+             ",".join(t["triggers"]) or "-"] for t in result["tags"]]
+    return f"stream {result['stream']}\n" + table(["TAG", "DIGEST", "GEN", "UPDATED (UTC)", "ALIAS OF", "TRIGGERS"],
+                                                  rows)
+
+
+def render_moves(result: dict[str, Any]) -> str:
+    if not result["moves"]:
+        return "no change: every tag already matches ECR"
+    return table(["TAG", "FROM", "TO", "GEN", "CAUSE"],
+                 [[m["tag"], short(m["from"]), short(m["to"]), m["generation"], m["cause"]] for m in result["moves"]])
+
+
+def render(action: str, result: dict[str, Any]) -> str:
+    if action == "describe":
+        return render_describe(result)
+    if action == "history":
+        return render_history(result)
+    if "moves" in result:
+        return render_moves(result)
+    if action == "trigger.add":
+        return render_triggers([result["trigger"]])
+    return render_triggers(result.get("triggers", []))
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+EXAMPLES = {
+    "describe": "imagestreams describe team/web",
+    "history": "imagestreams history team/web:prod --limit 10",
+    "import": "imagestreams import team/web:latest    |    imagestreams import --stream team/web",
+    "tag": "imagestreams tag team/web:latest team/web:prod",
+    "untag": "imagestreams untag team/web:old",
+    "rollback": "imagestreams rollback team/web:prod --steps 1    |    imagestreams rollback --trigger tr-0123456789ab",
+    "deploy": "imagestreams deploy tr-0123456789ab    |    imagestreams deploy --from team/web:prod",
+    "trigger add": "imagestreams trigger add team/web:prod --ecs prod/web:web",
+    "trigger list": "imagestreams trigger list --from team/web:prod",
+    "trigger pause": "imagestreams trigger pause tr-0123456789ab",
+    "trigger resume": "imagestreams trigger resume --from team/web:prod",
+    "trigger remove": "imagestreams trigger remove tr-0123456789ab",
+}
+
+
+def _sub(subparsers: Any, name: str, help_text: str, key: str | None = None) -> argparse.ArgumentParser:
+    return subparsers.add_parser(name, help=help_text, description=help_text,
+                                 epilog=f"example: {EXAMPLES[key or name]}",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _selector(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", nargs="?", help="trigger id (tr-…)")
+    parser.add_argument("--from", dest="from_", metavar="REF", help="every trigger on this stream tag instead")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagestreams", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--function", help="deployed admin function name or ARN (default: run in-process)")
+    parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument("--actor", help="recorded in history (default: your ARN from sts:GetCallerIdentity)")
+    parser.add_argument("--region", help="AWS region (default: from the environment/profile)")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = _sub(verbs, "describe", "tags of a stream with head digest, generation and triggers")
+    p.add_argument("stream")
+    p = _sub(verbs, "history", "a stream tag's history, newest first")
+    p.add_argument("target", metavar="REF")
+    p.add_argument("--limit", type=int)
+    p = _sub(verbs, "import", "re-resolve tags from ECR now")
+    p.add_argument("target", nargs="?", metavar="REF")
+    p.add_argument("--stream")
+    p = _sub(verbs, "tag", "copy a tag or digest to other tags, byte-exact (permanent, or --alias to track)")
+    p.add_argument("source")
+    p.add_argument("targets", nargs="+", metavar="TARGET")
+    p.add_argument("--alias", action="store_true")
+    p = _sub(verbs, "untag", "remove a tag from its stream (and from ECR unless --keep-in-registry)")
+    p.add_argument("target", metavar="REF")
+    p.add_argument("--keep-in-registry", action="store_true")
+    p = _sub(verbs, "rollback", "move a tag back in its history, or roll one trigger's target back (pauses it)")
+    p.add_argument("target", nargs="?", metavar="REF")
+    p.add_argument("--trigger")
+    p.add_argument("--to", metavar="DIGEST")
+    p.add_argument("--steps", type=int)
+    p = _sub(verbs, "deploy", "apply the current head now, even if paused")
+    _selector(p)
+
+    trig = verbs.add_parser("trigger", help="add, remove, pause, resume or list triggers")
+    tverbs = trig.add_subparsers(dest="tverb", required=True, metavar="ACTION")
+    p = _sub(tverbs, "add", "keep a target on the head of a stream tag", "trigger add")
+    p.add_argument("from_", metavar="FROM")
+    p.add_argument("--ecs", metavar="CLUSTER/SERVICE:CONTAINER", help="an ECS service container")
+    p.add_argument("--target", metavar="JSON", help="a target object as JSON (DESIGN §4.2)")
+    p.add_argument("--paused", action="store_true")
+    for name in ("remove", "pause", "resume"):
+        _selector(_sub(tverbs, name, f"{name} triggers", f"trigger {name}"))
+    p = _sub(tverbs, "list", "triggers with their status", "trigger list")
+    p.add_argument("--from", dest="from_", metavar="REF")
+    return parser
+
+
+def _ecs_target(spec: str) -> dict[str, Any]:
+    cluster, _, rest = spec.partition("/")
+    service, _, container = rest.partition(":")
+    if not (cluster and service and container):
+        raise SystemExit("imagestreams: --ecs takes CLUSTER/SERVICE:CONTAINER")
+    return {"type": "ecs", "cluster": cluster, "service": service, "container": container}
+
+
+def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Translate parsed arguments into the admin JSON command (no validation beyond shape: the admin does it)."""
+    verb = args.verb
+    if verb == "trigger":
+        action = f"trigger.{args.tverb}"
+        cmd: dict[str, Any] = {"action": action}
+        if args.tverb == "add":
+            if bool(args.ecs) == bool(args.target):
+                raise SystemExit("imagestreams: give exactly one of --ecs or --target")
+            cmd.update({"from": args.from_, "target": _ecs_target(args.ecs) if args.ecs else json.loads(args.target)})
+            if args.paused:
+                cmd["paused"] = True
+        else:
+            _put_selector(cmd, args)
+        return cmd
+    cmd = {"action": verb}
+    if verb == "describe":
+        cmd["stream"] = args.stream
+    elif verb == "history":
+        cmd["target"] = args.target
+        if args.limit is not None:
+            cmd["limit"] = args.limit
+    elif verb == "import":
+        if args.target:
+            cmd["target"] = args.target
+        if args.stream:
+            cmd["stream"] = args.stream
+    elif verb == "tag":
+        cmd.update({"source": args.source, "target": args.targets if len(args.targets) > 1 else args.targets[0]})
+        if args.alias:
+            cmd["alias"] = True
+    elif verb == "untag":
+        cmd["target"] = args.target
+        if args.keep_in_registry:
+            cmd["keep_in_registry"] = True
+    elif verb == "rollback":
+        for key in ("target", "trigger", "to", "steps"):
+            if getattr(args, key) is not None:
+                cmd[key] = getattr(args, key)
+    elif verb == "deploy":
+        _put_selector(cmd, args)
+    return cmd
+
+
+def _put_selector(cmd: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.id:
+        cmd["id"] = args.id
+    if args.from_:
+        cmd["from"] = args.from_
+
+
+# ------------------------------------------------------------------------------------------ transports
+
+
+def caller_arn(region: str | None) -> str:
+    from . import aws
+
+    try:
+        return aws.session().client("sts", region_name=region).get_caller_identity()["Arn"]
+    except Exception:  # noqa: BLE001 - attribution is best effort; CloudTrail has the verified record
+        return "unknown"
+
+
+def invoke_function(function: str, command: dict[str, Any], region: str | None) -> dict[str, Any]:
+    from . import aws
+
+    client = aws.session().client("lambda", region_name=region, config=aws.client_config())
+    out = client.invoke(FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(command).encode())
+    payload = json.loads(out["Payload"].read() or b"null")
+    if out.get("FunctionError"):
+        message = payload.get("errorMessage") if isinstance(payload, dict) else payload
+        raise RuntimeError(f"admin function failed: {message}")
+    return payload
+
+
+def run_in_process(command: dict[str, Any]) -> dict[str, Any]:
+    from .admin import dispatch
+    from .bootstrap import services
+
+    return dispatch(services, command)
+
+
+def main(argv: Sequence[str] | None = None, *,
+         transport: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = command_from_args(args)
+    if command["action"] in MUTATING:
+        command["actor"] = args.actor or caller_arn(args.region)
+    if transport is None:
+        if args.function:
+            def transport(cmd: dict[str, Any]) -> dict[str, Any]:
+                return invoke_function(args.function, cmd, args.region)
+        else:
+            if args.region:
+                os.environ["AWS_DEFAULT_REGION"] = args.region
+            transport = run_in_process
+    try:
+        answer = transport(command)
+    except RuntimeError as exc:
+        print(f"imagestreams: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(answer, indent=2, sort_keys=True))
+    elif answer.get("ok"):
+        print(render(command["action"], answer["result"]))
+    if not answer.get("ok"):
+        if args.output != "json":
+            print(f"imagestreams: {answer['error']['type']}: {answer['error']['message']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

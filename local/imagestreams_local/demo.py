@@ -1,0 +1,160 @@
+"""The local demo: an ECR push becomes a digest-pinned ECS rollout, on the embedded AWS.
+
+Every step goes through the real handlers, wired the way template.yaml wires them: the ECR event is put on
+EventBridge, the rule delivers it to the ingest function, the table's change stream feeds the fan-out function,
+the FIFO queue feeds the deployer. The story checks its own outcome and exits non-zero if anything is off.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from imagestreams.cli import render_describe, render_history, render_triggers, short, table
+
+from .embedded import EmbeddedAws, Invocation
+
+REPO = "team/web"
+CLUSTER = "demo"
+SERVICE = "web"
+SIDECAR_IMAGE = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
+
+
+@dataclass
+class Story:
+    out: TextIO
+    started: float = field(default_factory=time.monotonic)
+    failures: list[str] = field(default_factory=list)
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def step(self, text: str) -> None:
+        self.say(f"\n[{time.monotonic() - self.started:5.1f}s] {text}")
+
+    def check(self, ok: bool, text: str) -> None:
+        self.say(f"        {'ok ' if ok else 'FAIL'} {text}")
+        if not ok:
+            self.failures.append(text)
+
+    def on_invoke(self, inv: Invocation) -> None:
+        if inv.error is not None:
+            self.say(f"        -> {inv.function}: error {type(inv.error).__name__}: {inv.error}")
+            return
+        summary = _summarise(inv)
+        if summary:
+            self.say(f"        -> {inv.function}: {summary}")
+
+
+def _summarise(inv: Invocation) -> str | None:
+    result = inv.result or {}
+    if inv.function == "IngestFunction":
+        if result.get("status") == "moved":
+            return "; ".join(f"{m['tag']} {short(m['from'])} => {short(m['to'])} (gen {m['generation']}, "
+                             f"{m['cause']})" for m in result["moves"])
+        return f"{result.get('status')}: {result.get('reason')}"
+    if inv.function == "FanoutFunction":
+        return f"head change from the table stream, {len(inv.event['Records'])} record(s) -> fires queued"
+    if inv.function == "DeployerFunction":
+        failed = len(result.get("batchItemFailures", []))
+        return f"{len(inv.event['Records'])} fire(s) from the FIFO queue, {failed} failed"
+    return None
+
+
+def _service_state(aws: EmbeddedAws) -> tuple[str, dict[str, str]]:
+    ecs = aws.client("ecs")
+    arn = ecs.describe_services(cluster=CLUSTER, services=[SERVICE])["services"][0]["taskDefinition"]
+    containers = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"]
+    return arn.rsplit("/", 1)[-1], {c["name"]: c["image"] for c in containers}
+
+
+def _admin(aws: EmbeddedAws, command: dict[str, Any]) -> dict[str, Any]:
+    answer = aws.invoke("AdminFunction", {**command, "actor": "arn:aws:iam::123456789012:user/demo"}
+                        if command["action"] in ("trigger.add",) else command)
+    if not answer["ok"]:
+        raise RuntimeError(f"admin {command['action']} failed: {answer['error']}")
+    return answer["result"]
+
+
+def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> int:
+    story = Story(out)
+    with EmbeddedAws(use_dynamodb_local=use_dynamodb_local, on_invoke=story.on_invoke) as aws:
+        story.say("ImageStreams for AWS - local demo")
+        story.step(f"embedded AWS up: moto server ({aws.moto_url}) for ECR/ECS/SQS/EventBridge, "
+                   f"{aws.dynamodb_backend} for DynamoDB")
+        outputs = aws.deploy()
+        story.say(f"        stack created from template.yaml: {len(aws.functions)} functions, "
+                  f"table {outputs['StreamsTableName']}, FIFO fire queue, DLQs, EventBridge rule")
+
+        ecr, ecs = aws.client("ecr"), aws.client("ecs")
+        registry = ecr.create_repository(repositoryName=REPO)["repository"]["repositoryUri"].split("/")[0]
+        ecs.create_cluster(clusterName=CLUSTER)
+        task_def = ecs.register_task_definition(family=SERVICE, containerDefinitions=[
+            {"name": "web", "image": f"{registry}/{REPO}:latest", "memory": 256, "essential": True},
+            {"name": "log-router", "image": SIDECAR_IMAGE, "memory": 64, "essential": False},
+        ])["taskDefinition"]["taskDefinitionArn"]
+        ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=task_def, desiredCount=2)
+        story.step(f"ECR repository {REPO}; ECS service {CLUSTER}/{SERVICE} runs web = {REPO}:latest "
+                   "(a moving tag) next to a log-router sidecar")
+
+        story.step(f"trigger.add: keep {CLUSTER}/{SERVICE}:web on the head of {REPO}:latest")
+        added = _admin(aws, {"action": "trigger.add", "from": f"{REPO}:latest",
+                             "target": {"type": "ecs", "cluster": CLUSTER, "service": SERVICE, "container": "web"}})
+        trigger_id = added["id"]
+        story.check(added["trigger"]["status"] == "WaitingForImage",
+                    f"trigger {trigger_id} is WaitingForImage (the tag has no head yet)")
+
+        story.step(f"docker push {REPO}:latest (v1) -> ECR emits 'ECR Image Action' PUSH")
+        v1 = aws.push_image(REPO, "latest", seed="v1")
+        aws.pump()
+        d1 = v1["detail"]["image-digest"]
+        revision, images = _service_state(aws)
+        story.check(images["web"] == f"{registry}/{REPO}@{d1}", f"service now on {revision}, web = {REPO}@{short(d1)}")
+        story.check(images["log-router"] == SIDECAR_IMAGE, "sidecar image untouched")
+
+        story.step(f"docker push {REPO}:latest (v2), a rebuild under the same tag")
+        v2 = aws.push_image(REPO, "latest", seed="v2")
+        aws.pump()
+        d2 = v2["detail"]["image-digest"]
+        revision2, images = _service_state(aws)
+        story.check(images["web"] == f"{registry}/{REPO}@{d2}", f"service now on {revision2}, web = {REPO}@{short(d2)}")
+
+        story.step("EventBridge redelivers v1's old PUSH event late (out of order)")
+        aws.emit(v1)
+        aws.pump()
+        story.step("...and v2's event a second time (duplicate)")
+        aws.emit(v2)
+        aws.pump()
+        revision3, images = _service_state(aws)
+        story.check(revision3 == revision2 and images["web"].endswith(d2),
+                    f"nothing moved: service still on {revision3} with v2")
+
+        story.step(f"push by digest (no tag) to {REPO}: moves no tag")
+        aws.push_image(REPO, None, seed="scratch")
+        aws.pump()
+
+        history = _admin(aws, {"action": "history", "target": f"{REPO}:latest"})
+        story.check([e["digest"] for e in history["entries"]] == [d2, d1], "history has exactly two entries: v2, v1")
+        story.step("history (imagestreams history team/web:latest)")
+        story.say(_indent(render_history(history)))
+        story.step("stream (imagestreams describe team/web)")
+        story.say(_indent(render_describe(_admin(aws, {"action": "describe", "stream": REPO}))))
+        story.step("triggers (imagestreams trigger list)")
+        story.say(_indent(render_triggers(_admin(aws, {"action": "trigger.list"})["triggers"])))
+        story.step("what ran, per function")
+        counts: dict[str, int] = {}
+        for inv in aws.invocations:
+            counts[inv.function] = counts.get(inv.function, 0) + 1
+        story.say(_indent(table(["FUNCTION", "INVOCATIONS"], sorted(counts.items()))))
+
+    if story.failures:
+        story.say(f"\nDEMO FAILED: {len(story.failures)} check(s) failed")
+        return 1
+    story.say(f"\ndone in {time.monotonic() - story.started:.1f}s - every check passed")
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join("        " + line for line in text.splitlines())
