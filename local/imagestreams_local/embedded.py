@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -362,13 +362,13 @@ class EmbeddedAws:
 
     # ----------------------------------------------------------------------------------------- invoke
 
-    @contextlib.contextmanager
-    def _function_env(self, fn: Function) -> Iterator[None]:
-        env = {**fn.environment, **self._overrides}
+    def use_function_env(self, logical_id: str) -> None:
+        """Make this process look like the function's runtime (its environment variables), e.g. to call the
+        composition root directly in tests or benchmarks."""
+        env = {**self.functions[logical_id].environment, **self._overrides}
         if env != self._applied_env:
             self._set_env(env)
             self._applied_env = env
-        yield
 
     def invoke(self, logical_id: str, event: Any, source: str = "invoke") -> Any:
         """Synchronous invoke (like ``aws lambda invoke``); exceptions propagate."""
@@ -376,8 +376,8 @@ class EmbeddedAws:
         record = Invocation(logical_id, source, event)
         self.invocations.append(record)
         try:
-            with self._function_env(fn):
-                record.result = fn.handler()(event, FakeContext(f"imagestreams-{logical_id}"))
+            self.use_function_env(logical_id)
+            record.result = fn.handler()(event, FakeContext(f"imagestreams-{logical_id}"))
             return record.result
         except BaseException as exc:
             record.error = exc

