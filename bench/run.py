@@ -1,0 +1,220 @@
+"""Benchmark: AWS calls per push and per fire, ingest overhead over its irreducible calls, handler import cost.
+
+Everything runs against the embedded AWS (moto server + DynamoDB Local when present) in one process, so ratios
+compare like with like on the same noisy machine. Prints a table and writes bench/results.json.
+
+    make bench            # or: .venv/bin/python bench/run.py [--events 40] [--imports 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "local")]
+
+from imagestreams_local.embedded import EmbeddedAws  # noqa: E402
+
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+HANDLERS = {"ingest": "functions/ingest", "fanout": "functions/fanout", "deployer": "functions/deployer",
+            "admin": "functions/admin"}
+
+
+class CallCounter:
+    """Counts API calls made by the cached clients, using botocore's own event hooks."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def attach(self, *clients: Any) -> None:
+        for client in clients:
+            service = client.meta.service_model.service_name
+            client.meta.events.register(
+                "before-call.*.*", lambda model, _s=service, **_: self.calls.update([f"{_s}:{model.name}"]))
+
+    def take(self) -> Counter[str]:
+        out, self.calls = self.calls, Counter()
+        return out
+
+
+def total(calls: Counter[str], prefix: str = "") -> int:
+    return sum(n for k, n in calls.items() if k.startswith(prefix))
+
+
+def writes(calls: Counter[str]) -> int:
+    return sum(n for k, n in calls.items() if k.split(":")[1] in WRITES)
+
+
+def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
+    from imagestreams import aws as clients
+    from imagestreams.model import StreamTag
+
+    aws.deploy()
+    aws.client("ecr").create_repository(repositoryName="bench/web")
+    aws.use_function_env("IngestFunction")
+    handler = aws.functions["IngestFunction"].handler()
+
+    class Ctx:
+        function_name, memory_limit_in_mb, aws_request_id = "bench", 256, "r"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+
+    ddb, ecr, ecs = clients.client("dynamodb"), clients.client("ecr"), clients.client("ecs")
+    counter = CallCounter()
+    counter.attach(ddb, ecr, ecs)
+    table = aws.outputs["StreamsTableName"]
+
+    def ingest(event: dict[str, Any]) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):  # EMF metrics go to stdout in Lambda
+            handler(event, Ctx())
+
+    # warm up: clients built, code paths imported (a warm container)
+    ingest(aws.push_image("bench/web", "warm", seed="warm", emit=False))
+    counter.take()
+
+    fresh_calls, dup_calls, ingest_times, raw_times = [], [], [], []
+    for i in range(events):
+        event = aws.push_image("bench/web", "latest", seed=f"v{i}", emit=False)
+        started = time.perf_counter()
+        ingest(event)
+        ingest_times.append(time.perf_counter() - started)
+        fresh_calls.append(counter.take())
+        ingest(event)  # the same event delivered twice
+        dup_calls.append(counter.take())
+        raw_times.append(_irreducible(ddb, ecr, table, i, event["detail"]["image-digest"]))
+        counter.take()
+
+    # ECS fire: a new digest, then the same digest again (already pinned)
+    ecs_raw = aws.client("ecs")
+    ecs_raw.create_cluster(clusterName="bench")
+    td = ecs_raw.register_task_definition(family="web", containerDefinitions=[
+        {"name": "web", "image": f"{REG}/bench/web:latest", "memory": 128},
+        {"name": "sidecar", "image": "fluent-bit:2", "memory": 64}])["taskDefinition"]["taskDefinitionArn"]
+    ecs_raw.create_service(cluster="bench", serviceName="web", taskDefinition=td, desiredCount=1)
+    from imagestreams.bootstrap import services
+
+    streams = services()
+    stream_tag = StreamTag("bench/web", "latest")
+    added = streams.add_trigger(stream_tag, _target(), paused=True)
+    counter.take()
+    fired = streams.fire_by_id(stream_tag, added.id, force=True)
+    fire_new = counter.take()
+    assert fired.last_triggered_digest and fired.status != "Failed", fired
+    streams.fire_by_id(stream_tag, added.id, force=True)
+    fire_pinned = counter.take()
+
+    def med(values: list[Counter[str]], fn: Any, *args: Any) -> float:
+        return statistics.median(fn(v, *args) for v in values)
+
+    return {
+        "ingest_calls_fresh": med(fresh_calls, total),
+        "ingest_writes_fresh": med(fresh_calls, writes),
+        "ingest_calls_duplicate": med(dup_calls, total),
+        "ingest_writes_duplicate": med(dup_calls, writes),
+        "ingest_calls_fresh_detail": dict(fresh_calls[-1]),
+        "ecs_fire_calls": total(fire_new, "ecs:"),
+        "ecs_fire_calls_pinned": total(fire_pinned, "ecs:"),
+        "ecs_fire_dynamodb_writes": writes(fire_new),
+        "ecs_fire_dynamodb_writes_pinned": writes(fire_pinned),
+        "ecs_fire_detail": dict(fire_new),
+        "ingest_ms_median": round(statistics.median(ingest_times) * 1000, 2),
+        "irreducible_ms_median": round(statistics.median(raw_times) * 1000, 2),
+        "ingest_overhead_ratio": round(statistics.median(ingest_times) / statistics.median(raw_times), 3),
+        "events": events,
+        "dynamodb_backend": aws.dynamodb_backend,
+    }
+
+
+def _target() -> Any:
+    from imagestreams.model import EcsTarget
+
+    return EcsTarget("bench", "web", "web")
+
+
+def _irreducible(ddb: Any, ecr: Any, table: str, i: int, digest: str) -> float:
+    """The three calls a fresh push cannot do without, made raw: head read, ECR resolve, one transaction."""
+    key = {"pk": {"S": "S#bench/raw"}, "sk": {"S": "T#t#H"}}
+    started = time.perf_counter()
+    ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
+    ecr.describe_images(repositoryName="bench/web", imageIds=[{"imageTag": "latest"}])
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": table, "Item": {**key, "digest": {"S": digest}, "generation": {"N": str(i + 1)}},
+                 "ConditionExpression": "attribute_not_exists(pk) OR generation = :g",
+                 "ExpressionAttributeValues": {":g": {"N": str(i)}}}},
+        {"Put": {"TableName": table, "Item": {"pk": key["pk"], "sk": {"S": f"T#t#V#{i + 1:012d}"},
+                                              "digest": {"S": digest}},
+                 "ConditionExpression": "attribute_not_exists(sk)"}},
+    ])
+    return time.perf_counter() - started
+
+
+def bench_imports(runs: int) -> dict[str, Any]:
+    """Median import time of each handler module in fresh processes, over bare ``import boto3``."""
+    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "1", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
+        env.pop(key)
+
+    def once(module: str, path: str | None) -> float:
+        code = ("import sys, time\n"
+                + (f"sys.path[:0] = [{str(ROOT / 'layers' / 'core')!r}, {str(ROOT / path)!r}]\n" if path else "")
+                + f"t = time.perf_counter()\nimport {module}\nprint(time.perf_counter() - t)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        return float(out.stdout.strip())
+
+    samples: dict[str, list[float]] = {"boto3": [], **{name: [] for name in HANDLERS}}
+    for _ in range(runs):  # interleaved, so machine noise hits every module alike
+        samples["boto3"].append(once("boto3", None))
+        for name, path in HANDLERS.items():
+            samples[name].append(once(name, path))
+    medians = {k: statistics.median(v) for k, v in samples.items()}
+    return {
+        "import_ms": {k: round(v * 1000, 1) for k, v in medians.items()},
+        "import_ratio": {name: round(medians[name] / medians["boto3"], 3) for name in HANDLERS},
+        "import_runs": runs,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=40)
+    parser.add_argument("--imports", type=int, default=9)
+    args = parser.parse_args()
+    with EmbeddedAws() as aws:
+        results = bench_calls_and_overhead(aws, args.events)
+    results.update(bench_imports(args.imports))
+    rows = [
+        ("ingest: AWS calls per fresh push", results["ingest_calls_fresh"], "<= 3"),
+        ("ingest: AWS calls per duplicate event", results["ingest_calls_duplicate"], "<= 2"),
+        ("ingest: DynamoDB writes per duplicate event", results["ingest_writes_duplicate"], "0"),
+        ("ECS fire: ECS calls (new digest)", results["ecs_fire_calls"], "<= 4"),
+        ("ECS fire: ECS calls (already pinned)", results["ecs_fire_calls_pinned"], "<= 2"),
+        ("ECS fire: DynamoDB writes (new / pinned)",
+         f"{results['ecs_fire_dynamodb_writes']} / {results['ecs_fire_dynamodb_writes_pinned']}", "<= 1"),
+        (f"ingest time / irreducible calls ({results['ingest_ms_median']} / {results['irreducible_ms_median']} ms)",
+         results["ingest_overhead_ratio"], "<= 1.3"),
+    ]
+    rows += [(f"import {name} / import boto3 ({results['import_ms'][name]} / {results['import_ms']['boto3']} ms)",
+              ratio, "<= 1.3") for name, ratio in results["import_ratio"].items()]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure'.ljust(width)}  {'value':>8}  target")
+    for name, value, target in rows:
+        print(f"{name.ljust(width)}  {str(value):>8}  {target}")
+    print(f"\n{results['events']} events, DynamoDB backend: {results['dynamodb_backend']}, "
+          f"imports: median of {results['import_runs']} fresh processes, Python {sys.version.split()[0]}")
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
