@@ -2,7 +2,8 @@
 
 Fires against the head as it is *now*, so a late message can never deploy an older digest. A permanent target
 error marks the trigger ``Failed`` and consumes the message; a transient one is retried by SQS and, after the
-queue's maxReceiveCount, parked in the DLQ — without holding up other targets' messages.
+queue's maxReceiveCount, parked in the DLQ — without holding up other targets' messages (a failure skips only the
+rest of its own message group, i.e. its own trigger).
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from imagestreams import batch
 from imagestreams.bootstrap import services
 from imagestreams.model import StreamTag, validate_trigger_id
 
 logger = Logger()
 metrics = Metrics()
-# skip_group_on_error: a failed fire holds back later fires of the *same* trigger only (ordering per target).
-processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
-def record_handler(record: Any) -> None:
-    body = json.loads(record.body)
+def record_handler(record: dict[str, Any]) -> None:
+    body = json.loads(record["body"])
     trigger = services().fire_by_id(StreamTag.parse(body["from"], "from"), validate_trigger_id(body["trigger"]))
     if trigger is None:
         return
@@ -35,4 +34,4 @@ def record_handler(record: Any) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return batch.process(event, record_handler, identifier=batch.sqs_message_id, group=batch.sqs_group)

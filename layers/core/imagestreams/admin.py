@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ImageStreamsError, Invalid, NotFound
 from .model import ImageRef, StreamTag, Trigger, parse_target, validate_repository, validate_trigger_id
@@ -18,8 +17,7 @@ from .services import ImageStreams
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     run: Callable[[ImageStreams, dict[str, Any]], dict[str, Any]]
     required: frozenset[str]
     optional: frozenset[str]

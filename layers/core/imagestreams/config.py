@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import Invalid
 
@@ -17,8 +17,7 @@ def _positive_int(name: str, default: int) -> int:
     return int(raw)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     table: str
     fire_queue_url: str | None
     history_limit: int

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import Invalid
 from .model import validate_digest, validate_repository, validate_tag
@@ -11,8 +10,7 @@ from .model import validate_digest, validate_repository, validate_tag
 DETAIL_TYPES = {"ECR Image Action": ("PUSH", "DELETE"), "ECR Replication Action": ("REPLICATE",)}
 
 
-@dataclass(frozen=True)
-class EcrEvent:
+class EcrEvent(NamedTuple):
     id: str
     action: str  # PUSH | DELETE | REPLICATE
     stream: str

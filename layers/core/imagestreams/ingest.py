@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .events import EcrEvent
 from .model import Move, StreamTag
 from .services import ImageStreams
 
 
-@dataclass
-class IngestOutcome:
+class IngestOutcome(NamedTuple):
     status: str  # moved | unchanged | ignored
-    moves: list[Move] = field(default_factory=list)
+    moves: tuple[Move, ...] = ()
     reason: str = ""
 
     def as_dict(self) -> dict:
@@ -25,7 +24,7 @@ def handle_ecr_event(streams: ImageStreams, event: EcrEvent) -> IngestOutcome:
     if event.tag is None:
         if event.action == "DELETE" and event.digest:
             moves = streams.observe_deleted_digest(event.stream, event.digest)
-            return IngestOutcome("moved" if moves else "unchanged", moves, "delete by digest re-resolved")
+            return IngestOutcome("moved" if moves else "unchanged", tuple(moves), "delete by digest re-resolved")
         return IngestOutcome("ignored", reason="push without a tag moves no tag")
     stream_tag = StreamTag(event.stream, event.tag)
     # A PUSH/REPLICATE that finds the tag moved is a push; anything else that finds it moved is an import.
@@ -33,4 +32,4 @@ def handle_ecr_event(streams: ImageStreams, event: EcrEvent) -> IngestOutcome:
     move = streams.observe(stream_tag, cause=cause)
     if move is None:
         return IngestOutcome("unchanged", reason="head already matches ECR")
-    return IngestOutcome("moved", [move])
+    return IngestOutcome("moved", (move,))

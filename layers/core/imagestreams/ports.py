@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger
 
@@ -53,8 +52,7 @@ class Registry(Protocol):
         """Current digest of ``stream:tag``, or None when ECR has no such tag (or no such repository)."""
 
 
-@dataclass(frozen=True)
-class DriverResult:
+class DriverResult(NamedTuple):
     changed: bool
     previous_image: str | None = None
     rollout_state: str | None = None

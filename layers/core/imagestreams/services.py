@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from .errors import ConcurrentUpdate, Invalid, NotFound, TargetError, TransientTargetError
@@ -29,15 +28,19 @@ log = logging.getLogger(__name__)
 DEFAULT_HISTORY_LIMIT = 50
 
 
-@dataclass
 class ImageStreams:
-    store: StreamStore
-    registry: Registry
-    drivers: Mapping[str, TargetDriver]
-    fire_queue: FireQueue | None = None
-    history_limit: int = DEFAULT_HISTORY_LIMIT
-    clock: Callable[[], datetime] = utcnow
-    max_attempts: int = 8
+    """The use cases, over the ports they are given (see :mod:`imagestreams.bootstrap`)."""
+
+    def __init__(self, store: StreamStore, registry: Registry, drivers: Mapping[str, TargetDriver],
+                 fire_queue: FireQueue | None = None, *, history_limit: int = DEFAULT_HISTORY_LIMIT,
+                 clock: Callable[[], datetime] = utcnow, max_attempts: int = 8) -> None:
+        self.store = store
+        self.registry = registry
+        self.drivers = drivers
+        self.fire_queue = fire_queue
+        self.history_limit = history_limit
+        self.clock = clock
+        self.max_attempts = max_attempts
 
     # ------------------------------------------------------------------------------------ ingest (§3.1)
 

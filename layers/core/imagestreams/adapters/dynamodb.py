@@ -76,6 +76,11 @@ def head_from_item(item: dict[str, Any]) -> Head:
     )
 
 
+def head_from_image(image: dict[str, Any]) -> Head:
+    """A head from a stream record's ``NewImage`` (DynamoDB JSON)."""
+    return head_from_item(_load(image))
+
+
 def _entry_from_item(item: dict[str, Any]) -> HistoryEntry:
     return HistoryEntry(item["digest"], int(item["generation"]), _dt(item["at"]), item["cause"], item["actor"])
 
