@@ -242,3 +242,15 @@ def test_delete_by_digest_re_resolves_tags_on_it(repo):
     repo.pump()
     entries = repo.invoke("AdminFunction", {"action": "history", "target": "team/web:latest"})["result"]["entries"]
     assert [e["cause"] for e in entries] == ["delete", "push"]
+
+
+def test_cli_in_process_records_the_caller_identity_as_actor(repo, capsys):
+    from imagestreams.cli import main
+
+    repo.push_image("team/web", "latest", seed="1", emit=False)
+    repo.use_function_env("AdminFunction")
+    assert main(["import", "team/web:latest"]) == 0
+    assert "import" in capsys.readouterr().out
+    assert main(["--output", "json", "history", "team/web:latest"]) == 0
+    entry = json.loads(capsys.readouterr().out)["result"]["entries"][0]
+    assert entry["cause"] == "import" and entry["actor"].startswith("arn:aws:") and "123456789012" in entry["actor"]

@@ -1,0 +1,82 @@
+"""CLI: arguments → admin command, rendering (golden), exit codes, transports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from imagestreams.admin import dispatch
+from imagestreams.adapters.memory import MemoryEcs, MemoryRegistry, MemoryStore
+from imagestreams.cli import main
+from imagestreams.model import StreamTag
+from imagestreams.services import ImageStreams
+from tests.conftest import digest
+
+
+@pytest.fixture
+def transport():
+    store, registry, ecs = MemoryStore(), MemoryRegistry(), MemoryEcs()
+    ecs.images[("demo", "web")] = {"web": "x:latest"}
+    streams = ImageStreams(store, registry, {"ecs": ecs}, clock=lambda: __import__("datetime").datetime(
+        2026, 11, 26, 12, 0, 0, tzinfo=__import__("datetime").timezone.utc))
+    for n in (1, 2):
+        registry.set("team/web", "latest", digest(n))
+        streams.observe(StreamTag("team/web", "latest"))
+    sent = []
+
+    def send(command):
+        sent.append(command)
+        return dispatch(streams, command)
+
+    send.sent = sent
+    return send
+
+
+def test_history_table_golden(transport, capsys):
+    assert main(["--actor", "me", "history", "team/web:latest"], transport=transport) == 0
+    assert capsys.readouterr().out == (
+        "team/web:latest\n"
+        "GEN  DIGEST               WHEN (UTC)           CAUSE  ACTOR\n"
+        f"2    {digest(2)[:19]}  2026-11-26 12:00:00  push   ecr\n"
+        f"1    {digest(1)[:19]}  2026-11-26 12:00:00  push   ecr\n"
+    )
+    assert transport.sent[-1] == {"action": "history", "target": "team/web:latest"}  # reads carry no actor
+
+
+def test_trigger_add_sends_actor_and_renders(transport, capsys):
+    assert main(["--actor", "arn:aws:iam::1:user/a", "trigger", "add", "team/web:latest", "--ecs", "demo/web:web"],
+                transport=transport) == 0
+    sent = transport.sent[-1]
+    assert sent == {"action": "trigger.add", "from": "team/web:latest", "actor": "arn:aws:iam::1:user/a",
+                    "target": {"type": "ecs", "cluster": "demo", "service": "web", "container": "web"}}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ID", "FROM", "TARGET", "STATUS", "PAUSED", "DIGEST", "ROLLOUT", "ERROR"]
+    assert "ecs demo/web:web" in lines[1] and "Deploying" in lines[1] and digest(2)[:19] in lines[1]
+
+
+def test_json_output_is_the_raw_answer(transport, capsys):
+    assert main(["--output", "json", "describe", "team/web"], transport=transport) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["ok"] is True and answer["result"]["tags"][0]["generation"] == 2
+
+
+def test_caller_error_exits_1_with_message(transport, capsys):
+    assert main(["describe", "team/none"], transport=transport) == 1
+    assert "NotFound: stream team/none" in capsys.readouterr().err
+
+
+def test_usage_error_exits_2(transport):
+    with pytest.raises(SystemExit) as info:
+        main(["trigger", "frobnicate"], transport=transport)
+    assert info.value.code == 2
+
+
+def test_every_verb_has_help_with_an_example(capsys):
+    for argv in (["describe"], ["history"], ["import"], ["tag"], ["untag"], ["rollback"], ["deploy"],
+                 ["trigger", "add"], ["trigger", "list"], ["trigger", "pause"], ["trigger", "resume"],
+                 ["trigger", "remove"]):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--help"])
+        assert info.value.code == 0
+        assert "example: imagestreams" in capsys.readouterr().out
