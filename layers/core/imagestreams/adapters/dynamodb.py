@@ -251,27 +251,20 @@ class DynamoStore:
         expression = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
         if removes:
             expression += " REMOVE " + ", ".join(f"#{k}" for k in removes)
-        st = trigger.stream_tag
-        try:
-            self.client.update_item(
-                TableName=self.table, Key=_dump({"pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id)}),
-                UpdateExpression=expression, ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=_dump({f":{k}": v for k, v in sets.items()}),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_trigger(trigger, UpdateExpression=expression, ExpressionAttributeNames=names,
+                                    ExpressionAttributeValues=_dump({f":{k}": v for k, v in sets.items()}))
 
     def set_paused(self, trigger: Trigger, paused: bool) -> bool:
+        return self._update_trigger(trigger, UpdateExpression="SET paused = :p",
+                                    ExpressionAttributeValues=_dump({":p": paused}))
+
+    def _update_trigger(self, trigger: Trigger, **update: Any) -> bool:
+        """UpdateItem on an existing trigger; False when it was removed meanwhile."""
         st = trigger.stream_tag
         try:
             self.client.update_item(
                 TableName=self.table, Key=_dump({"pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id)}),
-                UpdateExpression="SET paused = :p", ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=_dump({":p": paused}),
-            )
+                ConditionExpression="attribute_exists(pk)", **update)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
