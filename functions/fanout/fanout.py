@@ -22,6 +22,9 @@ def record_handler(record: dict[str, Any]) -> None:
     image = record["dynamodb"].get("NewImage")
     if not image or image.get("kind", {}).get("S") != "HEAD":
         return  # REMOVE (tombstone expired by TTL) or not a head: nothing to fire
+    old = record["dynamodb"].get("OldImage") or {}
+    if old.get("generation") == image.get("generation"):
+        return  # an alias link changed, not the digest: no move, no fire
     head = head_from_image(image)
     queued = services().head_moved(head)
     metrics.add_metric(name="FiresQueued", unit=MetricUnit.Count, value=len(queued))

@@ -506,10 +506,14 @@ class EmbeddedAws:
     # ------------------------------------------------------------------------------------ ECR helpers
 
     def push_image(self, repository: str, tag: str | None, *, seed: str, emit: bool = True,
-                   architecture: str = "amd64") -> dict[str, Any]:
+                   architecture: str = "amd64", also: tuple[str, ...] = ()) -> dict[str, Any]:
         """Push a (tiny, synthetic) single-arch image like ``docker push`` would, then emit the ECR event AWS
-        would send. Returns the event."""
+        would send. ``also`` pushes the same image under more tags first (as CI does with a version tag), which
+        also keeps it alive in moto, which deletes an image when its last tag moves away (AWS keeps it
+        untagged). Returns the event of ``tag``."""
         manifest = _image_manifest(seed, architecture)
+        for extra in also:
+            self._put(repository, extra, manifest, DOCKER_MANIFEST, emit)
         return self._put(repository, tag, manifest, DOCKER_MANIFEST, emit)
 
     def push_multiarch(self, repository: str, tag: str, *, seed: str, emit: bool = True) -> dict[str, Any]:

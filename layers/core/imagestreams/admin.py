@@ -11,7 +11,15 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .errors import ImageStreamsError, Invalid, NotFound
-from .model import ImageRef, StreamTag, Trigger, parse_target, validate_repository, validate_trigger_id
+from .model import (
+    ImageRef,
+    StreamTag,
+    Trigger,
+    parse_target,
+    validate_digest,
+    validate_repository,
+    validate_trigger_id,
+)
 from .services import ImageStreams
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -85,7 +93,7 @@ def _import(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
         tags = [h.stream_tag for h in streams.store.heads(stream)]
         if not tags:
             raise NotFound(f"stream {stream} has no tags to import; import a tag with target=repo:tag")
-    moves = [m for st in tags if (m := streams.observe(st, cause="import", actor=actor))]
+    moves = [m for st in tags for m in streams.sync(st, cause="import", actor=actor)]
     return {"moves": [m.as_dict() for m in moves]}
 
 
@@ -127,11 +135,54 @@ def _deploy(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     return _result_triggers(out)
 
 
-def _not_yet(name: str) -> Callable[[ImageStreams, dict[str, Any]], dict[str, Any]]:
-    def run(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
-        raise Invalid(f"action {name!r} is not available in this version yet")
+MAX_TARGETS = 50
 
-    return run
+
+def _moves(moves: list[Any]) -> dict[str, Any]:
+    return {"moves": [m.as_dict() for m in moves]}
+
+
+def _tag(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    actor = _actor(p)
+    source = ImageRef.parse(p["source"], "source")
+    raw = p["target"]
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_TARGETS:
+        raise Invalid(f"target must be a tag reference or a non-empty list of at most {MAX_TARGETS}")
+    targets = [StreamTag.parse(t, "target") for t in raw]
+    return _moves(streams.tag(source, targets, alias=_bool(p, "alias", False), actor=actor))
+
+
+def _untag(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    actor = _actor(p)
+    target = StreamTag.parse(p["target"], "target")
+    return _moves(streams.untag(target, keep_in_registry=_bool(p, "keep_in_registry", False), actor=actor))
+
+
+def _positive_int(p: dict[str, Any], name: str) -> int | None:
+    value = p.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Invalid(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _rollback(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    actor = _actor(p)
+    if ("target" in p) == ("trigger" in p):
+        raise Invalid("give exactly one of target (roll a tag back) or trigger (roll one target back)")
+    to = validate_digest(p["to"]) if "to" in p else None
+    if "trigger" in p:
+        if "steps" in p:
+            raise Invalid("steps applies to a tag rollback; for a trigger give to (a digest) or nothing")
+        trigger = streams.rollback_target(validate_trigger_id(p["trigger"]), to=to, actor=actor)
+        return _result_triggers([trigger])
+    if "to" in p and "steps" in p:
+        raise Invalid("give one of to or steps, not both")
+    target = StreamTag.parse(p["target"], "target")
+    return _moves(streams.rollback_tag(target, to=to, steps=_positive_int(p, "steps"), actor=actor))
 
 
 def _spec(run: Callable, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Action:
@@ -139,9 +190,9 @@ def _spec(run: Callable, required: tuple[str, ...] = (), optional: tuple[str, ..
 
 
 ACTIONS: dict[str, Action] = {
-    "tag": _spec(_not_yet("tag"), ("source", "target"), ("alias",)),
-    "untag": _spec(_not_yet("untag"), ("target",), ("keep_in_registry",)),
-    "rollback": _spec(_not_yet("rollback"), (), ("target", "trigger", "to", "steps")),
+    "tag": _spec(_tag, ("source", "target"), ("alias",)),
+    "untag": _spec(_untag, ("target",), ("keep_in_registry",)),
+    "rollback": _spec(_rollback, (), ("target", "trigger", "to", "steps")),
     "import": _spec(_import, (), ("target", "stream")),
     "describe": _spec(_describe, ("stream",)),
     "history": _spec(_history, ("target",), ("limit",)),

@@ -29,7 +29,7 @@ def handle_ecr_event(streams: ImageStreams, event: EcrEvent) -> IngestOutcome:
     stream_tag = StreamTag(event.stream, event.tag)
     # A PUSH/REPLICATE that finds the tag moved is a push; anything else that finds it moved is an import.
     cause = "push" if event.action in ("PUSH", "REPLICATE") else "import"
-    move = streams.observe(stream_tag, cause=cause)
-    if move is None:
+    moves = streams.sync(stream_tag, cause=cause)
+    if not moves:
         return IngestOutcome("unchanged", reason="head already matches ECR")
-    return IngestOutcome("moved", (move,))
+    return IngestOutcome("moved", tuple(moves))

@@ -156,7 +156,12 @@ class Observation(NamedTuple):
 
 
 class Head(NamedTuple):
-    """The digest a stream tag points to now, with its generation. ``deleted`` marks a tombstone."""
+    """The digest a stream tag points to now, with its generation. ``deleted`` marks a tombstone.
+
+    ``rev`` counts every write of the head item (moves and alias links) and guards them all (optimistic lock);
+    ``alias_of`` names the tag this one tracks, ``aliases`` the tags tracking this one (same stream);
+    ``kept_in_registry`` marks a tag untagged from the stream but left in ECR: ECR still showing it is no move.
+    """
 
     stream_tag: StreamTag
     digest: str
@@ -168,6 +173,9 @@ class Head(NamedTuple):
     media_type: str | None = None
     alias_of: str | None = None
     deleted: bool = False
+    rev: int = 0
+    aliases: tuple[str, ...] = ()
+    kept_in_registry: bool = False
 
     def entry(self) -> HistoryEntry:
         return HistoryEntry(self.digest, self.generation, self.at, self.cause, self.actor)

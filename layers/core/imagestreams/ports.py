@@ -15,8 +15,13 @@ class StreamStore(Protocol):
 
     def commit(self, expected: Head | None, new: Head, drop_generation: int | None) -> None:
         """Write ``new`` as head plus its history entry atomically, on condition that the stored head is still
-        ``expected`` (None: no head item at all). Drops the history entry ``drop_generation`` (the cap) in the
-        same transaction. Raises :class:`~imagestreams.errors.ConcurrentUpdate` when the condition fails."""
+        ``expected`` (same ``rev``; None: no head item at all). Drops the history entry ``drop_generation`` (the
+        cap) in the same transaction. Raises :class:`~imagestreams.errors.ConcurrentUpdate` when the condition
+        fails."""
+
+    def relink(self, expected: Head, new: Head) -> None:
+        """Write only the alias links of ``new`` (``alias_of``, ``aliases``) and its ``rev``, on condition that the
+        stored head is still ``expected``. Raises ``ConcurrentUpdate`` otherwise."""
 
     def heads(self, stream: str) -> list[Head]:
         """Every head and tombstone of a stream."""
@@ -51,6 +56,16 @@ class Registry(Protocol):
     def resolve(self, stream: str, tag: str) -> Observation | None:
         """Current digest of ``stream:tag``, or None when ECR has no such tag (or no such repository)."""
 
+    def check_can_tag(self, stream: str, digest: str, tags: list[str]) -> None:
+        """Raise ``NotFound`` (no such image) or ``Conflict`` (an immutable tag elsewhere) before any write."""
+
+    def retag(self, stream: str, digest: str, tag: str) -> None:
+        """Point ``tag`` at ``digest`` byte-exact (same manifest, same media type). ``Conflict`` when the tag is
+        immutable and elsewhere; ``NotFound`` when the image is gone."""
+
+    def untag(self, stream: str, tag: str) -> None:
+        """Remove ``tag`` from ECR (the image stays if other tags or references hold it)."""
+
 
 class DriverResult(NamedTuple):
     changed: bool
@@ -63,6 +78,9 @@ class TargetDriver(Protocol):
     """Puts one image (a pinned ref) into one target container, changing nothing else."""
 
     def apply(self, target: EcsTarget, image: str) -> DriverResult: ...
+
+    def current_image(self, target: EcsTarget) -> str:
+        """The image string the target's container is configured with now."""
 
 
 class FireQueue(Protocol):

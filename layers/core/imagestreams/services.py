@@ -9,15 +9,17 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from .errors import ConcurrentUpdate, Invalid, NotFound, TargetError, TransientTargetError
+from .errors import Conflict, ConcurrentUpdate, Invalid, NotFound, TargetError, TransientTargetError
 from .model import (
     EcsTarget,
     Head,
     HistoryEntry,
+    ImageRef,
     Move,
     StreamTag,
     Trigger,
     rfc3339,
+    runs_digest,
     trigger_id,
     utcnow,
 )
@@ -26,6 +28,12 @@ from .ports import FireQueue, Registry, StreamStore, TargetDriver
 log = logging.getLogger(__name__)
 
 DEFAULT_HISTORY_LIMIT = 50
+MAX_ALIAS_DEPTH = 10
+
+
+def _move(old: Head | None, new: Head) -> Move:
+    return Move(new.stream_tag, old.digest if old and not old.deleted else None,
+                None if new.deleted else new.digest, new.generation, new.cause)
 
 
 class ImageStreams:
@@ -44,51 +52,224 @@ class ImageStreams:
 
     # ------------------------------------------------------------------------------------ ingest (§3.1)
 
-    def observe(self, stream_tag: StreamTag, *, cause: str = "push", actor: str = "ecr") -> Move | None:
-        """Bring a stream tag in line with ECR. Returns the move made, or None when the head was already right.
+    def sync(self, stream_tag: StreamTag, *, cause: str = "push", actor: str = "ecr", _depth: int = 0) -> list[Move]:
+        """Bring a stream tag in line with ECR, then every tag tracking it (alias, §3.10). Returns the moves."""
+        move, head = self._observe(stream_tag, cause, actor)
+        moves = [move] if move else []
+        if head is not None and not head.deleted and head.aliases:
+            moves += self._follow_aliases(head, actor, _depth)
+        return moves
 
-        Order matters: the head is read *before* ECR is asked, and the write is conditional on that read, so a
-        slow resolve can never move a tag backwards; on a conflict we start over with fresh reads.
-        """
+    def observe(self, stream_tag: StreamTag, *, cause: str = "push", actor: str = "ecr") -> Move | None:
+        """Bring one stream tag in line with ECR (no alias following). None when the head was already right."""
+        return self._observe(stream_tag, cause, actor)[0]
+
+    def _observe(self, stream_tag: StreamTag, cause: str, actor: str) -> tuple[Move | None, Head | None]:
+        """Order matters: the head is read *before* ECR is asked, and the write is conditional on that read, so a
+        slow resolve can never move a tag backwards; on a conflict we start over with fresh reads."""
         for _ in range(self.max_attempts):
             head = self.store.get_head(stream_tag)
             seen = self.registry.resolve(stream_tag.stream, stream_tag.tag)
             if seen is None:
                 if head is None or head.deleted:
-                    return None
-                new = Head(
-                    stream_tag, head.digest, head.generation + 1, self.clock(), "delete", actor, head.registry,
-                    head.media_type, head.alias_of, deleted=True,
-                )
+                    return None, head
+                new = head._replace(generation=head.generation + 1, at=self.clock(), cause="delete", actor=actor,
+                                    deleted=True, rev=head.rev + 1, kept_in_registry=False)
             elif head is not None and not head.deleted and head.digest == seen.digest:
-                return None
+                return None, head
+            elif head is not None and head.deleted and head.kept_in_registry and head.digest == seen.digest:
+                return None, head  # untagged from the stream but kept in ECR: not a move until it changes
             else:
                 new = Head(
                     stream_tag, seen.digest, (head.generation if head else 0) + 1, self.clock(), cause, actor,
-                    seen.registry, seen.media_type, head.alias_of if head else None,
+                    seen.registry, seen.media_type, head.alias_of if head else None, False,
+                    (head.rev if head else 0) + 1, head.aliases if head else (),
                 )
             try:
                 self._commit(head, new)
             except ConcurrentUpdate:
                 log.info("head of %s changed under us; starting over", stream_tag)
                 continue
-            return Move(stream_tag, head.digest if head and not head.deleted else None,
-                        None if new.deleted else new.digest, new.generation, new.cause)
+            return _move(head, new), new
         raise ConcurrentUpdate(f"{stream_tag}: head kept changing, gave up after {self.max_attempts} attempts")
 
     def observe_deleted_digest(self, stream: str, digest: str, *, actor: str = "ecr") -> list[Move]:
         """A DELETE without tag (delete by digest, lifecycle expiry): re-resolve every tag whose head is it."""
-        moves = []
+        moves: list[Move] = []
         for head in self.store.heads(stream):
             if not head.deleted and head.digest == digest:
-                move = self.observe(head.stream_tag, cause="import", actor=actor)
-                if move:
-                    moves.append(move)
+                moves += self.sync(head.stream_tag, cause="import", actor=actor)
         return moves
 
     def _commit(self, expected: Head | None, new: Head) -> None:
         drop = new.generation - self.history_limit
         self.store.commit(expected, new, drop if drop >= 1 else None)
+
+    def _follow_aliases(self, source: Head, actor: str, depth: int) -> list[Move]:
+        """Move every tag tracking ``source`` to its digest, in ECR (byte-exact) and in the table. Idempotent: an
+        alias already there costs one read, so a retried event repairs what a failed attempt left behind."""
+        if depth >= MAX_ALIAS_DEPTH:
+            raise Conflict(f"alias chain from {source.stream_tag} is deeper than {MAX_ALIAS_DEPTH}")
+        moves: list[Move] = []
+        for alias in source.aliases:
+            stream_tag = StreamTag(source.stream_tag.stream, alias)
+            head = self.store.get_head(stream_tag)
+            if head is None or head.alias_of != source.stream_tag.tag:
+                continue  # a stale link: the tag was re-tagged as a permanent copy or removed
+            if not head.deleted and head.digest == source.digest:
+                continue
+            self.registry.retag(stream_tag.stream, source.digest, alias)
+            moves += self.sync(stream_tag, cause="alias", actor=actor, _depth=depth + 1)
+        return moves
+
+    # ------------------------------------------------------------------------------- manual (§4.2, §3.9)
+
+    def tag(self, source: ImageRef, targets: list[StreamTag], *, alias: bool = False,
+            actor: str = "unknown") -> list[Move]:
+        """Permanent copy of a tag's (or a digest's) image to other tags of the same stream, byte-exact in ECR;
+        with ``alias`` the targets then track the source tag."""
+        stream = source.stream
+        for target in targets:
+            if target.stream != stream:
+                raise Invalid(f"{target} is not in repository {stream}: ECR's PutImage cannot copy between "
+                              "repositories, so source and target must be in the same one")
+            if source.tag == target.tag and source.digest is None:
+                raise Invalid(f"{target} is the source itself")
+        if len(set(targets)) != len(targets):
+            raise Invalid("target lists a tag twice")
+        if alias and source.tag is None:
+            raise Invalid("alias: true needs a tag as source (a digest does not move)")
+        moves: list[Move] = []
+        if source.digest is not None:
+            digest = source.digest
+        else:
+            source_tag = StreamTag(stream, source.tag or "")
+            moves += self.sync(source_tag, cause="import", actor=actor)
+            head = self.store.get_head(source_tag)
+            if head is None or head.deleted:
+                raise NotFound(f"{source_tag} does not exist in ECR")
+            digest = head.digest
+            if alias:
+                self._refuse_alias_cycles(source_tag, targets)
+        self.registry.check_can_tag(stream, digest, [t.tag for t in targets])
+        for target in targets:
+            self.registry.retag(stream, digest, target.tag)
+            moves += self.sync(target, cause="tag", actor=actor)
+            self._link(target, source.tag if alias else None)
+        return moves
+
+    def _refuse_alias_cycles(self, source: StreamTag, targets: list[StreamTag]) -> None:
+        seen = {source.tag}
+        head = self.store.get_head(source)
+        while head is not None and head.alias_of:
+            if head.alias_of in {t.tag for t in targets} or head.alias_of in seen:
+                raise Invalid(f"alias cycle: {source} already tracks {source.stream}:{head.alias_of}")
+            seen.add(head.alias_of)
+            head = self.store.get_head(StreamTag(source.stream, head.alias_of))
+
+    def _link(self, target: StreamTag, alias_of: str | None) -> None:
+        """Make ``target`` track ``alias_of`` (or nothing), updating both ends of the link."""
+        linked = self._relink(target, lambda h: h._replace(alias_of=alias_of))
+        if linked is None:
+            return
+        _, previous = linked
+        if previous and previous != alias_of:
+            self._relink(StreamTag(target.stream, previous),
+                         lambda h: h._replace(aliases=tuple(a for a in h.aliases if a != target.tag)))
+        if alias_of:
+            self._relink(StreamTag(target.stream, alias_of),
+                         lambda h: h if target.tag in h.aliases else h._replace(aliases=(*h.aliases, target.tag)))
+
+    def _relink(self, stream_tag: StreamTag, change: Callable[[Head], Head]) -> tuple[Head, str | None] | None:
+        """Apply ``change`` to a head's links under the optimistic lock; returns (new head, previous alias_of)."""
+        for _ in range(self.max_attempts):
+            head = self.store.get_head(stream_tag)
+            if head is None:
+                return None
+            new = change(head)
+            if new == head:
+                return new, head.alias_of
+            try:
+                self.store.relink(head, new._replace(rev=head.rev + 1))
+            except ConcurrentUpdate:
+                continue
+            return new, head.alias_of
+        raise ConcurrentUpdate(f"{stream_tag}: head kept changing while linking aliases")
+
+    def untag(self, target: StreamTag, *, keep_in_registry: bool = False, actor: str = "unknown") -> list[Move]:
+        """The tag leaves the stream (tombstone, history kept), and ECR unless ``keep_in_registry``."""
+        head = self.store.get_head(target)
+        if head is None or head.deleted:
+            raise NotFound(f"{target} is not a tag of the stream")
+        if head.alias_of:
+            self._link(target, None)
+        if not keep_in_registry:
+            self.registry.untag(target.stream, target.tag)
+            return self.sync(target, cause="delete", actor=actor)
+        for _ in range(self.max_attempts):
+            head = self.store.get_head(target)
+            if head is None or head.deleted:
+                return []
+            new = head._replace(generation=head.generation + 1, at=self.clock(), cause="delete", actor=actor,
+                                deleted=True, rev=head.rev + 1, kept_in_registry=True)
+            try:
+                self._commit(head, new)
+            except ConcurrentUpdate:
+                continue
+            return [_move(head, new)]
+        raise ConcurrentUpdate(f"{target}: head kept changing")
+
+    def rollback_tag(self, target: StreamTag, *, to: str | None = None, steps: int | None = None,
+                     actor: str = "unknown") -> list[Move]:
+        """Move a tag back to a digest of its history (in ECR too): a new head with cause ``rollback``; its
+        triggers fire like after any move (§3.7)."""
+        head = self.store.get_head(target)
+        if head is None or head.deleted:
+            raise NotFound(f"{target} is not a live tag of the stream")
+        entries = [e for e in self.store.history(target, self.history_limit) if e.cause != "delete"]
+        if to is not None:
+            if to not in {e.digest for e in entries}:
+                raise NotFound(f"{to} is not in the history of {target}")
+        else:
+            steps = 1 if steps is None else steps
+            if steps >= len(entries):
+                raise NotFound(f"{target} has {len(entries)} history entries; cannot go back {steps}")
+            to = entries[steps].digest
+        if to == head.digest:
+            raise Invalid(f"{target} already points to {to}")
+        self.registry.check_can_tag(target.stream, to, [target.tag])
+        self.registry.retag(target.stream, to, target.tag)
+        return self.sync(target, cause="rollback", actor=actor)
+
+    def rollback_target(self, trigger_id_: str, *, to: str | None = None, actor: str = "unknown") -> Trigger:
+        """Redeploy one trigger's target to an older digest and pause the trigger, so the next move of the tag
+        does not undo the rollback (§3.7). ``resume`` or ``deploy`` brings it back to the head."""
+        trigger = self.get_trigger(trigger_id_)
+        head = self.store.get_head(trigger.stream_tag)
+        if head is None:
+            raise NotFound(f"{trigger.stream_tag} has no head to roll back from")
+        driver = self.drivers[trigger.target.type]
+        try:
+            image = driver.current_image(trigger.target)
+        except (TargetError, TransientTargetError) as exc:
+            raise Conflict(f"cannot read what {trigger.target.describe()} runs: {exc}") from exc
+        running = runs_digest(image, head.registry, trigger.stream_tag.stream) or trigger.last_triggered_digest
+        entries = [e for e in self.store.history(trigger.stream_tag, self.history_limit) if e.cause != "delete"]
+        digests = [e.digest for e in entries]
+        if to is not None:
+            if to not in digests:
+                raise NotFound(f"{to} is not in the history of {trigger.stream_tag}")
+        else:
+            start = digests.index(running) + 1 if running in digests else 1
+            older = [d for d in digests[start:] if d != running]
+            if not older:
+                raise NotFound(f"no digest older than {running} in the history of {trigger.stream_tag}")
+            to = older[0]
+        if to == running:
+            raise Invalid(f"{trigger.target.describe()} already runs {to}")
+        log.info("rolling %s back to %s for %s", trigger.target.describe(), to, actor)
+        self.store.set_paused(trigger, True)
+        return self.fire(trigger._replace(paused=True), head._replace(digest=to, deleted=False), force=True)
 
     # -------------------------------------------------------------------------------------- fan-out
 

@@ -61,7 +61,8 @@ def head_item(head: Head, tombstone_ttl: timedelta | None = None) -> dict[str, A
         "pk": pk(st.stream), "sk": head_sk(st.tag), "kind": "HEAD", "stream": st.stream, "tag": st.tag,
         "digest": head.digest, "generation": head.generation, "at": head.at.isoformat(), "cause": head.cause,
         "actor": head.actor, "registry": head.registry, "mediaType": head.media_type, "aliasOf": head.alias_of,
-        "deleted": head.deleted,
+        "deleted": head.deleted, "rev": head.rev, "aliases": list(head.aliases),
+        "keptInRegistry": head.kept_in_registry or None,
     }
     if head.deleted and tombstone_ttl is not None:
         item["expiresAt"] = int((head.at + tombstone_ttl).timestamp())
@@ -72,7 +73,8 @@ def head_from_item(item: dict[str, Any]) -> Head:
     return Head(
         StreamTag(item["stream"], item["tag"]), item["digest"], int(item["generation"]), _dt(item["at"]),
         item["cause"], item["actor"], item["registry"], item.get("mediaType"), item.get("aliasOf"),
-        bool(item.get("deleted", False)),
+        bool(item.get("deleted", False)), int(item.get("rev", 0)), tuple(item.get("aliases") or ()),
+        bool(item.get("keptInRegistry", False)),
     )
 
 
@@ -136,9 +138,9 @@ class DynamoStore:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
             condition = {
-                "ConditionExpression": "#g = :g",
-                "ExpressionAttributeNames": {"#g": "generation"},
-                "ExpressionAttributeValues": _dump({":g": expected.generation}),
+                "ConditionExpression": "#r = :r",
+                "ExpressionAttributeNames": {"#r": "rev"},
+                "ExpressionAttributeValues": _dump({":r": expected.rev}),
             }
         entry = new.entry()
         history = {
@@ -161,6 +163,26 @@ class DynamoStore:
                 raise
             codes = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
             if codes & {"ConditionalCheckFailed", "TransactionConflict"}:
+                raise ConcurrentUpdate(str(st)) from exc
+            raise
+
+    def relink(self, expected: Head, new: Head) -> None:
+        st = new.stream_tag
+        values: dict[str, Any] = {":r": expected.rev, ":n": new.rev, ":aliases": list(new.aliases)}
+        expression = "SET #rev = :n, aliases = :aliases"
+        if new.alias_of:
+            values[":of"] = new.alias_of
+            expression += ", aliasOf = :of"
+        else:
+            expression += " REMOVE aliasOf"
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=_dump({"pk": pk(st.stream), "sk": head_sk(st.tag)}),
+                UpdateExpression=expression, ConditionExpression="#rev = :r",
+                ExpressionAttributeNames={"#rev": "rev"}, ExpressionAttributeValues=_dump(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise ConcurrentUpdate(str(st)) from exc
             raise
 

@@ -1,14 +1,27 @@
-"""Registry port on ECR: where does a tag point right now?"""
+"""Registry port on ECR: where a tag points right now, and byte-exact retags (aws-facts.md §2.1)."""
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..errors import Conflict, NotFound
 from ..model import Observation, registry_host
 
 _GONE = {"ImageNotFoundException", "RepositoryNotFoundException"}
+# Pass all four so ECR hands back the manifest or index exactly as stored, never converted.
+ACCEPTED_MEDIA_TYPES = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+]
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response["Error"].get("Code", "")
 
 
 class EcrRegistry:
@@ -21,7 +34,7 @@ class EcrRegistry:
         try:
             out = self.client.describe_images(repositoryName=stream, imageIds=[{"imageTag": tag}])
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in _GONE:
+            if _code(exc) in _GONE:
                 return None
             raise
         details = out.get("imageDetails") or []
@@ -31,3 +44,78 @@ class EcrRegistry:
         return Observation(
             detail["imageDigest"], detail.get("imageManifestMediaType"), registry_host(detail["registryId"], self.region)
         )
+
+    def _immutable(self, stream: str) -> Any:
+        """A predicate: is this tag immutable in the repository (exclusion filters honoured)?"""
+        repo = self.client.describe_repositories(repositoryNames=[stream])["repositories"][0]
+        mode = repo.get("imageTagMutability", "MUTABLE")
+        patterns = [f["filter"] for f in repo.get("imageTagMutabilityExclusionFilters") or []]
+
+        def immutable(tag: str) -> bool:
+            excluded = any(fnmatch.fnmatchcase(tag, p) for p in patterns)
+            if mode == "IMMUTABLE_WITH_EXCLUSION":
+                return not excluded
+            if mode == "MUTABLE_WITH_EXCLUSION":
+                return excluded
+            return mode == "IMMUTABLE"
+
+        return immutable
+
+    def check_can_tag(self, stream: str, digest: str, tags: list[str]) -> None:
+        try:
+            detail = self.client.describe_images(repositoryName=stream,
+                                                 imageIds=[{"imageDigest": digest}])["imageDetails"][0]
+            immutable = self._immutable(stream)
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                raise NotFound(f"{stream}@{digest} is not in ECR") from exc
+            raise
+        for tag in tags:
+            if tag in (detail.get("imageTags") or []) or not immutable(tag):
+                continue
+            current = self.resolve(stream, tag)
+            if current is not None and current.digest != digest:
+                raise Conflict(f"{stream}:{tag} is an immutable tag and already points to {current.digest}")
+
+    def retag(self, stream: str, digest: str, tag: str) -> None:
+        """BatchGetImage then PutImage with the exact manifest string and media type (never re-serialised)."""
+        try:
+            out = self.client.batch_get_image(repositoryName=stream, imageIds=[{"imageDigest": digest}],
+                                              acceptedMediaTypes=ACCEPTED_MEDIA_TYPES)
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                raise NotFound(f"{stream}@{digest} is not in ECR") from exc
+            raise
+        if out.get("failures") or not out.get("images"):
+            reasons = ", ".join(f.get("failureCode", "?") for f in out.get("failures", []))
+            raise NotFound(f"{stream}@{digest} is not in ECR ({reasons or 'no image'})")
+        image = out["images"][0]
+        kwargs = {"repositoryName": stream, "imageManifest": image["imageManifest"], "imageTag": tag,
+                  "imageDigest": digest}
+        if image.get("imageManifestMediaType"):
+            kwargs["imageManifestMediaType"] = image["imageManifestMediaType"]
+        try:
+            self.client.put_image(**kwargs)
+        except ClientError as exc:
+            code = _code(exc)
+            if code == "ImageTagAlreadyExistsException":
+                raise Conflict(f"{stream}:{tag} is an immutable tag: {exc.response['Error'].get('Message')}") from exc
+            if code != "ImageAlreadyExistsException":
+                raise
+            # "already exists" is success only if the tag is on this digest (moto also says this for immutable
+            # tags pointing elsewhere, where AWS says ImageTagAlreadyExists).
+            current = self.resolve(stream, tag)
+            if current is None or current.digest != digest:
+                raise Conflict(f"{stream}:{tag} cannot be moved to {digest}: "
+                               f"{exc.response['Error'].get('Message')}") from exc
+
+    def untag(self, stream: str, tag: str) -> None:
+        try:
+            out = self.client.batch_delete_image(repositoryName=stream, imageIds=[{"imageTag": tag}])
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                return
+            raise
+        failures = [f for f in out.get("failures", []) if f.get("failureCode") != "ImageNotFound"]
+        if failures:
+            raise RuntimeError(f"BatchDeleteImage failed for {stream}:{tag}: {failures}")

@@ -46,7 +46,12 @@ class EcsDriver:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, doing) from exc
 
-    def apply(self, target: EcsTarget, image: str) -> DriverResult:
+    def current_image(self, target: EcsTarget) -> str:
+        service = self._service(target)
+        _, _, container = self._task_definition(target, service)
+        return container.get("image", "")
+
+    def _service(self, target: EcsTarget) -> dict[str, Any]:
         out = self._call("DescribeServices", self.client.describe_services,
                          cluster=target.cluster, services=[target.service])
         if out.get("failures") or not out.get("services"):
@@ -61,6 +66,9 @@ class EcsDriver:
                 f"ECS service {target.service} uses the {controller} deployment controller, which is not supported "
                 "yet: only the rolling-update (ECS) controller can be redeployed by UpdateService"
             )
+        return service
+
+    def _task_definition(self, target: EcsTarget, service: dict[str, Any]) -> tuple[Any, dict[str, Any], Any]:
         current = self._call("DescribeTaskDefinition", self.client.describe_task_definition,
                              taskDefinition=service["taskDefinition"], include=["TAGS"])
         task_def = current["taskDefinition"]
@@ -70,6 +78,10 @@ class EcsDriver:
             names = ", ".join(c.get("name", "?") for c in params.get("containerDefinitions", []))
             raise TargetError(
                 f"container {target.container} not found in {task_def.get('taskDefinitionArn')} (containers: {names})")
+        return current, params, container
+
+    def apply(self, target: EcsTarget, image: str) -> DriverResult:
+        current, params, container = self._task_definition(target, self._service(target))
         previous = container.get("image")
         if previous == image:
             return DriverResult(changed=False, previous_image=previous)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import ConcurrentUpdate, TargetError
+from ..errors import Conflict, ConcurrentUpdate, NotFound, TargetError
 from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger
 from ..ports import DriverResult
 
@@ -26,7 +26,7 @@ class MemoryStore:
         with self._lock:
             current = self.heads_by_tag.get(new.stream_tag)
             if (current is None) != (expected is None) or (
-                current is not None and expected is not None and current.generation != expected.generation
+                current is not None and expected is not None and current.rev != expected.rev
             ):
                 raise ConcurrentUpdate(str(new.stream_tag))
             entries = self.entries.setdefault(new.stream_tag, {})
@@ -36,6 +36,15 @@ class MemoryStore:
             entries[new.generation] = new.entry()
             if drop_generation is not None:
                 entries.pop(drop_generation, None)
+            self.writes += 1
+
+    def relink(self, expected: Head, new: Head) -> None:
+        with self._lock:
+            current = self.heads_by_tag.get(new.stream_tag)
+            if current is None or current.rev != expected.rev:
+                raise ConcurrentUpdate(str(new.stream_tag))
+            self.heads_by_tag[new.stream_tag] = current._replace(alias_of=new.alias_of, aliases=new.aliases,
+                                                                 rev=new.rev)
             self.writes += 1
 
     def heads(self, stream: str) -> list[Head]:
@@ -94,15 +103,35 @@ class MemoryRegistry:
         self.registry = registry
         self.tags: dict[tuple[str, str], str] = {}
         self.media_types: dict[str, str] = {}
+        self.images: dict[str, set[str]] = {}
+        self.immutable: dict[str, set[str]] = {}
         self.resolves = 0
+        self.retags = 0
 
     def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
         self.tags[(stream, tag)] = digest
+        self.images.setdefault(stream, set()).add(digest)
         if media_type:
             self.media_types[digest] = media_type
 
     def remove(self, stream: str, tag: str) -> None:
         self.tags.pop((stream, tag), None)
+
+    def check_can_tag(self, stream: str, digest: str, tags: list[str]) -> None:
+        if digest not in self.images.get(stream, set()) and digest not in self.tags.values():
+            raise NotFound(f"{stream}@{digest} is not in ECR")
+        for tag in tags:
+            current = self.tags.get((stream, tag))
+            if tag in self.immutable.get(stream, set()) and current not in (None, digest):
+                raise Conflict(f"{stream}:{tag} is immutable and points to {current}")
+
+    def retag(self, stream: str, digest: str, tag: str) -> None:
+        self.check_can_tag(stream, digest, [tag])
+        self.tags[(stream, tag)] = digest
+        self.retags += 1
+
+    def untag(self, stream: str, tag: str) -> None:
+        self.remove(stream, tag)
 
     def resolve(self, stream: str, tag: str) -> Observation | None:
         self.resolves += 1
@@ -119,6 +148,12 @@ class MemoryEcs:
     images: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     revisions: dict[tuple[str, str], int] = field(default_factory=dict)
     calls: int = 0
+
+    def current_image(self, target: EcsTarget) -> str:
+        key = (target.cluster, target.service)
+        if key not in self.images or target.container not in self.images[key]:
+            raise TargetError(f"ECS service {target.service} or container {target.container} not found")
+        return self.images[key][target.container]
 
     def apply(self, target: EcsTarget, image: str) -> DriverResult:
         self.calls += 1
