@@ -7,19 +7,23 @@ the FIFO queue feeds the deployer. The story checks its own outcome and exits no
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from imagestreams.cli import render_describe, render_history, render_triggers, short, table
+from imagestreams.cli import main, short, table
 
 from .embedded import EmbeddedAws, Invocation
 
 REPO = "team/web"
 CLUSTER = "demo"
 SERVICE = "web"
+PROD_SERVICE = "web-prod"
 SIDECAR_IMAGE = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
+ACTOR = "arn:aws:iam::123456789012:user/demo"
 
 
 @dataclass
@@ -63,16 +67,27 @@ def _summarise(inv: Invocation) -> str | None:
     return None
 
 
-def _service_state(aws: EmbeddedAws) -> tuple[str, dict[str, str]]:
+def _service_state(aws: EmbeddedAws, service: str = SERVICE) -> tuple[str, dict[str, str]]:
     ecs = aws.client("ecs")
-    arn = ecs.describe_services(cluster=CLUSTER, services=[SERVICE])["services"][0]["taskDefinition"]
+    arn = ecs.describe_services(cluster=CLUSTER, services=[service])["services"][0]["taskDefinition"]
     containers = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"]
     return arn.rsplit("/", 1)[-1], {c["name"]: c["image"] for c in containers}
 
 
+def _cli(aws: EmbeddedAws, story: Story, argv: list[str]) -> None:
+    """Run the real CLI in-process against the embedded AWS, as a user would on their laptop."""
+    aws.use_function_env("AdminFunction")
+    story.say(f"        $ imagestreams {' '.join(argv)}")
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        code = main(["--actor", ACTOR, *argv])
+    story.say(_indent(buffer.getvalue().rstrip()))
+    if code != 0:
+        story.failures.append(f"imagestreams {' '.join(argv)} exited {code}")
+
+
 def _admin(aws: EmbeddedAws, command: dict[str, Any]) -> dict[str, Any]:
-    answer = aws.invoke("AdminFunction", {**command, "actor": "arn:aws:iam::123456789012:user/demo"}
-                        if command["action"] in ("trigger.add",) else command)
+    answer = aws.invoke("AdminFunction", {**command, "actor": ACTOR} if command["action"] != "history" else command)
     if not answer["ok"]:
         raise RuntimeError(f"admin {command['action']} failed: {answer['error']}")
     return answer["result"]
@@ -106,16 +121,16 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         story.check(added["trigger"]["status"] == "WaitingForImage",
                     f"trigger {trigger_id} is WaitingForImage (the tag has no head yet)")
 
-        story.step(f"docker push {REPO}:latest (v1) -> ECR emits 'ECR Image Action' PUSH")
-        v1 = aws.push_image(REPO, "latest", seed="v1")
+        story.step(f"docker push {REPO}:1 and {REPO}:latest (v1) -> ECR emits one 'ECR Image Action' PUSH per tag")
+        v1 = aws.push_image(REPO, "latest", seed="v1", also=("1",))
         aws.pump()
         d1 = v1["detail"]["image-digest"]
         revision, images = _service_state(aws)
         story.check(images["web"] == f"{registry}/{REPO}@{d1}", f"service now on {revision}, web = {REPO}@{short(d1)}")
         story.check(images["log-router"] == SIDECAR_IMAGE, "sidecar image untouched")
 
-        story.step(f"docker push {REPO}:latest (v2), a rebuild under the same tag")
-        v2 = aws.push_image(REPO, "latest", seed="v2")
+        story.step(f"docker push {REPO}:2 and {REPO}:latest (v2): a rebuild under the same moving tag")
+        v2 = aws.push_image(REPO, "latest", seed="v2", also=("2",))
         aws.pump()
         d2 = v2["detail"]["image-digest"]
         revision2, images = _service_state(aws)
@@ -137,12 +152,53 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
 
         history = _admin(aws, {"action": "history", "target": f"{REPO}:latest"})
         story.check([e["digest"] for e in history["entries"]] == [d2, d1], "history has exactly two entries: v2, v1")
-        story.step("history (imagestreams history team/web:latest)")
-        story.say(_indent(render_history(history)))
+
+        # ---------------------------------------------------------------- promotion and rollbacks (CLI)
+        ecs.create_service(cluster=CLUSTER, serviceName=PROD_SERVICE, desiredCount=2, taskDefinition=ecs.register_task_definition(
+            family=PROD_SERVICE, containerDefinitions=[
+                {"name": "web", "image": f"{registry}/{REPO}:prod", "memory": 256, "essential": True}],
+        )["taskDefinition"]["taskDefinitionArn"])
+        prod_trigger = _admin(aws, {"action": "trigger.add", "from": f"{REPO}:prod", "target": {
+            "type": "ecs", "cluster": CLUSTER, "service": PROD_SERVICE, "container": "web"}})["id"]
+        story.step(f"second service {CLUSTER}/{PROD_SERVICE} follows {REPO}:prod (trigger {prod_trigger}); "
+                   f"prod got release 1 last week, today latest (v2) is promoted:")
+        _cli(aws, story, ["tag", f"{REPO}:1", f"{REPO}:prod"])
+        aws.pump()
+        _cli(aws, story, ["tag", f"{REPO}:latest", f"{REPO}:prod"])
+        aws.pump()
+        _, images = _service_state(aws, PROD_SERVICE)
+        story.check(images["web"].endswith(d2), f"{PROD_SERVICE} runs {REPO}@{short(d2)}; prod in ECR is latest's "
+                                                "manifest, byte for byte")
+
+        story.step(f"v2 misbehaves in prod: roll the tag back (a new head, cause rollback; ECR moves too)")
+        _cli(aws, story, ["rollback", f"{REPO}:prod"])
+        aws.pump()
+        _, images = _service_state(aws, PROD_SERVICE)
+        story.check(images["web"].endswith(d1), f"{PROD_SERVICE} followed prod back to {short(d1)}")
+
+        story.step(f"roll only the {SERVICE} service back (target rollback): its trigger is paused")
+        _cli(aws, story, ["rollback", "--trigger", trigger_id])
+        _, images = _service_state(aws, SERVICE)
+        story.check(images["web"].endswith(d1), f"{SERVICE} runs {short(d1)} again")
+
+        story.step(f"docker push {REPO}:3 and {REPO}:latest (v3) while {SERVICE}'s trigger is paused")
+        v3 = aws.push_image(REPO, "latest", seed="v3", also=("3",))
+        aws.pump()
+        d3 = v3["detail"]["image-digest"]
+        _, images = _service_state(aws, SERVICE)
+        story.check(images["web"].endswith(d1), f"{SERVICE} stayed on {short(d1)}: a human rolled it back")
+
+        story.step(f"resume the trigger: {SERVICE} is behind, so it fires")
+        _cli(aws, story, ["trigger", "resume", trigger_id])
+        _, images = _service_state(aws, SERVICE)
+        story.check(images["web"].endswith(d3), f"{SERVICE} now runs {short(d3)}")
+
+        story.step("history (imagestreams history team/web:prod)")
+        _cli(aws, story, ["history", f"{REPO}:prod"])
         story.step("stream (imagestreams describe team/web)")
-        story.say(_indent(render_describe(_admin(aws, {"action": "describe", "stream": REPO}))))
+        _cli(aws, story, ["describe", REPO])
         story.step("triggers (imagestreams trigger list)")
-        story.say(_indent(render_triggers(_admin(aws, {"action": "trigger.list"})["triggers"])))
+        _cli(aws, story, ["trigger", "list"])
         story.step("what ran, per function")
         counts: dict[str, int] = {}
         for inv in aws.invocations:

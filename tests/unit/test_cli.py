@@ -80,3 +80,36 @@ def test_every_verb_has_help_with_an_example(capsys):
             main([*argv, "--help"])
         assert info.value.code == 0
         assert "example: imagestreams" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["trigger", "list"], {"action": "trigger.list"}),
+        (["trigger", "list", "--from", "team/web:latest"], {"action": "trigger.list", "from": "team/web:latest"}),
+        (["trigger", "pause", "tr-0123456789ab"], {"action": "trigger.pause", "id": "tr-0123456789ab"}),
+        (["trigger", "resume", "--from", "team/web:x"], {"action": "trigger.resume", "from": "team/web:x"}),
+        (["trigger", "remove", "tr-0123456789ab"], {"action": "trigger.remove", "id": "tr-0123456789ab"}),
+        (["deploy", "--from", "team/web:x"], {"action": "deploy", "from": "team/web:x"}),
+        (["tag", "team/web:a", "team/web:b", "team/web:c", "--alias"],
+         {"action": "tag", "source": "team/web:a", "target": ["team/web:b", "team/web:c"], "alias": True}),
+        (["untag", "team/web:a", "--keep-in-registry"],
+         {"action": "untag", "target": "team/web:a", "keep_in_registry": True}),
+        (["rollback", "team/web:a", "--steps", "2"], {"action": "rollback", "target": "team/web:a", "steps": 2}),
+        (["rollback", "--trigger", "tr-0123456789ab", "--to", "sha256:x"],
+         {"action": "rollback", "trigger": "tr-0123456789ab", "to": "sha256:x"}),
+        (["import", "--stream", "team/web"], {"action": "import", "stream": "team/web"}),
+        (["trigger", "add", "team/web:a", "--target", '{"type": "ecs"}'],
+         {"action": "trigger.add", "from": "team/web:a", "target": {"type": "ecs"}}),
+    ],
+)
+def test_arguments_become_the_admin_command(argv, command):
+    sent = []
+
+    def capture(cmd):
+        sent.append(cmd)
+        return {"ok": True, "result": {"triggers": [], "moves": []}}
+
+    main(["--actor", "me", *argv], transport=capture)
+    expected = {**command, **({"actor": "me"} if command["action"] not in ("trigger.list",) else {})}
+    assert sent == [expected]

@@ -169,6 +169,13 @@ def _ecs_target(spec: str) -> dict[str, Any]:
     return {"type": "ecs", "cluster": cluster, "service": service, "container": container}
 
 
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"imagestreams: --target is not valid JSON: {exc}") from exc
+
+
 def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Translate parsed arguments into the admin JSON command (no validation beyond shape: the admin does it)."""
     verb = args.verb
@@ -178,9 +185,12 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if args.tverb == "add":
             if bool(args.ecs) == bool(args.target):
                 raise SystemExit("imagestreams: give exactly one of --ecs or --target")
-            cmd.update({"from": args.from_, "target": _ecs_target(args.ecs) if args.ecs else json.loads(args.target)})
+            cmd.update({"from": args.from_, "target": _ecs_target(args.ecs) if args.ecs else _json(args.target)})
             if args.paused:
                 cmd["paused"] = True
+        elif args.tverb == "list":
+            if args.from_:
+                cmd["from"] = args.from_
         else:
             _put_selector(cmd, args)
         return cmd
