@@ -503,6 +503,35 @@ class EmbeddedAws:
                 sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=record["receiptHandle"])
         return True
 
+    # ------------------------------------------------------------------------------ EKS and Lambda helpers
+
+    def add_eks_cluster(self, name: str, kube: Any) -> None:
+        """Create an EKS cluster in moto whose endpoint and CA are the fake Kubernetes API server's: moto's own are
+        random and unusable (local-aws.md §4.4). The functions then reach it exactly as they reach EKS:
+        DescribeCluster, TLS verified against the CA, an STS-presigned token."""
+        from moto.eks.models import eks_backends
+
+        self.client("eks").create_cluster(
+            name=name, roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-cluster",
+            resourcesVpcConfig={"subnetIds": ["subnet-00000000000000001"]})
+        cluster = eks_backends[ACCOUNT][self.region].clusters[name]
+        cluster.endpoint = kube.endpoint
+        cluster.certificate_authority = {"data": kube.ca_data}
+
+    def create_image_function(self, name: str, image: str, *, architecture: str = "arm64") -> str:
+        """A container-image Lambda function in moto (moto runs no code here: no Docker; we never invoke it)."""
+        iam = self.client("iam")
+        try:
+            role = iam.get_role(RoleName="imagestreams-demo-fn")["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            role = iam.create_role(RoleName="imagestreams-demo-fn", AssumeRolePolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                        "Principal": {"Service": "lambda.amazonaws.com"}}]}),
+            )["Role"]["Arn"]
+        return self.client("lambda").create_function(
+            FunctionName=name, Role=role, PackageType="Image", Code={"ImageUri": image},
+            Architectures=[architecture])["FunctionArn"]
+
     # ------------------------------------------------------------------------------------ ECR helpers
 
     def push_image(self, repository: str, tag: str | None, *, seed: str, emit: bool = True,

@@ -57,7 +57,19 @@ def test_runs_digest_only_for_pinned_same_repository():
         ({"type": "ecs", "cluster": "c", "service": "s", "container": "web", "extra": 1}, "unknown field"),
         ({"type": "ecs", "cluster": "c/../x", "service": "s", "container": "web"}, "invalid target.cluster"),
         ({"type": "ecs", "cluster": "c", "service": "s", "container": "we b"}, "invalid target.container"),
-        ({"type": "lambda", "function": "f"}, "not supported"),
+        ({"type": "lambda"}, "missing function"),
+        ({"type": "lambda", "function": "a b"}, "invalid target.function"),
+        ({"type": "lambda", "function": "f", "alias": "12"}, "invalid target.alias"),
+        ({"type": "eks", "cluster": "c", "namespace": "ns", "kind": "Pod", "name": "n", "container": "c"},
+         "target.kind"),
+        ({"type": "eks", "cluster": "c", "namespace": "../kube-system", "kind": "Deployment", "name": "n",
+          "container": "c"}, "invalid target.namespace"),
+        ({"type": "eks", "cluster": "c", "namespace": "ns", "kind": "Deployment", "name": "a/b", "container": "c"},
+         "invalid target.name"),
+        ({"type": "eks", "cluster": "c", "namespace": "ns", "kind": "Deployment", "name": "n", "container": "C"},
+         "invalid target.container"),
+        ({"type": "eks", "cluster": "c", "namespace": "ns", "kind": "Deployment", "name": "n"}, "missing container"),
+        ({"type": "eks", "cluster": "c", "discover": False}, "discover must be true"),
     ],
 )
 def test_parse_target_errors(raw, message):
@@ -69,3 +81,12 @@ def test_parse_target_accepts_arns():
     target = parse_target({"type": "ecs", "cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
                            "service": "arn:aws:ecs:us-east-1:123456789012:service/prod/web", "container": "web"})
     assert target.describe() == "ecs:prod/web/web"
+
+
+def test_parse_eks_and_lambda_targets():
+    eks = parse_target({"type": "eks", "cluster": "prod", "namespace": "apps", "kind": "CronJob",
+                        "name": "nightly.report", "container": "job"})
+    assert eks.type == "eks" and eks.describe() == "eks:prod/apps/cronjob/nightly.report/job"
+    fn = parse_target({"type": "lambda", "function": "arn:aws:lambda:us-east-1:123456789012:function:resize",
+                       "alias": "live"})
+    assert fn.type == "lambda" and fn.as_dict()["alias"] == "live"

@@ -15,6 +15,8 @@ from .model import (
     ImageRef,
     StreamTag,
     Trigger,
+    is_discovery,
+    parse_discovery,
     parse_target,
     validate_digest,
     validate_repository,
@@ -98,10 +100,31 @@ def _import(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _trigger_add(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    if is_discovery(p["target"]):
+        return _discover(streams, p)
+    if "from" not in p:
+        raise Invalid("missing field(s) for trigger.add: from")
     stream_tag = StreamTag.parse(p["from"], "from")
     target = parse_target(p["target"])
     trigger = streams.add_trigger(stream_tag, target, paused=_bool(p, "paused", False))
     return {"id": trigger.id, "trigger": trigger.as_dict()}
+
+
+def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    """Adopt every workload of a cluster that carries OpenShift's ``image.openshift.io/triggers`` annotation.
+    ``from`` is not used (each annotation names its own tag); bad annotations are listed in ``errors``."""
+    cluster = parse_discovery(p["target"])
+    if p.get("from") not in (None, "*"):
+        raise Invalid('with a discovery target, from must be "*" (each annotation names its own tag)')
+    paused = _bool(p, "paused", False)
+    found, errors = streams.drivers["eks"].discover(cluster)
+    if not found and not errors:
+        raise NotFound(f"no workload in EKS cluster {cluster} carries image.openshift.io/triggers")
+    triggers = [streams.add_trigger(stream_tag, target, paused=paused or entry_paused)
+                for stream_tag, target, entry_paused in found]
+    first = triggers[0] if triggers else None
+    return {"id": first.id if first else None, "trigger": first.as_dict() if first else None,
+            "triggers": [t.as_dict() for t in triggers], "errors": errors}
 
 
 def _trigger_list(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +219,7 @@ ACTIONS: dict[str, Action] = {
     "import": _spec(_import, (), ("target", "stream")),
     "describe": _spec(_describe, ("stream",)),
     "history": _spec(_history, ("target",), ("limit",)),
-    "trigger.add": _spec(_trigger_add, ("from", "target"), ("paused",)),
+    "trigger.add": _spec(_trigger_add, ("target",), ("from", "paused")),
     "trigger.remove": _spec(_trigger_remove, (), ("id", "from")),
     "trigger.pause": _spec(_set_paused(True), (), ("id", "from")),
     "trigger.resume": _spec(_set_paused(False), (), ("id", "from")),

@@ -39,6 +39,18 @@ def _ecs_driver() -> TargetDriver:
     return EcsDriver(aws.client("ecs"))
 
 
+def _eks_driver() -> TargetDriver:
+    from .adapters.eks import EksClusters, EksDriver, KubeApi
+
+    return EksDriver(KubeApi(EksClusters(aws.client("eks"), aws.session())))
+
+
+def _lambda_driver() -> TargetDriver:
+    from .adapters.awslambda import LambdaDriver
+
+    return LambdaDriver(aws.client("lambda"))
+
+
 def build(settings: Settings) -> ImageStreams:
     fire_queue = None
     if settings.fire_queue_url:
@@ -49,7 +61,7 @@ def build(settings: Settings) -> ImageStreams:
         store=DynamoStore(aws.client("dynamodb"), settings.table,
                           tombstone_ttl=timedelta(days=settings.tombstone_ttl_days)),
         registry=EcrRegistry(aws.client("ecr")),
-        drivers=LazyDrivers({"ecs": _ecs_driver}),
+        drivers=LazyDrivers({"ecs": _ecs_driver, "eks": _eks_driver, "lambda": _lambda_driver}),
         fire_queue=fire_queue,
         history_limit=settings.history_limit,
     )

@@ -251,15 +251,82 @@ def _ecs_name(value: Any, what: str) -> str:
     return value
 
 
+class EksTarget(NamedTuple):
+    """A container (or initContainer) of a Deployment, StatefulSet, DaemonSet or CronJob in an EKS cluster."""
+
+    cluster: str
+    namespace: str
+    kind: str
+    name: str
+    container: str
+
+    @property
+    def type(self) -> str:
+        return "eks"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "eks", "cluster": self.cluster, "namespace": self.namespace, "kind": self.kind,
+                "name": self.name, "container": self.container}
+
+    def describe(self) -> str:
+        return f"eks:{self.cluster}/{self.namespace}/{self.kind.lower()}/{self.name}/{self.container}"
+
+
+class LambdaTarget(NamedTuple):
+    """A container-image Lambda function; with ``alias``, a version is published and the alias pointed at it."""
+
+    function: str
+    alias: str | None = None
+
+    @property
+    def type(self) -> str:
+        return "lambda"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "lambda", "function": self.function}
+        if self.alias:
+            out["alias"] = self.alias
+        return out
+
+    def describe(self) -> str:
+        return f"lambda:{_short_name(self.function.replace(':', '/'))}" + (f":{self.alias}" if self.alias else "")
+
+
+Target = EcsTarget | EksTarget | LambdaTarget
+
 TARGET_FIELDS = {
     "ecs": {"type", "cluster", "service", "container"},
     "eks": {"type", "cluster", "namespace", "kind", "name", "container", "discover"},
     "lambda": {"type", "function", "alias"},
 }
-SUPPORTED_TARGET_TYPES = ("ecs",)
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
+EKS_CLUSTER_RE = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}")
+DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LAMBDA_FUNCTION_RE = re.compile(
+    r"(arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:)?[A-Za-z0-9_-]{1,64}|[0-9]{12}:function:[A-Za-z0-9_-]{1,64}")
+LAMBDA_ALIAS_RE = re.compile(r"(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}")
 
 
-def parse_target(raw: Any) -> EcsTarget:
+def _missing(raw: dict[str, Any], kind: str, names: tuple[str, ...]) -> None:
+    missing = [name for name in names if name not in raw]
+    if missing:
+        raise Invalid(f"{kind} target is missing {', '.join(missing)}")
+
+
+def _match(raw: dict[str, Any], name: str, pattern: re.Pattern[str], max_len: int, rule: str) -> str:
+    value = _require_str(raw[name], f"target.{name}", max_len)
+    if not pattern.fullmatch(value):
+        raise Invalid(f"invalid target.{name} {value!r}: {rule}")
+    return value
+
+
+def is_discovery(raw: Any) -> bool:
+    """``{"type": "eks", "cluster": …, "discover": true}``: adopt annotated workloads instead of one target."""
+    return isinstance(raw, dict) and raw.get("type") == "eks" and raw.get("discover") is True
+
+
+def parse_target(raw: Any) -> Target:
     if not isinstance(raw, dict):
         raise Invalid(f"target must be an object, got {type(raw).__name__}")
     kind = raw.get("type")
@@ -268,15 +335,37 @@ def parse_target(raw: Any) -> EcsTarget:
     unknown = set(raw) - TARGET_FIELDS[kind]
     if unknown:
         raise Invalid(f"unknown field(s) in {kind} target: {', '.join(sorted(map(str, unknown)))}")
-    if kind not in SUPPORTED_TARGET_TYPES:
-        raise Invalid(f"target type {kind!r} is not supported by this version yet (supported: ecs)")
-    missing = [name for name in ("cluster", "service", "container") if name not in raw]
-    if missing:
-        raise Invalid(f"ecs target is missing {', '.join(missing)}")
-    container = _require_str(raw["container"], "target.container", 255)
-    if not ECS_NAME_RE.fullmatch(container):
-        raise Invalid(f"invalid target.container {container!r}: letters, digits, '-' and '_' only")
-    return EcsTarget(_ecs_name(raw["cluster"], "cluster"), _ecs_name(raw["service"], "service"), container)
+    if kind == "ecs":
+        _missing(raw, "ecs", ("cluster", "service", "container"))
+        container = _match(raw, "container", ECS_NAME_RE, 255, "letters, digits, '-' and '_' only")
+        return EcsTarget(_ecs_name(raw["cluster"], "cluster"), _ecs_name(raw["service"], "service"), container)
+    if kind == "eks":
+        if "discover" in raw:
+            raise Invalid("discover must be true and comes with cluster only (and then adopts annotated workloads)")
+        _missing(raw, "eks", ("cluster", "namespace", "kind", "name", "container"))
+        if raw["kind"] not in WORKLOAD_KINDS:
+            raise Invalid(f"target.kind must be one of {', '.join(WORKLOAD_KINDS)}, got {raw['kind']!r}")
+        return EksTarget(
+            _match(raw, "cluster", EKS_CLUSTER_RE, 100, "an EKS cluster name"),
+            _match(raw, "namespace", DNS_LABEL_RE, 63, "a Kubernetes namespace (DNS-1123 label)"),
+            raw["kind"],
+            _match(raw, "name", DNS_SUBDOMAIN_RE, 253, "a Kubernetes object name (DNS-1123 subdomain)"),
+            _match(raw, "container", DNS_LABEL_RE, 63, "a Kubernetes container name (DNS-1123 label)"),
+        )
+    _missing(raw, "lambda", ("function",))
+    function = _match(raw, "function", LAMBDA_FUNCTION_RE, 170, "a Lambda function name or ARN")
+    alias = None
+    if raw.get("alias") is not None:
+        alias = _match(raw, "alias", LAMBDA_ALIAS_RE, 128, "a Lambda alias name")
+    return LambdaTarget(function, alias)
+
+
+def parse_discovery(raw: dict[str, Any]) -> str:
+    unknown = set(raw) - {"type", "cluster", "discover"}
+    if unknown:
+        raise Invalid(f"unknown field(s) in an eks discovery target: {', '.join(sorted(map(str, unknown)))}")
+    _missing(raw, "eks", ("cluster",))
+    return _match(raw, "cluster", EKS_CLUSTER_RE, 100, "an EKS cluster name")
 
 
 # -------------------------------------------------------------------------------------------- triggers
@@ -287,7 +376,7 @@ class Trigger(NamedTuple):
 
     id: str
     stream_tag: StreamTag
-    target: EcsTarget
+    target: Target
     paused: bool = False
     status: str = "WaitingForImage"
     last_triggered_digest: str | None = None
@@ -315,7 +404,7 @@ class Trigger(NamedTuple):
         }
 
 
-def trigger_id(stream_tag: StreamTag, target: EcsTarget) -> str:
+def trigger_id(stream_tag: StreamTag, target: Target) -> str:
     """Deterministic id: adding the same trigger twice is idempotent."""
     key = f"{stream_tag}|{sorted(target.as_dict().items())}"
     return "tr-" + hashlib.sha256(key.encode()).hexdigest()[:12]

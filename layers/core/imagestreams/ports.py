@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from .model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger
+from .model import Head, HistoryEntry, Observation, StreamTag, Target, Trigger
 
 
 class StreamStore(Protocol):
@@ -66,6 +66,10 @@ class Registry(Protocol):
     def untag(self, stream: str, tag: str) -> None:
         """Remove ``tag`` from ECR (the image stays if other tags or references hold it)."""
 
+    def platform_digest(self, stream: str, digest: str, architecture: str) -> str:
+        """The ``linux/<architecture>`` child of an index (``digest`` itself for a single-platform image);
+        ``NotFound`` when the index has no such child."""
+
 
 class DriverResult(NamedTuple):
     changed: bool
@@ -77,10 +81,13 @@ class DriverResult(NamedTuple):
 class TargetDriver(Protocol):
     """Puts one image (a pinned ref) into one target container, changing nothing else."""
 
-    def apply(self, target: EcsTarget, image: str) -> DriverResult: ...
+    def apply(self, target: Target, image: str) -> DriverResult: ...
 
-    def current_image(self, target: EcsTarget) -> str:
+    def current_image(self, target: Target) -> str:
         """The image string the target's container is configured with now."""
+
+    def platform(self, target: Target) -> str | None:
+        """The one architecture the target runs, when it cannot take an image index (Lambda); else None."""
 
 
 class FireQueue(Protocol):

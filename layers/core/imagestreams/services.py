@@ -11,13 +11,14 @@ from datetime import datetime
 
 from .errors import Conflict, ConcurrentUpdate, Invalid, NotFound, TargetError, TransientTargetError
 from .model import (
-    EcsTarget,
     Head,
     HistoryEntry,
     ImageRef,
     Move,
     StreamTag,
+    Target,
     Trigger,
+    pinned_ref,
     rfc3339,
     runs_digest,
     trigger_id,
@@ -253,9 +254,11 @@ class ImageStreams:
             image = driver.current_image(trigger.target)
         except (TargetError, TransientTargetError) as exc:
             raise Conflict(f"cannot read what {trigger.target.describe()} runs: {exc}") from exc
-        running = runs_digest(image, head.registry, trigger.stream_tag.stream) or trigger.last_triggered_digest
         entries = [e for e in self.store.history(trigger.stream_tag, self.history_limit) if e.cause != "delete"]
         digests = [e.digest for e in entries]
+        running = runs_digest(image, head.registry, trigger.stream_tag.stream)
+        if running not in digests:  # a tag, another image, or a platform child of an index (Lambda)
+            running = trigger.last_triggered_digest or running
         if to is not None:
             if to not in digests:
                 raise NotFound(f"{to} is not in the history of {trigger.stream_tag}")
@@ -315,9 +318,11 @@ class ImageStreams:
         if driver is None:
             return self._save(trigger, trigger.with_outcome(
                 status="Failed", last_error=f"no driver for target type {trigger.target.type}"))
-        image = head.pinned
         try:
+            image = self._image_for(driver, trigger, head)
             result = driver.apply(trigger.target, image)
+        except NotFound as exc:
+            return self._save(trigger, trigger.with_outcome(status="Failed", last_error=exc.message))
         except TargetError as exc:
             return self._save(trigger, trigger.with_outcome(status="Failed", last_error=str(exc)))
         except TransientTargetError as exc:
@@ -336,6 +341,15 @@ class ImageStreams:
                 last_error=None, drift=None, deployed_image=image)
         return self._save(trigger, updated)
 
+    def _image_for(self, driver: TargetDriver, trigger: Trigger, head: Head) -> str:
+        """The pinned ref for this target: the head itself, or for a target that takes no image index (Lambda)
+        the child manifest of its architecture (§3.3)."""
+        architecture = driver.platform(trigger.target)
+        if architecture is None:
+            return head.pinned
+        child = self.registry.platform_digest(head.stream_tag.stream, head.digest, architecture)
+        return pinned_ref(head.registry, head.stream_tag.stream, child)
+
     def _save(self, before: Trigger, after: Trigger) -> Trigger:
         if after != before and not self.store.save_trigger(after):
             log.info("trigger %s was removed while firing", before.id)
@@ -343,9 +357,13 @@ class ImageStreams:
 
     # --------------------------------------------------------------------------------------- triggers
 
-    def add_trigger(self, stream_tag: StreamTag, target: EcsTarget, *, paused: bool = False) -> Trigger:
+    def add_trigger(self, stream_tag: StreamTag, target: Target, *, paused: bool = False) -> Trigger:
         """Register; fire at once when the tag already has a head (like OpenShift). Idempotent per target."""
         trigger = Trigger(trigger_id(stream_tag, target), stream_tag, target, paused=paused)
+        driver = self.drivers.get(target.type)
+        validate = getattr(driver, "validate", None)
+        if validate is not None:
+            validate(target)  # e.g. a zip-packaged Lambda function is refused before anything is written
         if not self.store.add_trigger(trigger):
             existing = self.store.get_trigger(trigger.id)
             if existing is not None:

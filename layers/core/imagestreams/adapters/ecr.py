@@ -20,6 +20,28 @@ ACCEPTED_MEDIA_TYPES = [
 ]
 
 
+INDEX_MEDIA_TYPES = {"application/vnd.docker.distribution.manifest.list.v2+json",
+                     "application/vnd.oci.image.index.v1+json"}
+
+
+def pick_platform(manifest: str, digest: str, architecture: str) -> str:
+    """Child digest for ``linux/<architecture>`` in an index manifest; ``digest`` itself for a plain manifest."""
+    import json
+
+    doc = json.loads(manifest)
+    if doc.get("mediaType") not in INDEX_MEDIA_TYPES and "manifests" not in doc:
+        return digest
+    for child in doc.get("manifests") or []:
+        platform = child.get("platform") or {}
+        if platform.get("os") == "unknown" or platform.get("architecture") == "unknown":
+            continue  # attestation manifests (buildx provenance/SBOM)
+        if platform.get("os") == "linux" and platform.get("architecture") == architecture:
+            return child["digest"]
+    available = sorted({f"{(c.get('platform') or {}).get('os')}/{(c.get('platform') or {}).get('architecture')}"
+                        for c in doc.get("manifests") or []})
+    raise NotFound(f"index {digest} has no linux/{architecture} image (it has: {', '.join(available) or 'none'})")
+
+
 def _code(exc: ClientError) -> str:
     return exc.response["Error"].get("Code", "")
 
@@ -108,6 +130,20 @@ class EcrRegistry:
             if current is None or current.digest != digest:
                 raise Conflict(f"{stream}:{tag} cannot be moved to {digest}: "
                                f"{exc.response['Error'].get('Message')}") from exc
+
+    def platform_digest(self, stream: str, digest: str, architecture: str) -> str:
+        """The child manifest of an index for ``linux/<architecture>`` (attestations skipped); a single-platform
+        image is returned as is. For targets that take no index (Lambda)."""
+        try:
+            out = self.client.batch_get_image(repositoryName=stream, imageIds=[{"imageDigest": digest}],
+                                              acceptedMediaTypes=ACCEPTED_MEDIA_TYPES)
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                raise NotFound(f"{stream}@{digest} is not in ECR") from exc
+            raise
+        if not out.get("images"):
+            raise NotFound(f"{stream}@{digest} is not in ECR")
+        return pick_platform(out["images"][0]["imageManifest"], digest, architecture)
 
     def untag(self, stream: str, tag: str) -> None:
         try:

@@ -46,6 +46,9 @@ class EcsDriver:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, doing) from exc
 
+    def platform(self, target: EcsTarget) -> str | None:
+        return None  # ECS takes the index and pulls the task's platform
+
     def current_image(self, target: EcsTarget) -> str:
         service = self._service(target)
         _, _, container = self._task_definition(target, service)

@@ -105,6 +105,7 @@ class MemoryRegistry:
         self.media_types: dict[str, str] = {}
         self.images: dict[str, set[str]] = {}
         self.immutable: dict[str, set[str]] = {}
+        self.indexes: dict[str, dict[str, str]] = {}  # index digest -> {architecture: child digest}
         self.resolves = 0
         self.retags = 0
 
@@ -133,6 +134,14 @@ class MemoryRegistry:
     def untag(self, stream: str, tag: str) -> None:
         self.remove(stream, tag)
 
+    def platform_digest(self, stream: str, digest: str, architecture: str) -> str:
+        children = self.indexes.get(digest)
+        if children is None:
+            return digest
+        if architecture not in children:
+            raise NotFound(f"index {digest} has no linux/{architecture} image")
+        return children[architecture]
+
     def resolve(self, stream: str, tag: str) -> Observation | None:
         self.resolves += 1
         digest = self.tags.get((stream, tag))
@@ -148,6 +157,9 @@ class MemoryEcs:
     images: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     revisions: dict[tuple[str, str], int] = field(default_factory=dict)
     calls: int = 0
+
+    def platform(self, target: EcsTarget) -> str | None:
+        return None
 
     def current_image(self, target: EcsTarget) -> str:
         key = (target.cluster, target.service)

@@ -1,0 +1,103 @@
+"""Target driver for container-image Lambda functions (``UpdateFunctionCode(ImageUri=<pinned ref>)``).
+
+Lambda resolves a tag once and never follows it ("if you update the image tag to a new image, Lambda does not
+automatically update the function", UpdateFunctionCode API reference), and it takes no image index: the services
+layer asks :meth:`LambdaDriver.platform` and pins the child manifest of that architecture (DESIGN §3.3).
+With ``alias``: wait for the update, publish a version, point the alias at it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import Invalid, TargetError, TransientTargetError
+from ..model import LambdaTarget
+from ..ports import DriverResult
+from .ecs import classify
+
+ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64"}
+
+
+class LambdaDriver:
+    def __init__(self, client: Any, *, wait_seconds: float = 40.0, poll_seconds: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
+        self.sleep = sleep
+
+    def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise TargetError(f"{doing}: {exc.response['Error'].get('Message')}") from exc
+            raise classify(exc, doing) from exc
+        except BotoCoreError as exc:
+            raise classify(exc, doing) from exc
+
+    def _function(self, target: LambdaTarget, qualifier: str | None = None) -> dict[str, Any]:
+        kwargs = {"FunctionName": target.function}
+        if qualifier:
+            kwargs["Qualifier"] = qualifier
+        out = self._call("GetFunction", self.client.get_function, **kwargs)
+        if out["Configuration"].get("PackageType", "Zip") != "Image":
+            raise TargetError(f"Lambda function {target.function} is zip-packaged: only container-image functions "
+                              "can follow an image stream")
+        return out
+
+    def validate(self, target: LambdaTarget) -> None:
+        """For ``trigger.add``: refuse a zip function up front with ``Invalid``."""
+        try:
+            self._function(target)
+        except TargetError as exc:
+            raise Invalid(str(exc)) from exc
+
+    def platform(self, target: LambdaTarget) -> str:
+        arch = (self._function(target)["Configuration"].get("Architectures") or ["x86_64"])[0]
+        return ARCHITECTURES.get(arch, arch)
+
+    def current_image(self, target: LambdaTarget) -> str:
+        return self._function(target, target.alias)["Code"].get("ImageUri", "")
+
+    def apply(self, target: LambdaTarget, image: str) -> DriverResult:
+        latest = self._function(target)
+        previous = latest["Code"].get("ImageUri")
+        changed = False
+        state = "COMPLETED"
+        if previous != image:
+            self._call("UpdateFunctionCode", self.client.update_function_code,
+                       FunctionName=target.function, ImageUri=image)
+            changed = True
+            state = self._wait(target)
+        if target.alias:
+            if state != "COMPLETED":
+                raise TransientTargetError(f"{target.describe()}: update still in progress; alias not moved yet")
+            # $LATEST just changed: the alias needs a new version. Otherwise look at the alias's own version
+            # (a previous attempt may have updated $LATEST and failed before moving the alias).
+            if changed or self._function(target, target.alias)["Code"].get("ImageUri") != image:
+                version = self._call("PublishVersion", self.client.publish_version, FunctionName=target.function,
+                                     Description=f"imagestreams: {image}"[:256])["Version"]
+                self._call("UpdateAlias", self.client.update_alias, FunctionName=target.function,
+                           Name=target.alias, FunctionVersion=version)
+                changed = True
+        return DriverResult(changed, previous, state if changed else "COMPLETED")
+
+    def _wait(self, target: LambdaTarget) -> str:
+        """Poll LastUpdateStatus: COMPLETED, FAILED (raises with Lambda's reason) or IN_PROGRESS at the deadline."""
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            config = self._call("GetFunctionConfiguration", self.client.get_function_configuration,
+                                FunctionName=target.function)
+            status = config.get("LastUpdateStatus") or "Successful"
+            if status == "Successful":
+                return "COMPLETED"
+            if status == "Failed":
+                raise TargetError(f"{target.describe()}: update failed: {config.get('LastUpdateStatusReason')}")
+            if time.monotonic() >= deadline:
+                return "IN_PROGRESS"
+            self.sleep(self.poll_seconds)
