@@ -17,11 +17,14 @@ from typing import Any, TextIO
 from imagestreams.cli import main, short, table
 
 from .embedded import EmbeddedAws, Invocation
+from .kube import FakeKubeApi
 
 REPO = "team/web"
 CLUSTER = "demo"
 SERVICE = "web"
 PROD_SERVICE = "web-prod"
+EKS_CLUSTER = "demo-eks"
+FUNCTION = "web-thumbnailer"
 SIDECAR_IMAGE = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
 ACTOR = "arn:aws:iam::123456789012:user/demo"
 
@@ -74,6 +77,15 @@ def _service_state(aws: EmbeddedAws, service: str = SERVICE) -> tuple[str, dict[
     return arn.rsplit("/", 1)[-1], {c["name"]: c["image"] for c in containers}
 
 
+def _check_eks_and_lambda(aws: EmbeddedAws, kube: FakeKubeApi, story: Story, pinned: str) -> None:
+    containers = kube.get("Deployment", "apps", "web")["spec"]["template"]["spec"]["containers"]
+    images = {c["name"]: c["image"] for c in containers}
+    story.check(images == {"web": pinned, "envoy": "envoyproxy/envoy:v1.31"},
+                f"EKS Deployment apps/web: web = {REPO}@{short(pinned.rsplit('@', 1)[1])}, envoy untouched")
+    function_image = aws.client("lambda").get_function(FunctionName=FUNCTION)["Code"]["ImageUri"]
+    story.check(function_image == pinned, f"Lambda {FUNCTION} runs {REPO}@{short(pinned.rsplit('@', 1)[1])}")
+
+
 def _cli(aws: EmbeddedAws, story: Story, argv: list[str]) -> None:
     """Run the real CLI in-process against the embedded AWS, as a user would on their laptop."""
     aws.use_function_env("AdminFunction")
@@ -95,7 +107,8 @@ def _admin(aws: EmbeddedAws, command: dict[str, Any]) -> dict[str, Any]:
 
 def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> int:
     story = Story(out)
-    with EmbeddedAws(use_dynamodb_local=use_dynamodb_local, on_invoke=story.on_invoke) as aws:
+    with EmbeddedAws(use_dynamodb_local=use_dynamodb_local, on_invoke=story.on_invoke) as aws, \
+            FakeKubeApi() as kube:
         story.say("ImageStreams for AWS - local demo")
         story.step(f"embedded AWS up: moto server ({aws.moto_url}) for ECR/ECS/SQS/EventBridge, "
                    f"{aws.dynamodb_backend} for DynamoDB")
@@ -114,12 +127,25 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         story.step(f"ECR repository {REPO}; ECS service {CLUSTER}/{SERVICE} runs web = {REPO}:latest "
                    "(a moving tag) next to a log-router sidecar")
 
-        story.step(f"trigger.add: keep {CLUSTER}/{SERVICE}:web on the head of {REPO}:latest")
+        aws.add_eks_cluster(EKS_CLUSTER, kube)
+        kube.add("Deployment", "apps", "web", [{"name": "web", "image": f"{registry}/{REPO}:latest"},
+                                               {"name": "envoy", "image": "envoyproxy/envoy:v1.31"}])
+        aws.create_image_function(FUNCTION, f"{registry}/{REPO}:latest", architecture="arm64")
+        story.step(f"EKS cluster {EKS_CLUSTER} (fake API server {kube.endpoint}, TLS + IAM token) runs Deployment "
+                   f"apps/web with an envoy sidecar; Lambda function {FUNCTION} (container image, arm64)")
+
+        story.step(f"trigger.add: keep {CLUSTER}/{SERVICE}:web, the EKS Deployment and the Lambda function on the "
+                   f"head of {REPO}:latest")
         added = _admin(aws, {"action": "trigger.add", "from": f"{REPO}:latest",
                              "target": {"type": "ecs", "cluster": CLUSTER, "service": SERVICE, "container": "web"}})
         trigger_id = added["id"]
-        story.check(added["trigger"]["status"] == "WaitingForImage",
-                    f"trigger {trigger_id} is WaitingForImage (the tag has no head yet)")
+        others = [_admin(aws, {"action": "trigger.add", "from": f"{REPO}:latest", "target": target})["trigger"]
+                  for target in ({"type": "eks", "cluster": EKS_CLUSTER, "namespace": "apps", "kind": "Deployment",
+                                  "name": "web", "container": "web"},
+                                 {"type": "lambda", "function": FUNCTION})]
+        story.check(added["trigger"]["status"] == "WaitingForImage" and
+                    all(t["status"] == "WaitingForImage" for t in others),
+                    f"triggers {trigger_id}, {others[0]['id']}, {others[1]['id']} are WaitingForImage (no head yet)")
 
         story.step(f"docker push {REPO}:1 and {REPO}:latest (v1) -> ECR emits one 'ECR Image Action' PUSH per tag")
         v1 = aws.push_image(REPO, "latest", seed="v1", also=("1",))
@@ -128,6 +154,7 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         revision, images = _service_state(aws)
         story.check(images["web"] == f"{registry}/{REPO}@{d1}", f"service now on {revision}, web = {REPO}@{short(d1)}")
         story.check(images["log-router"] == SIDECAR_IMAGE, "sidecar image untouched")
+        _check_eks_and_lambda(aws, kube, story, f"{registry}/{REPO}@{d1}")
 
         story.step(f"docker push {REPO}:2 and {REPO}:latest (v2): a rebuild under the same moving tag")
         v2 = aws.push_image(REPO, "latest", seed="v2", also=("2",))
@@ -192,6 +219,7 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         _cli(aws, story, ["trigger", "resume", trigger_id])
         _, images = _service_state(aws, SERVICE)
         story.check(images["web"].endswith(d3), f"{SERVICE} now runs {short(d3)}")
+        _check_eks_and_lambda(aws, kube, story, f"{registry}/{REPO}@{d3}")
 
         story.step("history (imagestreams history team/web:prod)")
         _cli(aws, story, ["history", f"{REPO}:prod"])

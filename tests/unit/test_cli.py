@@ -113,3 +113,20 @@ def test_arguments_become_the_admin_command(argv, command):
     main(["--actor", "me", *argv], transport=capture)
     expected = {**command, **({"actor": "me"} if command["action"] not in ("trigger.list",) else {})}
     assert sent == [expected]
+
+
+def test_trigger_add_eks_and_lambda_shortcuts():
+    sent = []
+
+    def capture(cmd):
+        sent.append(cmd)
+        return {"ok": True, "result": {"triggers": [], "moves": [], "trigger": {
+            "id": "tr-0123456789ab", "from": cmd["from"], "target": cmd["target"], "paused": False,
+            "status": "WaitingForImage", "lastTriggeredDigest": None, "lastTriggeredAt": None, "lastError": None,
+            "rolloutState": None, "drift": None}}}
+
+    main(["--actor", "me", "trigger", "add", "team/web:a", "--eks", "prod/apps/cronjob/nightly:job"], transport=capture)
+    main(["--actor", "me", "trigger", "add", "team/web:a", "--lambda", "resize:live"], transport=capture)
+    assert sent[0]["target"] == {"type": "eks", "cluster": "prod", "namespace": "apps", "kind": "CronJob",
+                                 "name": "nightly", "container": "job"}
+    assert sent[1]["target"] == {"type": "lambda", "function": "resize", "alias": "live"}

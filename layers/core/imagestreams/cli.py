@@ -40,8 +40,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def target_text(target: dict[str, Any]) -> str:
-    if target.get("type") == "ecs":
+    kind = target.get("type")
+    if kind == "ecs":
         return f"ecs {target['cluster'].rsplit('/', 1)[-1]}/{target['service'].rsplit('/', 1)[-1]}:{target['container']}"
+    if kind == "eks" and "name" in target:
+        return (f"eks {target['cluster']}/{target['namespace']}/{target['kind'].lower()}/{target['name']}:"
+                f"{target['container']}")
+    if kind == "lambda":
+        return f"lambda {target['function'].rsplit(':', 1)[-1] if target['function'].startswith('arn:') else target['function']}" + (
+            f":{target['alias']}" if target.get("alias") else "")
     return json.dumps(target, sort_keys=True)
 
 
@@ -97,7 +104,8 @@ EXAMPLES = {
     "untag": "imagestreams untag team/web:old",
     "rollback": "imagestreams rollback team/web:prod --steps 1    |    imagestreams rollback --trigger tr-0123456789ab",
     "deploy": "imagestreams deploy tr-0123456789ab    |    imagestreams deploy --from team/web:prod",
-    "trigger add": "imagestreams trigger add team/web:prod --ecs prod/web:web",
+    "trigger add": "imagestreams trigger add team/web:prod --ecs prod/web:web    |    "
+                   "--eks prod/apps/deployment/web:web    |    --lambda resize:live",
     "trigger list": "imagestreams trigger list --from team/web:prod",
     "trigger pause": "imagestreams trigger pause tr-0123456789ab",
     "trigger resume": "imagestreams trigger resume --from team/web:prod",
@@ -152,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(tverbs, "add", "keep a target on the head of a stream tag", "trigger add")
     p.add_argument("from_", metavar="FROM")
     p.add_argument("--ecs", metavar="CLUSTER/SERVICE:CONTAINER", help="an ECS service container")
+    p.add_argument("--eks", metavar="CLUSTER/NAMESPACE/KIND/NAME:CONTAINER",
+                   help="an EKS workload container, KIND one of deployment, statefulset, daemonset, cronjob")
+    p.add_argument("--lambda", dest="lambda_", metavar="FUNCTION[:ALIAS]", help="a container-image Lambda function")
     p.add_argument("--target", metavar="JSON", help="a target object as JSON (DESIGN §4.2)")
     p.add_argument("--paused", action="store_true")
     for name in ("remove", "pause", "resume"):
@@ -169,6 +180,20 @@ def _ecs_target(spec: str) -> dict[str, Any]:
     return {"type": "ecs", "cluster": cluster, "service": service, "container": container}
 
 
+KINDS = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet", "cronjob": "CronJob"}
+
+
+def _eks_target(spec: str) -> dict[str, Any]:
+    path, _, container = spec.partition(":")
+    parts = path.split("/")
+    if len(parts) != 4 or not container or parts[2].lower() not in KINDS:
+        raise SystemExit("imagestreams: --eks takes CLUSTER/NAMESPACE/KIND/NAME:CONTAINER "
+                         "(KIND: deployment, statefulset, daemonset, cronjob)")
+    cluster, namespace, kind, name = parts
+    return {"type": "eks", "cluster": cluster, "namespace": namespace, "kind": KINDS[kind.lower()], "name": name,
+            "container": container}
+
+
 def _json(text: str) -> Any:
     try:
         return json.loads(text)
@@ -183,9 +208,20 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
         action = f"trigger.{args.tverb}"
         cmd: dict[str, Any] = {"action": action}
         if args.tverb == "add":
-            if bool(args.ecs) == bool(args.target):
-                raise SystemExit("imagestreams: give exactly one of --ecs or --target")
-            cmd.update({"from": args.from_, "target": _ecs_target(args.ecs) if args.ecs else _json(args.target)})
+            given = [x for x in (args.ecs, args.eks, args.lambda_, args.target) if x]
+            if len(given) != 1:
+                raise SystemExit("imagestreams: give exactly one of --ecs, --eks, --lambda or --target")
+            if args.ecs:
+                target = _ecs_target(args.ecs)
+            elif args.eks:
+                target = _eks_target(args.eks)
+            elif args.lambda_:
+                function, _, alias = args.lambda_.partition(":") if not args.lambda_.startswith("arn:") else (
+                    args.lambda_, "", "")
+                target = {"type": "lambda", "function": function, **({"alias": alias} if alias else {})}
+            else:
+                target = _json(args.target)
+            cmd.update({"from": args.from_, "target": target})
             if args.paused:
                 cmd["paused"] = True
         elif args.tverb == "list":
