@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -66,7 +65,9 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
     aws.deploy()
     aws.client("ecr").create_repository(repositoryName="bench/web")
     aws.use_function_env("IngestFunction")
-    handler = aws.functions["IngestFunction"].handler()
+    sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the handler's Logger
+    with contextlib.redirect_stdout(sink):  # Logger binds stdout when the module is imported
+        handler = aws.functions["IngestFunction"].handler()
 
     class Ctx:
         function_name, memory_limit_in_mb, aws_request_id = "bench", 256, "r"
@@ -78,7 +79,7 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
     table = aws.outputs["StreamsTableName"]
 
     def ingest(event: dict[str, Any]) -> None:
-        with contextlib.redirect_stdout(io.StringIO()):  # EMF metrics go to stdout in Lambda
+        with contextlib.redirect_stdout(sink):  # INFO logs and EMF metrics go to stdout, as in Lambda
             handler(event, Ctx())
 
     # warm up: clients built, code paths imported (a warm container)
@@ -116,6 +117,8 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
     streams.fire_by_id(stream_tag, added.id, force=True)
     fire_pinned = counter.take()
 
+    eks_lambda = _bench_eks_lambda(aws, streams, counter, stream_tag)
+
     def med(values: list[Counter[str]], fn: Any, *args: Any) -> float:
         return statistics.median(fn(v, *args) for v in values)
 
@@ -135,7 +138,44 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
         "ingest_overhead_ratio": round(statistics.median(ingest_times) / statistics.median(raw_times), 3),
         "events": events,
         "dynamodb_backend": aws.dynamodb_backend,
+        **eks_lambda,
     }
+
+
+def _bench_eks_lambda(aws: EmbeddedAws, streams: Any, counter: CallCounter, stream_tag: Any) -> dict[str, Any]:
+    """HTTP calls per EKS fire (first, then new digest, then already pinned) and Lambda calls per fire."""
+    from imagestreams import aws as clients
+    from imagestreams.model import EksTarget, LambdaTarget
+    from imagestreams_local.kube import FakeKubeApi
+
+    counter.attach(clients.client("eks"), clients.client("lambda"))
+    out: dict[str, Any] = {}
+    with FakeKubeApi() as kube:
+        aws.add_eks_cluster("bench", kube)
+        kube.add("Deployment", "apps", "web", [{"name": "web", "image": f"{REG}/bench/web:latest"}])
+        eks = streams.add_trigger(stream_tag, EksTarget("bench", "apps", "Deployment", "web", "web"), paused=True)
+        aws.create_image_function("bench-fn", f"{REG}/bench/web:latest")
+        fn = streams.add_trigger(stream_tag, LambdaTarget("bench-fn"), paused=True)
+        counter.take()
+        api = streams.drivers["eks"].api
+
+        def eks_fire() -> tuple[int, int]:
+            before = api.calls
+            streams.fire_by_id(stream_tag, eks.id, force=True)
+            return api.calls - before, total(counter.take(), "eks:")
+
+        out["eks_fire_http_first"], out["eks_fire_aws_calls_first"] = eks_fire()  # pinned by the ECS bench head
+        kube.objects[("deployments", "apps", "web")]["spec"]["template"]["spec"]["containers"][0]["image"] = "x:1"
+        out["eks_fire_http"], out["eks_fire_aws_calls"] = eks_fire()
+        out["eks_fire_http_pinned"], _ = eks_fire()
+        streams.fire_by_id(stream_tag, fn.id, force=True)
+        calls = counter.take()
+        out["lambda_fire_calls"] = total(calls, "lambda:")
+        out["lambda_fire_ecr_calls"] = total(calls, "ecr:")
+        out["lambda_fire_detail"] = dict(calls)
+        streams.fire_by_id(stream_tag, fn.id, force=True)
+        out["lambda_fire_calls_pinned"] = total(counter.take(), "lambda:")
+    return out
 
 
 def _target() -> Any:
@@ -181,24 +221,31 @@ def bench_imports(runs: int) -> dict[str, Any]:
     for key in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
         env.pop(key)
 
-    def once(module: str, base: Path | None) -> float:
-        code = ("import sys, time\n"
-                + (f"sys.path[:0] = [{str(base / module)!r}, {str(base / 'opt')!r}]\n" if base else "")
-                + f"t = time.perf_counter()\nimport {module}\nprint(time.perf_counter() - t)")
+    def once(module: str, base: Path | None, *, handler: bool = True) -> float:
+        paths = [] if base is None else ([str(base / module)] if handler else []) + [str(base / "opt")]
+        code = (f"import sys, time\nsys.path[:0] = {paths!r}\n"
+                f"t = time.perf_counter()\nimport {module}\nprint(time.perf_counter() - t)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         return float(out.stdout.strip())
 
     with tempfile.TemporaryDirectory() as tmp:
         built = _artifact(Path(tmp) / "built", compiled=True)
         source = _artifact(Path(tmp) / "source", compiled=False)
-        samples: dict[str, list[float]] = {"boto3": []}
+        samples: dict[str, list[float]] = {"boto3": [], "eks path": []}
         for _ in range(runs):  # interleaved, so machine noise hits every module alike
             samples["boto3"].append(once("boto3", None))
+            samples["eks path"].append(once("imagestreams.adapters.eks", built, handler=False))
             for name in HANDLERS:
                 samples.setdefault(name, []).append(once(name, built))
                 samples.setdefault(f"{name} (source)", []).append(once(name, source))
+        ingest_pulls_eks = subprocess.run(
+            [sys.executable, "-c", f"import sys; sys.path[:0] = [{str(built / 'ingest')!r}, {str(built / 'opt')!r}]; "
+             "import ingest; print('imagestreams.adapters.eks' in sys.modules)"],
+            capture_output=True, text=True, env=env, check=True).stdout.strip() == "True"
     medians = {k: statistics.median(v) for k, v in samples.items()}
     return {
+        "eks_path_import_ratio": round(medians["eks path"] / medians["boto3"], 3),
+        "ingest_imports_eks_path": ingest_pulls_eks,
         "import_ms": {k: round(v * 1000, 1) for k, v in medians.items()},
         "import_ratio": {name: round(medians[name] / medians["boto3"], 3) for name in HANDLERS},
         "import_ratio_source": {name: round(medians[f"{name} (source)"] / medians["boto3"], 3) for name in HANDLERS},
@@ -211,7 +258,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=40)
     parser.add_argument("--imports", type=int, default=15)
     args = parser.parse_args()
-    with EmbeddedAws() as aws:
+    with EmbeddedAws(quiet=False) as aws:  # logging at INFO and EMF metrics on, as deployed
         results = bench_calls_and_overhead(aws, args.events)
     results.update(bench_imports(args.imports))
     rows = [
@@ -224,6 +271,17 @@ def main() -> int:
          f"{results['ecs_fire_dynamodb_writes']} / {results['ecs_fire_dynamodb_writes_pinned']}", "<= 1"),
         (f"ingest time / irreducible calls ({results['ingest_ms_median']} / {results['irreducible_ms_median']} ms)",
          results["ingest_overhead_ratio"], "<= 1.3"),
+    ]
+    rows += [
+        ("EKS fire: HTTP calls, first fire (+ DescribeCluster AWS calls)",
+         f"{results['eks_fire_http_first']} (+{results['eks_fire_aws_calls_first']})", "-"),
+        ("EKS fire: HTTP calls after the first (new digest / pinned)",
+         f"{results['eks_fire_http']} / {results['eks_fire_http_pinned']}", "<= 2"),
+        ("Lambda fire: Lambda calls (new digest / pinned), + ECR calls",
+         f"{results['lambda_fire_calls']} / {results['lambda_fire_calls_pinned']} +{results['lambda_fire_ecr_calls']}",
+         "-"),
+        (f"import EKS path (imagestreams.adapters.eks) / import boto3; in ingest's imports: "
+         f"{'yes' if results['ingest_imports_eks_path'] else 'no'}", results["eks_path_import_ratio"], "off ingest"),
     ]
     rows += [(f"import {name} / import boto3 ({results['import_ms'][name]} / {results['import_ms']['boto3']} ms; "
               f"without .pyc: {results['import_ratio_source'][name]})", ratio, "<= 1.3")
