@@ -158,6 +158,7 @@ class EmbeddedAws:
         self._saved_env: dict[str, str | None] = {}
         self._queue_urls_by_arn: dict[str, str] = {}
         self._overrides: dict[str, str] = {}
+        self.schedules: dict[str, Any] = {}
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -261,6 +262,7 @@ class EmbeddedAws:
                 ddb.delete_table(TableName=name)
         self.functions.clear()
         self.sources.clear()
+        self.schedules.clear()
         self._queue_urls_by_arn.clear()
         self.outputs.clear()
         self.invocations.clear()
@@ -355,6 +357,8 @@ class EmbeddedAws:
                     "dynamodb", fn, stream_arn=resolve(ep["Stream"]), batch_size=int(ep.get("BatchSize", 100)),
                     filters=filters, max_retries=int(ep.get("MaximumRetryAttempts", 2)),
                     on_failure_queue=self._queue_urls_by_arn.get(resolve(destination)) if destination else None))
+            elif kind in ("ScheduleV2", "Schedule"):
+                self.schedules[logical] = json.loads(ep.get("Input") or "{}")
             elif kind == "SQS":
                 arn = resolve(ep["Queue"])
                 self.sources.append(Source("sqs", fn, queue_url=self._queue_urls_by_arn[arn], queue_arn=arn,
@@ -385,6 +389,20 @@ class EmbeddedAws:
         finally:
             if self.on_invoke:
                 self.on_invoke(record)
+
+    def run_schedule(self, logical_id: str, *, remaining_ms: int | None = None) -> Any:
+        """What EventBridge Scheduler does on each tick: invoke the function with the schedule's Input."""
+        fn = self.functions[logical_id]
+        context = FakeContext(f"imagestreams-{logical_id}")
+        if remaining_ms is not None:
+            context.get_remaining_time_in_millis = lambda: remaining_ms  # type: ignore[method-assign]
+        record = Invocation(logical_id, "schedule", self.schedules[logical_id])
+        self.invocations.append(record)
+        self.use_function_env(logical_id)
+        record.result = fn.handler()(self.schedules[logical_id], context)
+        if self.on_invoke:
+            self.on_invoke(record)
+        return record.result
 
     def pump(self, max_rounds: int = 200) -> int:
         """Deliver everything pending until the system is quiet. Returns the number of invocations."""

@@ -32,7 +32,7 @@ def test_tag_copies_digest_and_records_cause_and_actor(env):
     moves = streams.tag(ImageRef("team/web", "latest"), [PROD, QA], actor="alice")
     assert [(m.stream_tag.tag, m.to_digest, m.cause) for m in moves] == [("prod", digest(1), "tag"),
                                                                           ("qa", digest(1), "tag")]
-    assert registry.tags[("team/web", "prod")] == digest(1)
+    assert registry.tag_map[("team/web", "prod")] == digest(1)
     assert streams.history(PROD)[0].actor == "alice"
     # tagging again is a no-op: same digest, no new history entry
     assert streams.tag(ImageRef("team/web", "latest"), [PROD], actor="alice") == []
@@ -64,7 +64,7 @@ def test_immutable_target_is_a_conflict_before_any_write(env):
     answer = dispatch(streams, {"action": "tag", "source": "team/web:latest", "target": ["team/web:qa",
                                                                                          "team/web:prod"]})
     assert answer["error"]["type"] == "Conflict" and "immutable" in answer["error"]["message"]
-    assert store.writes == writes and ("team/web", "qa") not in registry.tags
+    assert store.writes == writes and ("team/web", "qa") not in registry.tag_map
 
 
 def test_alias_follows_every_move_of_its_source(env):
@@ -74,7 +74,7 @@ def test_alias_follows_every_move_of_its_source(env):
     assert store.get_head(PROD).alias_of == "latest" and store.get_head(LATEST).aliases == ("prod",)
     moves = push(streams, registry, LATEST, 2)
     assert [(m.stream_tag.tag, m.cause) for m in moves] == [("latest", "push"), ("prod", "alias")]
-    assert registry.tags[("team/web", "prod")] == digest(2)
+    assert registry.tag_map[("team/web", "prod")] == digest(2)
     # a permanent copy over the alias ends the tracking
     streams.tag(ImageRef("team/web", digest=digest(1)), [PROD])
     assert store.get_head(PROD).alias_of is None and store.get_head(LATEST).aliases == ()
@@ -100,12 +100,12 @@ def test_untag_tombstones_and_keep_in_registry_is_not_undone_by_import(env):
     push(streams, registry, PROD, 1)
     moves = streams.untag(PROD, keep_in_registry=True, actor="bob")
     assert moves[0].as_dict()["to"] is None and moves[0].cause == "delete"
-    assert registry.tags[("team/web", "prod")] == digest(1)
+    assert registry.tag_map[("team/web", "prod")] == digest(1)
     assert streams.sync(PROD, cause="import") == []  # ECR still has it, but it left the stream
     push(streams, registry, PROD, 2)  # a real push brings it back
     assert not store.get_head(PROD).deleted and store.get_head(PROD).generation == 3
     streams.untag(LATEST, actor="bob")
-    assert ("team/web", "latest") not in registry.tags and store.get_head(LATEST).deleted
+    assert ("team/web", "latest") not in registry.tag_map and store.get_head(LATEST).deleted
 
 
 def test_rollback_tag_steps_and_to(env):
@@ -115,7 +115,7 @@ def test_rollback_tag_steps_and_to(env):
     moves = streams.rollback_tag(LATEST, actor="carol")
     assert moves[0].as_dict() == {"tag": "team/web:latest", "from": digest(3), "to": digest(2),
                                   "generation": 4, "cause": "rollback"}
-    assert registry.tags[("team/web", "latest")] == digest(2)
+    assert registry.tag_map[("team/web", "latest")] == digest(2)
     moves = streams.rollback_tag(LATEST, to=digest(1), actor="carol")
     assert moves[0].to_digest == digest(1)
     assert [e.digest for e in streams.history(LATEST)] == [digest(1), digest(2), digest(3), digest(2), digest(1)]

@@ -120,8 +120,12 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     found, errors = streams.drivers["eks"].discover(cluster)
     if not found and not errors:
         raise NotFound(f"no workload in EKS cluster {cluster} carries image.openshift.io/triggers")
-    triggers = [streams.add_trigger(stream_tag, target, paused=paused or entry_paused)
-                for stream_tag, target, entry_paused in found]
+    triggers = []
+    for stream_tag, target, entry_paused in found:
+        try:
+            triggers.append(streams.add_trigger(stream_tag, target, paused=paused or entry_paused))
+        except ImageStreamsError as exc:  # e.g. Forbidden by the allow-list: reported, the others still adopted
+            errors.append(f"{target.describe()}: {exc.type}: {exc.message}")
     first = triggers[0] if triggers else None
     return {"id": first.id if first else None, "trigger": first.as_dict() if first else None,
             "triggers": [t.as_dict() for t in triggers], "errors": errors}

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from functools import lru_cache
+from typing import Any
 
 from . import aws
 from .adapters.dynamodb import DynamoStore
 from .adapters.ecr import EcrRegistry
 from .config import Settings
+from .policy import TargetPolicy
 from .ports import TargetDriver
 from .services import ImageStreams
 
@@ -64,12 +66,21 @@ def build(settings: Settings) -> ImageStreams:
         drivers=LazyDrivers({"ecs": _ecs_driver, "eks": _eks_driver, "lambda": _lambda_driver}),
         fire_queue=fire_queue,
         history_limit=settings.history_limit,
+        policy=TargetPolicy.from_strings(settings.allowed_ecs_clusters, settings.allowed_eks_namespaces,
+                                         settings.allowed_lambda_functions, settings.account_id),
     )
 
 
 @lru_cache(maxsize=1)
 def services() -> ImageStreams:
     return build(Settings.from_env())
+
+
+def reconciler() -> Any:
+    from .reconcile import Reconciler
+
+    streams = services()
+    return Reconciler(streams, streams.registry, streams.store)
 
 
 def reset() -> None:

@@ -22,6 +22,10 @@ class Settings(NamedTuple):
     fire_queue_url: str | None
     history_limit: int
     tombstone_ttl_days: int
+    allowed_ecs_clusters: str = "*"
+    allowed_eks_namespaces: str = "*"
+    allowed_lambda_functions: str = "*"
+    account_id: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,4 +37,8 @@ class Settings(NamedTuple):
             fire_queue_url=os.environ.get("FIRE_QUEUE_URL") or None,
             history_limit=_positive_int("HISTORY_LIMIT", 50),
             tombstone_ttl_days=_positive_int("TOMBSTONE_TTL_DAYS", 90),
+            allowed_ecs_clusters=os.environ.get("ALLOWED_ECS_CLUSTERS") or "*",
+            allowed_eks_namespaces=os.environ.get("ALLOWED_EKS_NAMESPACES") or "*",
+            allowed_lambda_functions=os.environ.get("ALLOWED_LAMBDA_FUNCTIONS") or "*",
+            account_id=os.environ.get("ACCOUNT_ID") or None,
         )

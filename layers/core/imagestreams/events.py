@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 from .errors import Invalid
@@ -48,3 +49,36 @@ def parse_ecr_event(event: Any) -> EcrEvent:
         tag = validate_tag(tag)
     event_id = event.get("id")
     return EcrEvent(event_id if isinstance(event_id, str) else "", action, stream, digest, tag, result)
+
+
+class DeploymentChange(NamedTuple):
+    target_key: str
+    deployment: str
+    state: str  # IN_PROGRESS | COMPLETED | FAILED
+    reason: str
+
+
+ECS_DEPLOYMENT_EVENTS = {"SERVICE_DEPLOYMENT_IN_PROGRESS": "IN_PROGRESS",
+                         "SERVICE_DEPLOYMENT_COMPLETED": "COMPLETED", "SERVICE_DEPLOYMENT_FAILED": "FAILED"}
+_SERVICE_ARN = re.compile(r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:service/([A-Za-z0-9_-]{1,255})/([A-Za-z0-9_-]{1,255})")
+
+
+def parse_ecs_deployment_event(event: Any) -> DeploymentChange:
+    """``ECS Deployment State Change`` (aws-facts.md §3.2): the service ARN is in ``resources``."""
+    if not isinstance(event, dict) or event.get("source") != "aws.ecs" or \
+            event.get("detail-type") != "ECS Deployment State Change":
+        raise Invalid("not an ECS Deployment State Change event")
+    detail = event.get("detail")
+    if not isinstance(detail, dict) or detail.get("eventName") not in ECS_DEPLOYMENT_EVENTS:
+        raise Invalid(f"unexpected detail.eventName {detail.get('eventName') if isinstance(detail, dict) else None!r}")
+    deployment = detail.get("deploymentId")
+    if not isinstance(deployment, str) or not deployment.startswith("ecs-svc/") or len(deployment) > 64:
+        raise Invalid(f"unexpected detail.deploymentId {deployment!r}")
+    resources = event.get("resources")
+    match = _SERVICE_ARN.fullmatch(resources[0]) if isinstance(resources, list) and resources and isinstance(
+        resources[0], str) else None
+    if match is None:
+        raise Invalid("resources[0] must be the ECS service ARN (arn:aws:ecs:…:service/<cluster>/<service>)")
+    reason = detail.get("reason") if isinstance(detail.get("reason"), str) else ""
+    return DeploymentChange(f"ecs:{match[1]}/{match[2]}", deployment, ECS_DEPLOYMENT_EVENTS[detail["eventName"]],
+                            reason[:1024])

@@ -384,7 +384,10 @@ class Trigger(NamedTuple):
     last_error: str | None = None
     rollout_state: str | None = None
     drift: str | None = None
-    deployed_image: str | None = None
+    deployed_image: str | None = None  # the exact image string we last put into the target
+    deployment: str | None = None  # ECS deployment id (or EKS generation) of our last change
+    failures: int = 0  # consecutive failed fires
+    retry_at: datetime | None = None  # when the reconciler may retry a failed fire (backoff)
 
     def with_outcome(self, **changes: Any) -> Trigger:
         return self._replace(**changes)
@@ -408,6 +411,15 @@ def trigger_id(stream_tag: StreamTag, target: Target) -> str:
     """Deterministic id: adding the same trigger twice is idempotent."""
     key = f"{stream_tag}|{sorted(target.as_dict().items())}"
     return "tr-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def target_key(target: Target) -> str:
+    """One key per real-world target (names, not ARNs), to find its triggers from an event about it."""
+    if isinstance(target, EcsTarget):
+        return f"ecs:{_short_name(target.cluster)}/{_short_name(target.service)}"
+    if isinstance(target, EksTarget):
+        return f"eks:{target.cluster}/{target.namespace}/{target.kind}/{target.name}"
+    return f"lambda:{target.function.rsplit(':', 1)[-1] if target.function.startswith('arn:') else target.function}"
 
 
 TRIGGER_ID_RE = re.compile(r"tr-[a-f0-9]{12}")

@@ -76,6 +76,14 @@ class DriverResult(NamedTuple):
     previous_image: str | None = None
     rollout_state: str | None = None
     detail: str | None = None
+    deployment: str | None = None  # e.g. the ECS deployment id UpdateService started
+
+
+class TargetState(NamedTuple):
+    """What a target runs now, and how the rollout of ``deployment`` (ours) is going, if the driver can tell."""
+
+    image: str
+    rollout_state: str | None = None
 
 
 class TargetDriver(Protocol):
@@ -89,8 +97,13 @@ class TargetDriver(Protocol):
     def platform(self, target: Target) -> str | None:
         """The one architecture the target runs, when it cannot take an image index (Lambda); else None."""
 
+    def inspect(self, target: Target, deployment: str | None) -> TargetState:
+        """For the reconciler: the configured image and the rollout state of ``deployment``."""
+
 
 class FireQueue(Protocol):
     """Hands one fire per trigger to the deployer (SQS FIFO in production, grouped by trigger id)."""
 
-    def enqueue(self, triggers: list[Trigger], head: Head) -> None: ...
+    def enqueue(self, triggers: list[Trigger], head: Head, *, reason: str | None = None) -> None:
+        """One fire per trigger. Fires for the same trigger and head generation are de-duplicated unless a
+        ``reason`` (e.g. a reconciler run) makes them distinct."""

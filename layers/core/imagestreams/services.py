@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from .errors import Conflict, ConcurrentUpdate, Invalid, NotFound, TargetError, TransientTargetError
+from .errors import Conflict, ConcurrentUpdate, Forbidden, Invalid, NotFound, TargetError, TransientTargetError
 from .model import (
     Head,
     HistoryEntry,
@@ -24,12 +24,14 @@ from .model import (
     trigger_id,
     utcnow,
 )
+from .policy import TargetPolicy
 from .ports import FireQueue, Registry, StreamStore, TargetDriver
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HISTORY_LIMIT = 50
 MAX_ALIAS_DEPTH = 10
+MAX_RETRY_DELAY = timedelta(hours=6)
 
 
 def _move(old: Head | None, new: Head) -> Move:
@@ -42,7 +44,8 @@ class ImageStreams:
 
     def __init__(self, store: StreamStore, registry: Registry, drivers: Mapping[str, TargetDriver],
                  fire_queue: FireQueue | None = None, *, history_limit: int = DEFAULT_HISTORY_LIMIT,
-                 clock: Callable[[], datetime] = utcnow, max_attempts: int = 8) -> None:
+                 clock: Callable[[], datetime] = utcnow, max_attempts: int = 8,
+                 policy: TargetPolicy | None = None) -> None:
         self.store = store
         self.registry = registry
         self.drivers = drivers
@@ -50,6 +53,7 @@ class ImageStreams:
         self.history_limit = history_limit
         self.clock = clock
         self.max_attempts = max_attempts
+        self.policy = policy or TargetPolicy()
 
     # ------------------------------------------------------------------------------------ ingest (§3.1)
 
@@ -246,6 +250,7 @@ class ImageStreams:
         """Redeploy one trigger's target to an older digest and pause the trigger, so the next move of the tag
         does not undo the rollback (§3.7). ``resume`` or ``deploy`` brings it back to the head."""
         trigger = self.get_trigger(trigger_id_)
+        self.policy.check(trigger.target)
         head = self.store.get_head(trigger.stream_tag)
         if head is None:
             raise NotFound(f"{trigger.stream_tag} has no head to roll back from")
@@ -314,32 +319,66 @@ class ImageStreams:
             return trigger
         if head is None or head.deleted:
             return self._save(trigger, trigger.with_outcome(status="WaitingForImage"))
+        if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
+            return trigger  # §3.8: a digest whose rollout failed is not re-fired until the head moves or `deploy`
         driver = self.drivers.get(trigger.target.type)
         if driver is None:
-            return self._save(trigger, trigger.with_outcome(
-                status="Failed", last_error=f"no driver for target type {trigger.target.type}"))
+            return self._save(trigger, self._failed(trigger, f"no driver for target type {trigger.target.type}"))
+        try:
+            self.policy.check(trigger.target)  # again at fire time: the allow-list may have narrowed since
+        except Forbidden as exc:
+            return self._save(trigger, self._failed(trigger, exc.message))
         try:
             image = self._image_for(driver, trigger, head)
             result = driver.apply(trigger.target, image)
         except NotFound as exc:
-            return self._save(trigger, trigger.with_outcome(status="Failed", last_error=exc.message))
+            return self._save(trigger, self._failed(trigger, exc.message))
         except TargetError as exc:
-            return self._save(trigger, trigger.with_outcome(status="Failed", last_error=str(exc)))
+            return self._save(trigger, self._failed(trigger, str(exc)))
         except TransientTargetError as exc:
-            self._save(trigger, trigger.with_outcome(status="Failed", last_error=f"will retry: {exc}"))
+            self._save(trigger, self._failed(trigger, f"will retry: {exc}"))
             raise
         if result.changed:
             status = "Deployed" if result.rollout_state == "COMPLETED" else "Deploying"
             updated = trigger.with_outcome(
                 status=status, last_triggered_digest=head.digest, last_triggered_at=self.clock(),
-                last_error=None, rollout_state=result.rollout_state, drift=None, deployed_image=image)
+                last_error=None, rollout_state=result.rollout_state, drift=None, deployed_image=image,
+                deployment=result.deployment, failures=0, retry_at=None)
         else:
             updated = trigger.with_outcome(
                 status="Deployed" if trigger.status != "Deploying" else trigger.status,
                 last_triggered_digest=head.digest,
                 last_triggered_at=trigger.last_triggered_at or self.clock(),
-                last_error=None, drift=None, deployed_image=image)
+                last_error=None, drift=None, deployed_image=image, failures=0, retry_at=None,
+                rollout_state=result.rollout_state or trigger.rollout_state)
         return self._save(trigger, updated)
+
+    def _failed(self, trigger: Trigger, error: str) -> Trigger:
+        """Failed, with the next retry (by the reconciler) backed off exponentially: 1, 2, 4 … minutes, ≤ 6 h."""
+        failures = trigger.failures + 1
+        delay = min(timedelta(minutes=1) * 2 ** min(failures - 1, 16), MAX_RETRY_DELAY)
+        return trigger.with_outcome(status="Failed", last_error=error, failures=failures,
+                                    retry_at=self.clock() + delay)
+
+    # ------------------------------------------------------------------------------- rollout tracking
+
+    def rollout_event(self, key: str, deployment: str, state: str, reason: str = "") -> list[Trigger]:
+        """A target reports how one deployment went (ECS Deployment State Change). Only triggers whose last
+        change started that deployment are updated; a circuit-breaker rollback is another deployment."""
+        updated = []
+        for trigger in self.store.triggers_for_target(key):
+            if trigger.deployment != deployment:
+                continue
+            if state == "COMPLETED":
+                after = trigger.with_outcome(status="Deployed", rollout_state="COMPLETED", last_error=None)
+            elif state == "FAILED":
+                after = trigger.with_outcome(status="Failed", rollout_state="FAILED",
+                                             last_error=f"rollout of {trigger.last_triggered_digest} failed: "
+                                                        f"{reason or 'no reason given'}")
+            else:
+                after = trigger.with_outcome(rollout_state="IN_PROGRESS")
+            updated.append(self._save(trigger, after))
+        return updated
 
     def _image_for(self, driver: TargetDriver, trigger: Trigger, head: Head) -> str:
         """The pinned ref for this target: the head itself, or for a target that takes no image index (Lambda)
@@ -359,6 +398,7 @@ class ImageStreams:
 
     def add_trigger(self, stream_tag: StreamTag, target: Target, *, paused: bool = False) -> Trigger:
         """Register; fire at once when the tag already has a head (like OpenShift). Idempotent per target."""
+        self.policy.check(target)
         trigger = Trigger(trigger_id(stream_tag, target), stream_tag, target, paused=paused)
         driver = self.drivers.get(target.type)
         validate = getattr(driver, "validate", None)

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import Invalid, TargetError, TransientTargetError
 from ..model import LambdaTarget
-from ..ports import DriverResult
+from ..ports import DriverResult, TargetState
 from .ecs import classify
 
 ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64"}
@@ -63,6 +63,12 @@ class LambdaDriver:
 
     def current_image(self, target: LambdaTarget) -> str:
         return self._function(target, target.alias)["Code"].get("ImageUri", "")
+
+    def inspect(self, target: LambdaTarget, deployment: str | None) -> TargetState:
+        out = self._function(target, target.alias)
+        status = out["Configuration"].get("LastUpdateStatus") or "Successful"
+        state = {"Successful": "COMPLETED", "Failed": "FAILED"}.get(status, "IN_PROGRESS")
+        return TargetState(out["Code"].get("ImageUri", ""), state)
 
     def apply(self, target: LambdaTarget, image: str) -> DriverResult:
         latest = self._function(target)

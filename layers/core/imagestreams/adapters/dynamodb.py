@@ -20,11 +20,12 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ..errors import ConcurrentUpdate
-from ..model import EcsTarget, Head, HistoryEntry, StreamTag, Trigger, parse_target
+from ..model import Head, HistoryEntry, StreamTag, Target, Trigger, parse_target, target_key
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 TRIGGER_INDEX = "ByKind"
+TARGET_INDEX = "ByTarget"
 
 
 def pk(stream: str) -> str:
@@ -96,6 +97,9 @@ def _trigger_state(trigger: Trigger) -> dict[str, Any]:
         "rolloutState": trigger.rollout_state,
         "drift": trigger.drift,
         "deployedImage": trigger.deployed_image,
+        "deployment": trigger.deployment,
+        "failures": trigger.failures or None,
+        "retryAt": trigger.retry_at.isoformat() if trigger.retry_at else None,
     }
 
 
@@ -103,17 +107,19 @@ def trigger_item(trigger: Trigger) -> dict[str, Any]:
     st = trigger.stream_tag
     return {
         "pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id), "kind": "TRIGGER",
-        "gsi1pk": "TRIGGER", "gsi1sk": trigger.id, "id": trigger.id, "stream": st.stream, "tag": st.tag,
+        "gsi1pk": "TRIGGER", "gsi1sk": trigger.id, "gsi2pk": target_key(trigger.target), "gsi2sk": trigger.id,
+        "id": trigger.id, "stream": st.stream, "tag": st.tag,
         "target": trigger.target.as_dict(), "paused": trigger.paused, **_trigger_state(trigger),
     }
 
 
 def trigger_from_item(item: dict[str, Any]) -> Trigger:
-    target: EcsTarget = parse_target(dict(item["target"]))
+    target: Target = parse_target(dict(item["target"]))
     return Trigger(
         item["id"], StreamTag(item["stream"], item["tag"]), target, bool(item.get("paused", False)),
         item.get("status", "WaitingForImage"), item.get("lastTriggeredDigest"), _dt(item.get("lastTriggeredAt")),
         item.get("lastError"), item.get("rolloutState"), item.get("drift"), item.get("deployedImage"),
+        item.get("deployment"), int(item.get("failures") or 0), _dt(item.get("retryAt")),
     )
 
 
@@ -241,6 +247,14 @@ class DynamoStore:
         })
         return [trigger_from_item(i) for i in items]
 
+    def triggers_for_target(self, key: str) -> list[Trigger]:
+        """Triggers whose target has this :func:`~imagestreams.model.target_key` (eventually consistent)."""
+        items = self._query({
+            "TableName": self.table, "IndexName": TARGET_INDEX,
+            "KeyConditionExpression": "gsi2pk = :k", "ExpressionAttributeValues": _dump({":k": key}),
+        })
+        return [trigger_from_item(i) for i in items]
+
     def get_trigger(self, trigger_id: str) -> Trigger | None:
         out = self.client.query(
             TableName=self.table, IndexName=TRIGGER_INDEX,
@@ -292,6 +306,31 @@ class DynamoStore:
                 return False
             raise
         return True
+
+    # ------------------------------------------------------------------------------ reconciler support
+
+    _CURSOR_KEY = {"pk": "RECONCILER", "sk": "CURSOR"}
+
+    def load_cursor(self) -> dict[str, Any]:
+        out = self.client.get_item(TableName=self.table, Key=_dump(self._CURSOR_KEY), ConsistentRead=True)
+        item = _load(out["Item"]) if "Item" in out else {}
+        return {k: item[k] for k in ("phase", "after") if item.get(k)}
+
+    def save_cursor(self, cursor: dict[str, Any]) -> None:
+        item = {**self._CURSOR_KEY, "kind": "CURSOR", **{k: v for k, v in cursor.items() if v}}
+        self.client.put_item(TableName=self.table, Item=_dump(item))
+
+    def live_streams(self) -> list[str]:
+        """Repositories with a live head: a filtered, paginated Scan (reconciler only, projected to two
+        attributes)."""
+        streams: set[str] = set()
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table, FilterExpression="#k = :h AND (attribute_not_exists(deleted) OR deleted = :f)",
+            ProjectionExpression="#s", ExpressionAttributeNames={"#k": "kind", "#s": "stream"},
+            ExpressionAttributeValues=_dump({":h": "HEAD", ":f": False}))
+        for page in pages:
+            streams.update(_load(i)["stream"] for i in page["Items"])
+        return sorted(streams)
 
     def remove_trigger(self, trigger: Trigger) -> None:
         st = trigger.stream_tag

@@ -67,6 +67,30 @@ class EcrRegistry:
             detail["imageDigest"], detail.get("imageManifestMediaType"), registry_host(detail["registryId"], self.region)
         )
 
+    # ------------------------------------------------------------------------- bulk (the reconciler)
+
+    def repositories(self) -> list[str]:
+        names: list[str] = []
+        for page in self.client.get_paginator("describe_repositories").paginate():
+            names += [r["repositoryName"] for r in page["repositories"]]
+        return names
+
+    def tags(self, stream: str) -> dict[str, str]:
+        """Tag → digest for a whole repository, 1000 images a call."""
+        out: dict[str, str] = {}
+        try:
+            pages = self.client.get_paginator("describe_images").paginate(
+                repositoryName=stream, filter={"tagStatus": "TAGGED"}, PaginationConfig={"PageSize": 1000})
+            for page in pages:
+                for detail in page["imageDetails"]:
+                    for tag in detail.get("imageTags") or []:
+                        out[tag] = detail["imageDigest"]
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                return {}
+            raise
+        return out
+
     def _immutable(self, stream: str) -> Any:
         """A predicate: is this tag immutable in the repository (exclusion filters honoured)?"""
         repo = self.client.describe_repositories(repositoryNames=[stream])["repositories"][0]

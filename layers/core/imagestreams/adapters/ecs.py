@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import TargetError, TransientTargetError
 from ..model import EcsTarget
-from ..ports import DriverResult
+from ..ports import DriverResult, TargetState
 
 _THROTTLING = {
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -98,4 +98,10 @@ class EcsDriver:
                              cluster=target.cluster, service=target.service, taskDefinition=arn)["service"]
         primary = next((d for d in updated.get("deployments", []) if d.get("status") == "PRIMARY"), {})
         return DriverResult(changed=True, previous_image=previous, rollout_state=primary.get("rolloutState"),
-                            detail=arn)
+                            detail=arn, deployment=primary.get("id"))
+
+    def inspect(self, target: EcsTarget, deployment: str | None) -> TargetState:
+        service = self._service(target)
+        _, _, container = self._task_definition(target, service)
+        ours = next((d for d in service.get("deployments", []) if deployment and d.get("id") == deployment), None)
+        return TargetState(container.get("image", ""), ours.get("rolloutState") if ours else None)

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import TargetError, TransientTargetError
 from ..model import DNS_LABEL_RE, EksTarget, StreamTag, WORKLOAD_KINDS
-from ..ports import DriverResult
+from ..ports import DriverResult, TargetState
 
 TOKEN_PREFIX = "k8s-aws-v1."
 TOKEN_REUSE_SECONDS = 13 * 60  # presigned URLs are honoured for 15 minutes after X-Amz-Date
@@ -223,10 +223,14 @@ class EksDriver:
             raise _target_error(exc, target) from exc
 
     def current_image(self, target: EksTarget) -> str:
-        found = find_container(self._get(target), target.kind, target.container)
+        return self.inspect(target, None).image
+
+    def inspect(self, target: EksTarget, deployment: str | None) -> TargetState:
+        obj = self._get(target)
+        found = find_container(obj, target.kind, target.container)
         if found is None:
             raise TargetError(f"container {target.container} not found in {target.describe()}")
-        return found[1].get("image", "")
+        return TargetState(found[1].get("image", ""), rollout_state(obj, target.kind))
 
     def apply(self, target: EksTarget, image: str) -> DriverResult:
         for _ in range(self.max_conflicts):
@@ -251,8 +255,8 @@ class EksDriver:
                 if exc.status == 409:
                     continue  # someone else wrote it since our read: read again
                 raise _target_error(exc, target) from exc
-            return DriverResult(True, previous, rollout_state(patched, target.kind),
-                                str(patched.get("metadata", {}).get("generation")))
+            generation = str(patched.get("metadata", {}).get("generation"))
+            return DriverResult(True, previous, rollout_state(patched, target.kind), generation, generation)
         raise TransientTargetError(f"{target.describe()} kept changing under us ({self.max_conflicts} conflicts)")
 
     # ------------------------------------------------------------------------------- OpenShift triggers

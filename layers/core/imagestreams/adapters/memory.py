@@ -7,8 +7,8 @@ import threading
 from dataclasses import dataclass, field
 
 from ..errors import Conflict, ConcurrentUpdate, NotFound, TargetError
-from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger
-from ..ports import DriverResult
+from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger, target_key
+from ..ports import DriverResult, TargetState
 
 
 class MemoryStore:
@@ -16,6 +16,7 @@ class MemoryStore:
         self.heads_by_tag: dict[StreamTag, Head] = {}
         self.entries: dict[StreamTag, dict[int, HistoryEntry]] = {}
         self.triggers: dict[str, Trigger] = {}
+        self.cursor: dict = {}
         self.writes = 0
         self._lock = threading.Lock()
 
@@ -66,6 +67,9 @@ class MemoryStore:
     def get_trigger(self, trigger_id: str) -> Trigger | None:
         return self.triggers.get(trigger_id)
 
+    def triggers_for_target(self, key: str) -> list[Trigger]:
+        return [t for t in self.triggers.values() if target_key(t.target) == key]
+
     def add_trigger(self, trigger: Trigger) -> bool:
         with self._lock:
             if trigger.id in self.triggers:
@@ -95,40 +99,50 @@ class MemoryStore:
     def remove_trigger(self, trigger: Trigger) -> None:
         self.triggers.pop(trigger.id, None)
 
+    def load_cursor(self) -> dict:
+        return dict(self.cursor)
+
+    def save_cursor(self, cursor: dict) -> None:
+        self.cursor = dict(cursor)
+
+    def live_streams(self) -> list[str]:
+        return sorted({st.stream for st, h in self.heads_by_tag.items() if not h.deleted})
+
 
 class MemoryRegistry:
     """Tags → digests, as ECR would answer ``describe_images``."""
 
     def __init__(self, registry: str = "123456789012.dkr.ecr.us-east-1.amazonaws.com") -> None:
         self.registry = registry
-        self.tags: dict[tuple[str, str], str] = {}
+        self.tag_map: dict[tuple[str, str], str] = {}
         self.media_types: dict[str, str] = {}
         self.images: dict[str, set[str]] = {}
+        self.empty_repositories: set[str] = set()
         self.immutable: dict[str, set[str]] = {}
         self.indexes: dict[str, dict[str, str]] = {}  # index digest -> {architecture: child digest}
         self.resolves = 0
         self.retags = 0
 
     def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
-        self.tags[(stream, tag)] = digest
+        self.tag_map[(stream, tag)] = digest
         self.images.setdefault(stream, set()).add(digest)
         if media_type:
             self.media_types[digest] = media_type
 
     def remove(self, stream: str, tag: str) -> None:
-        self.tags.pop((stream, tag), None)
+        self.tag_map.pop((stream, tag), None)
 
     def check_can_tag(self, stream: str, digest: str, tags: list[str]) -> None:
-        if digest not in self.images.get(stream, set()) and digest not in self.tags.values():
+        if digest not in self.images.get(stream, set()) and digest not in self.tag_map.values():
             raise NotFound(f"{stream}@{digest} is not in ECR")
         for tag in tags:
-            current = self.tags.get((stream, tag))
+            current = self.tag_map.get((stream, tag))
             if tag in self.immutable.get(stream, set()) and current not in (None, digest):
                 raise Conflict(f"{stream}:{tag} is immutable and points to {current}")
 
     def retag(self, stream: str, digest: str, tag: str) -> None:
         self.check_can_tag(stream, digest, [tag])
-        self.tags[(stream, tag)] = digest
+        self.tag_map[(stream, tag)] = digest
         self.retags += 1
 
     def untag(self, stream: str, tag: str) -> None:
@@ -142,9 +156,15 @@ class MemoryRegistry:
             raise NotFound(f"index {digest} has no linux/{architecture} image")
         return children[architecture]
 
+    def repositories(self) -> list[str]:
+        return sorted({stream for stream, _ in self.tag_map} | set(self.images) | self.empty_repositories)
+
+    def tags(self, stream: str) -> dict[str, str]:
+        return {tag: digest for (s, tag), digest in self.tag_map.items() if s == stream}
+
     def resolve(self, stream: str, tag: str) -> Observation | None:
         self.resolves += 1
-        digest = self.tags.get((stream, tag))
+        digest = self.tag_map.get((stream, tag))
         if digest is None:
             return None
         return Observation(digest, self.media_types.get(digest), self.registry)
@@ -156,10 +176,15 @@ class MemoryEcs:
 
     images: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     revisions: dict[tuple[str, str], int] = field(default_factory=dict)
+    rollouts: dict[tuple[str, str], str] = field(default_factory=dict)
     calls: int = 0
 
     def platform(self, target: EcsTarget) -> str | None:
         return None
+
+    def inspect(self, target: EcsTarget, deployment: str | None) -> TargetState:
+        self.calls += 1
+        return TargetState(self.current_image(target), self.rollouts.get((target.cluster, target.service)))
 
     def current_image(self, target: EcsTarget) -> str:
         key = (target.cluster, target.service)
@@ -180,7 +205,9 @@ class MemoryEcs:
             return DriverResult(changed=False, previous_image=previous)
         containers[target.container] = image
         self.revisions[key] = self.revisions.get(key, 1) + 1
-        return DriverResult(changed=True, previous_image=previous, rollout_state="IN_PROGRESS")
+        self.rollouts[key] = "IN_PROGRESS"
+        return DriverResult(changed=True, previous_image=previous, rollout_state="IN_PROGRESS",
+                            deployment=f"ecs-svc/{self.revisions[key]}")
 
 
 class ListQueue:
@@ -189,5 +216,5 @@ class ListQueue:
     def __init__(self) -> None:
         self.items: list[tuple[StreamTag, str, str]] = []
 
-    def enqueue(self, triggers: list[Trigger], head: Head) -> None:
+    def enqueue(self, triggers: list[Trigger], head: Head, *, reason: str | None = None) -> None:
         self.items.extend((t.stream_tag, t.id, head.digest) for t in triggers)

@@ -14,7 +14,7 @@ class SqsFireQueue:
         self.client = client
         self.queue_url = queue_url
 
-    def enqueue(self, triggers: list[Trigger], head: Head) -> None:
+    def enqueue(self, triggers: list[Trigger], head: Head, *, reason: str | None = None) -> None:
         for start in range(0, len(triggers), 10):
             batch = triggers[start : start + 10]
             entries = [
@@ -23,7 +23,7 @@ class SqsFireQueue:
                     "MessageBody": json.dumps({"trigger": t.id, "from": str(t.stream_tag), "digest": head.digest,
                                                "generation": head.generation}),
                     "MessageGroupId": t.id,
-                    "MessageDeduplicationId": f"{t.id}-{head.generation}",
+                    "MessageDeduplicationId": f"{t.id}-{head.generation}" + (f"-{reason}" if reason else ""),
                 }
                 for i, t in enumerate(batch)
             ]

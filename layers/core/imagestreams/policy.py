@@ -1,0 +1,50 @@
+"""Which targets triggers may touch: an allow-list per target kind, plus "same account" (DESIGN §4.2, issue 5).
+
+Patterns are shell-style (``prod-*``); ``*`` allows everything. ECS clusters are matched by name, EKS targets as
+``<cluster>/<namespace>``, Lambda functions by name. A target named by ARN must be in this stack's account.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import NamedTuple
+
+from .errors import Forbidden
+from .model import EcsTarget, EksTarget, Target
+
+_ARN_ACCOUNT = re.compile(r"arn:aws[a-z-]*:[a-z]+:[a-z0-9-]*:([0-9]{12}):")
+
+
+def _patterns(raw: str | None) -> tuple[str, ...]:
+    items = tuple(p.strip() for p in (raw or "*").split(",") if p.strip())
+    return items or ("*",)
+
+
+class TargetPolicy(NamedTuple):
+    ecs_clusters: tuple[str, ...] = ("*",)
+    eks_namespaces: tuple[str, ...] = ("*",)
+    lambda_functions: tuple[str, ...] = ("*",)
+    account: str | None = None
+
+    @classmethod
+    def from_strings(cls, ecs: str | None, eks: str | None, functions: str | None,
+                     account: str | None) -> TargetPolicy:
+        return cls(_patterns(ecs), _patterns(eks), _patterns(functions), account or None)
+
+    def check(self, target: Target) -> None:
+        """Raise :class:`Forbidden` when the target is outside the allow-list or another account."""
+        names = [v for v in target.as_dict().values() if isinstance(v, str)]
+        for value in names:
+            match = _ARN_ACCOUNT.match(value)
+            if match and self.account and match[1] != self.account:
+                raise Forbidden(f"{target.describe()} is in account {match[1]}; this stack only updates targets "
+                                f"in account {self.account}")
+        if isinstance(target, EcsTarget):
+            subject, allowed, what = target.cluster.rsplit("/", 1)[-1], self.ecs_clusters, "ECS cluster"
+        elif isinstance(target, EksTarget):
+            subject, allowed, what = f"{target.cluster}/{target.namespace}", self.eks_namespaces, "EKS namespace"
+        else:
+            subject, allowed, what = target.function.rsplit(":", 1)[-1], self.lambda_functions, "Lambda function"
+        if not any(fnmatch.fnmatchcase(subject, pattern) for pattern in allowed):
+            raise Forbidden(f"{what} {subject} is not in this stack's allow-list ({', '.join(allowed)})")

@@ -1,0 +1,175 @@
+"""The reconciler (DESIGN §3.11): the safety net for best-effort events, run on a schedule.
+
+1. **Tags**: for every ECR repository, list its tags in bulk and re-resolve (``sync``, cause ``import``) every
+   stream tag whose head differs from ECR — missed pushes move, tags gone from ECR become tombstones. Then stream
+   tags of repositories that no longer exist at all.
+2. **Triggers**: for every unpaused trigger, read what its target runs and decide:
+   *in sync* (record rollout progress); *behind* (never fired successfully, or still runs exactly what we last put
+   while the head moved: a fire was lost or failed on an API error) → fire, through the FIFO queue so it never races
+   the deployer; a ``Failed`` fire is retried once its backoff has passed — unless the rollout itself FAILED (§3.8);
+   anything else was changed out of band: *drift*, reported on the trigger and left alone.
+
+Everything is paginated. Each run stops before its deadline and saves a cursor (phase + last key), so a large
+account finishes over several runs instead of timing out. Safe to run next to ingest: writes are conditional and
+fires go through the same per-trigger FIFO group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from .errors import ImageStreamsError, TargetError, TransientTargetError
+from .model import Head, StreamTag, Trigger, rfc3339, runs_digest
+from .services import ImageStreams
+
+log = logging.getLogger(__name__)
+PHASES = ("tags", "orphans", "triggers")
+
+
+class Catalog(Protocol):
+    """Bulk reads of the registry, for the reconciler."""
+
+    def repositories(self) -> list[str]: ...
+
+    def tags(self, stream: str) -> dict[str, str]:
+        """Every tag of a repository and the digest it points to."""
+
+
+class CursorStore(Protocol):
+    def load_cursor(self) -> dict[str, Any]: ...
+
+    def save_cursor(self, cursor: dict[str, Any]) -> None: ...
+
+    def live_streams(self) -> list[str]:
+        """Repositories that have at least one live (not deleted) stream tag in the table."""
+
+
+class Reconciler:
+    def __init__(self, streams: ImageStreams, catalog: Catalog, cursors: CursorStore, *,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.streams = streams
+        self.catalog = catalog
+        self.cursors = cursors
+        self.clock = clock or streams.clock
+
+    def run(self, out_of_time: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        cursor = self.cursors.load_cursor() or {}
+        phase, after = cursor.get("phase", PHASES[0]), cursor.get("after", "")
+        report: dict[str, Any] = {"moves": [], "fired": [], "drift": [], "retried": [], "errors": [],
+                                  "repositories": 0, "triggers": 0, "resumed_from": dict(cursor) or None}
+        ecr_repos: list[str] | None = None
+        for current in PHASES[PHASES.index(phase):]:
+            if current == "tags":
+                ecr_repos = sorted(self.catalog.repositories())
+                keys = ecr_repos
+            elif current == "orphans":
+                known = set(ecr_repos if ecr_repos is not None else self.catalog.repositories())
+                keys = sorted(s for s in self.cursors.live_streams() if s not in known)
+            else:
+                triggers = {t.id: t for t in self.streams.store.all_triggers()}
+                keys = sorted(triggers)
+            for key in keys:
+                if key <= after:
+                    continue
+                if out_of_time():
+                    self.cursors.save_cursor({"phase": current, "after": after})
+                    report["complete"] = False
+                    report["cursor"] = {"phase": current, "after": after}
+                    return report
+                try:
+                    if current == "triggers":
+                        self._check(triggers[key], report)
+                        report["triggers"] += 1
+                    else:
+                        self._tags(key, report, gone=current == "orphans")
+                        report["repositories"] += 1
+                except (ImageStreamsError, TargetError, TransientTargetError) as exc:
+                    report["errors"].append(f"{key}: {exc}")
+                after = key
+            after = ""
+        self.cursors.save_cursor({})
+        report["complete"] = True
+        return report
+
+    # ------------------------------------------------------------------------------------------ tags
+
+    def _tags(self, stream: str, report: dict[str, Any], *, gone: bool) -> None:
+        truth = {} if gone else self.catalog.tags(stream)
+        heads = {h.stream_tag.tag: h for h in self.streams.store.heads(stream)}
+        suspects = set()
+        for tag, digest in truth.items():
+            head = heads.get(tag)
+            if head is None or head.digest != digest or (head.deleted and not head.kept_in_registry):
+                suspects.add(tag)
+        suspects |= {tag for tag, head in heads.items() if not head.deleted and tag not in truth}
+        for tag in sorted(suspects):  # sync re-reads both sides: the bulk listing is only a hint
+            report["moves"] += [m.as_dict() for m in self.streams.sync(StreamTag(stream, tag), cause="import",
+                                                                        actor="reconciler")]
+
+    # -------------------------------------------------------------------------------------- triggers
+
+    def _check(self, trigger: Trigger, report: dict[str, Any]) -> None:
+        if trigger.paused:
+            return
+        store = self.streams.store
+        head = store.get_head(trigger.stream_tag)
+        if head is None or head.deleted:
+            if trigger.status != "WaitingForImage":
+                self.streams._save(trigger, trigger.with_outcome(status="WaitingForImage"))
+            return
+        if trigger.status == "Failed" and trigger.rollout_state != "FAILED":
+            if trigger.retry_at is None or trigger.retry_at <= self.clock():
+                report["retried"].append(trigger.id)
+                self._fire(trigger, head)
+            return
+        driver = self.streams.drivers[trigger.target.type]
+        state = driver.inspect(trigger.target, trigger.deployment)
+        expected = self.streams._image_for(driver, trigger, head)
+        if state.image == expected:
+            after = trigger.with_outcome(drift=None)
+            if trigger.status == "Deploying" and state.rollout_state:
+                after = self._rollout(after, state.rollout_state)
+            if after != trigger:
+                self.streams._save(trigger, after)
+            return
+        behind = trigger.last_triggered_digest is None or state.image == trigger.deployed_image
+        if behind and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
+            return  # §3.8: the head is the digest that failed; wait for a new head or an explicit deploy
+        if behind:
+            report["fired"].append(trigger.id)
+            self._fire(trigger, head)
+            return
+        runs = runs_digest(state.image, head.registry, head.stream_tag.stream)
+        if trigger.rollout_state == "FAILED" and runs and runs in self._history(head):
+            return  # §3.8: the circuit breaker restored an older digest of this tag; not drift
+        drift = (f"runs {state.image}, not {expected} (what this trigger last deployed: "
+                 f"{trigger.deployed_image or 'nothing'}); changed out of band at or before "
+                 f"{rfc3339(self.clock())} — left alone until `deploy` or the next head move")
+        report["drift"].append({"id": trigger.id, "target": trigger.target.describe(), "image": state.image})
+        if trigger.drift is None or not trigger.drift.startswith(f"runs {state.image},"):
+            self.streams._save(trigger, trigger.with_outcome(drift=drift))
+
+    def _history(self, head: Head) -> set[str]:
+        return {e.digest for e in self.streams.store.history(head.stream_tag, self.streams.history_limit)}
+
+    @staticmethod
+    def _rollout(trigger: Trigger, state: str) -> Trigger:
+        if state == "COMPLETED":
+            return trigger.with_outcome(status="Deployed", rollout_state="COMPLETED")
+        if state == "FAILED":
+            return trigger.with_outcome(status="Failed", rollout_state="FAILED",
+                                        last_error=f"rollout of {trigger.last_triggered_digest} failed")
+        return trigger.with_outcome(rollout_state=state)
+
+    def _fire(self, trigger: Trigger, head: Head) -> None:
+        queue = self.streams.fire_queue
+        if queue is not None:
+            queue.enqueue([trigger], head, reason=f"reconcile-{int(self.clock().timestamp())}")
+        else:
+            try:
+                self.streams.fire(trigger, head)
+            except TransientTargetError as exc:
+                log.warning("fire of %s failed again: %s", trigger.id, exc)
