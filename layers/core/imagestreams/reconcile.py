@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .errors import ImageStreamsError, TargetError, TransientTargetError
-from .model import Head, StreamTag, Trigger, rfc3339, runs_digest
+from .model import Head, StreamTag, Trigger, rfc3339
 from .services import ImageStreams
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,9 @@ class Reconciler:
                 report["retried"].append(trigger.id)
                 self._fire(trigger, head)
             return
+        if trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
+            return  # §3.8: the head is the digest whose rollout failed; what runs now is the circuit breaker's
+            # choice, not drift. Wait for a new head or an explicit `deploy`.
         driver = self.streams.drivers[trigger.target.type]
         state = driver.inspect(trigger.target, trigger.deployment)
         expected = self.streams._image_for(driver, trigger, head)
@@ -136,24 +139,16 @@ class Reconciler:
                 self.streams._save(trigger, after)
             return
         behind = trigger.last_triggered_digest is None or state.image == trigger.deployed_image
-        if behind and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
-            return  # §3.8: the head is the digest that failed; wait for a new head or an explicit deploy
         if behind:
             report["fired"].append(trigger.id)
             self._fire(trigger, head)
             return
-        runs = runs_digest(state.image, head.registry, head.stream_tag.stream)
-        if trigger.rollout_state == "FAILED" and runs and runs in self._history(head):
-            return  # §3.8: the circuit breaker restored an older digest of this tag; not drift
         drift = (f"runs {state.image}, not {expected} (what this trigger last deployed: "
                  f"{trigger.deployed_image or 'nothing'}); changed out of band at or before "
                  f"{rfc3339(self.clock())} — left alone until `deploy` or the next head move")
         report["drift"].append({"id": trigger.id, "target": trigger.target.describe(), "image": state.image})
         if trigger.drift is None or not trigger.drift.startswith(f"runs {state.image},"):
             self.streams._save(trigger, trigger.with_outcome(drift=drift))
-
-    def _history(self, head: Head) -> set[str]:
-        return {e.digest for e in self.streams.store.history(head.stream_tag, self.streams.history_limit)}
 
     @staticmethod
     def _rollout(trigger: Trigger, state: str) -> Trigger:
