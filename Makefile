@@ -8,7 +8,7 @@ DDB_LOCAL_VERSION := 10.3.0
 SAM_VENV := .cache/sam-venv
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev deps demo test test-unit lint validate build bench clean
+.PHONY: help dev deps demo test test-unit lint validate build bench soak corpus load checkov clean
 
 help:
 	@echo "make demo      set up and run the local demo (embedded AWS: moto server + DynamoDB Local)"
@@ -16,6 +16,10 @@ help:
 	@echo "make lint      cfn-lint, sam validate --lint"
 	@echo "make build     sam build (python3.12, arm64)"
 	@echo "make bench     benchmark: AWS calls per push/fire, ingest overhead, import cost -> bench/results.json"
+	@echo "make soak      2,000 randomized scenarios (lossy, reordered, faulty delivery); prints violations (must be 0)"
+	@echo "make corpus    the bad-input corpus; prints the count"
+	@echo "make load      10,000 pushes over 500 repositories through the local runner"
+	@echo "make checkov   checkov on template.yaml (own venv)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +66,23 @@ build: $(SAM_VENV)/bin/sam
 
 bench: deps
 	$(PY) bench/run.py
+
+soak: dev
+	$(PY) bench/soak.py --scenarios 2000
+
+corpus: dev
+	$(PY) bench/corpus.py
+
+load: deps
+	$(PY) bench/load.py --pushes 10000 --repositories 500
+
+CHECKOV_VENV := .cache/checkov-venv
+$(CHECKOV_VENV)/bin/checkov:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov
+
+checkov: $(CHECKOV_VENV)/bin/checkov
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact -f template.yaml --framework cloudformation
 
 clean:
 	rm -rf .aws-sam $(VENV) .cache

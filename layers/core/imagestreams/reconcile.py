@@ -130,6 +130,10 @@ class Reconciler:
             # choice, not drift. Wait for a new head or an explicit `deploy`.
         driver = self.streams.drivers[trigger.target.type]
         state = driver.inspect(trigger.target, trigger.deployment)
+        if trigger.status == "Deploying" and state.rollout_state == "FAILED":
+            # the rollout event was lost; polling tells us: record it, and §3.8 applies from now on
+            self.streams._save(trigger, self._rollout(trigger, "FAILED"))
+            return
         expected = self.streams._image_for(driver, trigger, head)
         if state.image == expected:
             after = trigger.with_outcome(drift=None)

@@ -21,6 +21,7 @@ from .model import (
     pinned_ref,
     rfc3339,
     runs_digest,
+    target_key,
     trigger_id,
     utcnow,
 )
@@ -404,6 +405,11 @@ class ImageStreams:
         validate = getattr(driver, "validate", None)
         if validate is not None:
             validate(target)  # e.g. a zip-packaged Lambda function is refused before anything is written
+        rival = next((t for t in self.store.triggers_for_target(target_key(target))
+                      if t.target == target and t.id != trigger.id), None)
+        if rival is not None:  # one writer per container, or two tags would fight over it
+            raise Conflict(f"{target.describe()} already follows {rival.stream_tag} (trigger {rival.id}); "
+                           "remove that trigger first")
         if not self.store.add_trigger(trigger):
             existing = self.store.get_trigger(trigger.id)
             if existing is not None:
