@@ -6,7 +6,6 @@ unexpected fault and raises, so the invoke reports ``FunctionError``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -18,13 +17,13 @@ from .model import (
     is_discovery,
     parse_discovery,
     parse_target,
+    show,
     validate_digest,
     validate_repository,
     validate_trigger_id,
 )
 from .services import ImageStreams
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Action(NamedTuple):
@@ -35,7 +34,7 @@ class Action(NamedTuple):
 
 def _actor(params: dict[str, Any]) -> str:
     actor = params.get("actor", "unknown")
-    if not isinstance(actor, str) or not actor or len(actor) > 2048 or _CONTROL.search(actor):
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > 2048 or not actor.isprintable():
         raise Invalid("actor must be a non-empty string of at most 2048 printable characters")
     return actor
 
@@ -43,7 +42,7 @@ def _actor(params: dict[str, Any]) -> str:
 def _bool(params: dict[str, Any], name: str, default: bool) -> bool:
     value = params.get(name, default)
     if not isinstance(value, bool):
-        raise Invalid(f"{name} must be true or false, got {value!r}")
+        raise Invalid(f"{name} must be true or false, got {show(value)}")
     return value
 
 
@@ -80,7 +79,8 @@ def _describe(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
 
 def _history(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     stream_tag = StreamTag.parse(p["target"], "target")
-    entries = streams.history(stream_tag, p.get("limit"))
+    limit = _positive_int(p, "limit") if "limit" in p else None
+    entries = streams.history(stream_tag, limit)
     return {"target": str(stream_tag), "entries": [e.as_dict() for e in entries]}
 
 
@@ -188,11 +188,11 @@ def _untag(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _positive_int(p: dict[str, Any], name: str) -> int | None:
-    value = p.get(name)
-    if value is None:
+    if name not in p:
         return None
+    value = p[name]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise Invalid(f"{name} must be a positive integer, got {value!r}")
+        raise Invalid(f"{name} must be a positive integer, got {show(value)}")
     return value
 
 
@@ -240,7 +240,7 @@ def dispatch(streams: ImageStreams | Callable[[], ImageStreams], command: Any) -
             raise Invalid(f"command must be a JSON object, got {type(command).__name__}")
         name = command.get("action")
         if not isinstance(name, str) or name not in ACTIONS:
-            raise Invalid(f"unknown action {name!r}; expected one of {', '.join(ACTIONS)}")
+            raise Invalid(f"unknown action {show(name)}; expected one of {', '.join(ACTIONS)}")
         action = ACTIONS[name]
         params = {k: v for k, v in command.items() if k != "action"}
         unknown = set(params) - action.required - action.optional

@@ -6,7 +6,7 @@ import re
 from typing import Any, NamedTuple
 
 from .errors import Invalid
-from .model import validate_digest, validate_repository, validate_tag
+from .model import show, validate_digest, validate_repository, validate_tag
 
 DETAIL_TYPES = {"ECR Image Action": ("PUSH", "DELETE"), "ECR Replication Action": ("REPLICATE",)}
 
@@ -25,16 +25,16 @@ def parse_ecr_event(event: Any) -> EcrEvent:
     if not isinstance(event, dict):
         raise Invalid(f"event must be a JSON object, got {type(event).__name__}")
     if event.get("source") != "aws.ecr":
-        raise Invalid(f"unexpected event source {event.get('source')!r}; expected 'aws.ecr'")
+        raise Invalid(f"unexpected event source {show(event.get('source'))}; expected 'aws.ecr'")
     detail_type = event.get("detail-type")
-    if detail_type not in DETAIL_TYPES:
-        raise Invalid(f"unexpected detail-type {detail_type!r}; expected one of {sorted(DETAIL_TYPES)}")
+    if not isinstance(detail_type, str) or detail_type not in DETAIL_TYPES:
+        raise Invalid(f"unexpected detail-type {show(detail_type)}; expected one of {sorted(DETAIL_TYPES)}")
     detail = event.get("detail")
     if not isinstance(detail, dict):
         raise Invalid("event detail must be an object")
     action = detail.get("action-type")
-    if action not in DETAIL_TYPES[detail_type]:
-        raise Invalid(f"unexpected action-type {action!r} for {detail_type}")
+    if not isinstance(action, str) or action not in DETAIL_TYPES[detail_type]:
+        raise Invalid(f"unexpected action-type {show(action)} for {detail_type}")
     result = detail.get("result")
     if not isinstance(result, str):
         raise Invalid("detail.result must be a string")
@@ -69,11 +69,12 @@ def parse_ecs_deployment_event(event: Any) -> DeploymentChange:
             event.get("detail-type") != "ECS Deployment State Change":
         raise Invalid("not an ECS Deployment State Change event")
     detail = event.get("detail")
-    if not isinstance(detail, dict) or detail.get("eventName") not in ECS_DEPLOYMENT_EVENTS:
-        raise Invalid(f"unexpected detail.eventName {detail.get('eventName') if isinstance(detail, dict) else None!r}")
+    if not isinstance(detail, dict) or not isinstance(detail.get("eventName"), str) or \
+            detail["eventName"] not in ECS_DEPLOYMENT_EVENTS:
+        raise Invalid(f"unexpected detail.eventName {show(detail.get('eventName') if isinstance(detail, dict) else None)}")
     deployment = detail.get("deploymentId")
     if not isinstance(deployment, str) or not deployment.startswith("ecs-svc/") or len(deployment) > 64:
-        raise Invalid(f"unexpected detail.deploymentId {deployment!r}")
+        raise Invalid(f"unexpected detail.deploymentId {show(deployment)}")
     resources = event.get("resources")
     match = _SERVICE_ARN.fullmatch(resources[0]) if isinstance(resources, list) and resources and isinstance(
         resources[0], str) else None

@@ -38,6 +38,12 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def show(value: Any) -> str:
+    """A value for an error message: its repr, cut short (never echo a 10 kB input back)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _require_str(value: Any, what: str, max_len: int = 1024) -> str:
     if not isinstance(value, str):
         raise Invalid(f"{what} must be a string, got {type(value).__name__}")
@@ -52,7 +58,7 @@ def validate_repository(name: Any) -> str:
     name = _require_str(name, "repository", 256)
     if len(name) < 2 or not REPO_RE.fullmatch(name):
         raise Invalid(
-            f"invalid repository name {name!r}: ECR names are 2-256 lowercase characters, path components "
+            f"invalid repository name {show(name)}: ECR names are 2-256 lowercase characters, path components "
             "of [a-z0-9] separated by '.', '_' or '-', joined by '/'"
         )
     return name
@@ -61,14 +67,14 @@ def validate_repository(name: Any) -> str:
 def validate_tag(tag: Any) -> str:
     tag = _require_str(tag, "tag", 128)
     if not TAG_RE.fullmatch(tag):
-        raise Invalid(f"invalid tag {tag!r}: tags match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
+        raise Invalid(f"invalid tag {show(tag)}: tags match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
     return tag
 
 
 def validate_digest(digest: Any) -> str:
     digest = _require_str(digest, "digest", 128)
     if not DIGEST_RE.fullmatch(digest):
-        raise Invalid(f"invalid digest {digest!r}: expected sha256: followed by 64 lowercase hex characters")
+        raise Invalid(f"invalid digest {show(digest)}: expected sha256: followed by 64 lowercase hex characters")
     return digest
 
 
@@ -85,7 +91,7 @@ class StreamTag(NamedTuple):
     def parse(cls, text: Any, what: str = "reference") -> StreamTag:  # type: ignore[override]
         ref = ImageRef.parse(text, what)
         if ref.tag is None or ref.digest is not None:
-            raise Invalid(f"{what} must be a tag reference like repo:tag, got {text!r}")
+            raise Invalid(f"{what} must be a tag reference like repo:tag, got {show(text)}")
         return cls(ref.stream, ref.tag)
 
 
@@ -105,7 +111,7 @@ class ImageRef(NamedTuple):
         first, sep, remainder = text.partition("/")
         if sep and ("." in first or ":" in first):
             if not ECR_HOST_RE.fullmatch(first):
-                raise Invalid(f"{what} {text!r} names registry {first!r}, which is not an ECR registry host")
+                raise Invalid(f"{what} {show(text)} names registry {show(first)}, which is not an ECR registry host")
             registry, rest = first, remainder
         digest = tag = None
         if "@" in rest:
@@ -118,7 +124,7 @@ class ImageRef(NamedTuple):
                 rest, tag = rest[:colon], rest[colon + 1 :]
                 validate_tag(tag)
         if tag is None and digest is None:
-            raise Invalid(f"{what} {text!r} has neither a tag (repo:tag) nor a digest (repo@sha256:...)")
+            raise Invalid(f"{what} {show(text)} has neither a tag (repo:tag) nor a digest (repo@sha256:...)")
         return cls(validate_repository(rest), tag, digest, registry)
 
     def __str__(self) -> str:
@@ -247,7 +253,7 @@ def _short_name(name_or_arn: str) -> str:
 def _ecs_name(value: Any, what: str) -> str:
     value = _require_str(value, f"target.{what}", 1600)
     if not (ECS_NAME_RE.fullmatch(value) or ECS_ARN_RE.fullmatch(value)):
-        raise Invalid(f"invalid target.{what} {value!r}: expected a name of letters, digits, '-' or '_', or an ECS ARN")
+        raise Invalid(f"invalid target.{what} {show(value)}: expected a name of letters, digits, '-' or '_', or an ECS ARN")
     return value
 
 
@@ -317,7 +323,7 @@ def _missing(raw: dict[str, Any], kind: str, names: tuple[str, ...]) -> None:
 def _match(raw: dict[str, Any], name: str, pattern: re.Pattern[str], max_len: int, rule: str) -> str:
     value = _require_str(raw[name], f"target.{name}", max_len)
     if not pattern.fullmatch(value):
-        raise Invalid(f"invalid target.{name} {value!r}: {rule}")
+        raise Invalid(f"invalid target.{name} {show(value)}: {rule}")
     return value
 
 
@@ -331,7 +337,7 @@ def parse_target(raw: Any) -> Target:
         raise Invalid(f"target must be an object, got {type(raw).__name__}")
     kind = raw.get("type")
     if kind not in TARGET_FIELDS:
-        raise Invalid(f"target.type must be one of {sorted(TARGET_FIELDS)}, got {kind!r}")
+        raise Invalid(f"target.type must be one of {sorted(TARGET_FIELDS)}, got {show(kind)}")
     unknown = set(raw) - TARGET_FIELDS[kind]
     if unknown:
         raise Invalid(f"unknown field(s) in {kind} target: {', '.join(sorted(map(str, unknown)))}")
@@ -344,7 +350,7 @@ def parse_target(raw: Any) -> Target:
             raise Invalid("discover must be true and comes with cluster only (and then adopts annotated workloads)")
         _missing(raw, "eks", ("cluster", "namespace", "kind", "name", "container"))
         if raw["kind"] not in WORKLOAD_KINDS:
-            raise Invalid(f"target.kind must be one of {', '.join(WORKLOAD_KINDS)}, got {raw['kind']!r}")
+            raise Invalid(f"target.kind must be one of {', '.join(WORKLOAD_KINDS)}, got {show(raw['kind'])}")
         return EksTarget(
             _match(raw, "cluster", EKS_CLUSTER_RE, 100, "an EKS cluster name"),
             _match(raw, "namespace", DNS_LABEL_RE, 63, "a Kubernetes namespace (DNS-1123 label)"),
@@ -428,5 +434,5 @@ TRIGGER_ID_RE = re.compile(r"tr-[a-f0-9]{12}")
 def validate_trigger_id(value: Any) -> str:
     value = _require_str(value, "id", 64)
     if not TRIGGER_ID_RE.fullmatch(value):
-        raise Invalid(f"invalid trigger id {value!r}: expected tr- followed by 12 hex characters")
+        raise Invalid(f"invalid trigger id {show(value)}: expected tr- followed by 12 hex characters")
     return value

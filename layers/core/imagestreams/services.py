@@ -462,7 +462,7 @@ class ImageStreams:
     def history(self, stream_tag: StreamTag, limit: int | None = None) -> list[HistoryEntry]:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise Invalid("limit must be a positive integer")
-        entries = self.store.history(stream_tag, limit or self.history_limit)
+        entries = self.store.history(stream_tag, min(limit or self.history_limit, self.history_limit))
         if not entries:
             raise NotFound(f"{stream_tag} has no history")
         return entries

@@ -29,7 +29,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import TargetError, TransientTargetError
-from ..model import DNS_LABEL_RE, EksTarget, StreamTag, WORKLOAD_KINDS
+from ..model import DNS_LABEL_RE, WORKLOAD_KINDS, EksTarget, StreamTag, show
 from ..ports import DriverResult, TargetState
 
 TOKEN_PREFIX = "k8s-aws-v1."
@@ -309,7 +309,7 @@ def parse_triggers_annotation(cluster: str, kind: str, obj: dict[str, Any],
                 match = FIELD_PATH_RE.fullmatch(entry["fieldPath"])
                 container = match["name"] if match else ""
                 if not DNS_LABEL_RE.fullmatch(container):
-                    raise ValueError(f"container name {container!r} is not a DNS-1123 label")
+                    raise ValueError(f"container name {show(container)} is not a DNS-1123 label")
                 if find_container(obj, kind, container) is None:
                     raise ValueError(f"no container named {container}")
                 target = EksTarget(cluster, meta["namespace"], kind, meta["name"], container)
@@ -329,13 +329,13 @@ def _entry_problem(entry: Any, kind: str) -> str | None:
                                                                                                    str):
         return 'from must be {"kind": "ImageStreamTag", "name": "repo:tag"}'
     if "paused" in entry and not isinstance(entry["paused"], bool):
-        return (f"paused must be a JSON boolean, got {entry['paused']!r} (OpenShift silently ignores the whole "
+        return (f"paused must be a JSON boolean, got {show(entry['paused'])} (OpenShift silently ignores the whole "
                 "annotation in this case)")
     path = entry.get("fieldPath")
     match = FIELD_PATH_RE.fullmatch(path) if isinstance(path, str) else None
     if match is None:
         return ('fieldPath must look like spec.template.spec.containers[?(@.name=="web")].image, got '
-                f"{path!r}")
+                f"{show(path)}")
     expected = "spec.jobTemplate.spec.template.spec" if kind == "CronJob" else "spec.template.spec"
     if match["spec"] != expected:
         return f"fieldPath of a {kind} starts with {expected}"

@@ -1,0 +1,148 @@
+"""The bad-input corpus: malformed or hostile ingest events, admin commands and trigger targets.
+
+Every entry must get a clear error (``Invalid`` for events; an ``{"ok": false}`` answer for commands), change
+nothing (zero writes, zero ECR or ECS calls) and raise nothing unexpected. Used by tests/unit/test_corpus.py and
+``make corpus`` (bench/corpus.py), which prints the count.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+DIGEST = "sha256:" + "a" * 64
+HUGE = "a" * 10_000
+
+# values that are never a valid repository, tag, digest, name or id
+HOSTILE_STRINGS = [
+    "", " ", HUGE, "wéb", "网站", "web\n", "we\x00b", "web\x1b[31m", "../etc/passwd", "a/b/../c", "/abs", "a//b",
+    "web;rm -rf /", "$(id)", "`id`", "web' OR '1'='1", "%2e%2e%2f", "\\..\\", "web\u202e", "\ud83d\ude00",
+]
+WRONG_TYPES = [None, 1, 1.5, True, [], {}, ["web"], {"name": "web"}]
+BAD_DIGESTS = [
+    "sha256:" + "a" * 63, "sha256:" + "a" * 65, "sha256:" + "A" * 64, "sha256:" + "g" * 64, "md5:" + "a" * 32,
+    "sha512:" + "a" * 128, "a" * 64, "sha256:", "sha256" + "a" * 64, " sha256:" + "a" * 64,
+]
+
+
+def valid_event() -> dict[str, Any]:
+    return {
+        "version": "0", "id": "e1", "detail-type": "ECR Image Action", "source": "aws.ecr",
+        "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"result": "SUCCESS", "repository-name": "team/web", "image-digest": DIGEST,
+                   "action-type": "PUSH", "image-tag": "latest"},
+    }
+
+
+def bad_events() -> Iterator[tuple[str, Any]]:
+    for value in [None, [], "event", 7, True]:
+        yield f"event is {value!r}", value
+    for key in ("source", "detail-type", "detail"):
+        event = valid_event()
+        del event[key]
+        yield f"missing {key}", event
+    for value in ["aws.s3", "AWS.ECR", "aws.ecr ", "", 5, None, ["aws.ecr"], "aws.ecs"]:
+        yield f"source {value!r}", {**valid_event(), "source": value}
+    for value in ["ECR Image Scan", "ECR Pull Through Cache Action", "", None, ["ECR Image Action"], "ecr image action"]:
+        yield f"detail-type {value!r}", {**valid_event(), "detail-type": value}
+    for value in ["PUSH", [], 1, None]:
+        yield f"detail {value!r}", {**valid_event(), "detail": value}
+    for field, values in {
+        "repository-name": HOSTILE_STRINGS + WRONG_TYPES + ["Team/Web", "w", "team/web/", "-web", "web-"],
+        "image-digest": BAD_DIGESTS + [1, True, [], {}],
+        "image-tag": [s for s in HOSTILE_STRINGS if s] + [1, True, [], {}, "-latest", "a" * 129, "lat est"],
+        "action-type": ["PULL", "push", "", None, 1, ["PUSH"], "REPLICATE"],
+        "result": [None, 1, [], {}],
+    }.items():
+        for value in values:
+            event = copy.deepcopy(valid_event())
+            event["detail"][field] = value
+            yield f"detail.{field} {value!r:.40}", event
+    event = valid_event()
+    del event["detail"]["repository-name"]
+    yield "missing detail.repository-name", event
+
+
+ECS = {"type": "ecs", "cluster": "prod", "service": "web", "container": "web"}
+
+
+def bad_targets() -> Iterator[tuple[str, Any]]:
+    for value in WRONG_TYPES + ["ecs", "prod/web:web"]:
+        yield f"target {value!r}", value
+    for value in ["k8s", "ECS", "", None, 1, "pod"]:
+        yield f"target.type {value!r}", {**ECS, "type": value}
+    yield "ecs target with extra field", {**ECS, "role": "admin"}
+    for field in ("cluster", "service", "container"):
+        broken = dict(ECS)
+        del broken[field]
+        yield f"ecs target without {field}", broken
+        for value in HOSTILE_STRINGS + WRONG_TYPES[:6] + ["a:b", "a b"]:
+            yield f"ecs target {field}={value!r:.30}", {**ECS, field: value}
+    eks = {"type": "eks", "cluster": "prod", "namespace": "apps", "kind": "Deployment", "name": "web",
+           "container": "web"}
+    for field, values in {"namespace": ["../kube-system", "Apps", "a_b", "", "a" * 64, 1],
+                          "kind": ["Pod", "deployment", "Job", "", None], "name": ["web/x", "Web", "", "a b"],
+                          "container": ["Web", "a.b", "", "web\n"], "cluster": ["", "-x", "a" * 101, "a/b"],
+                          "discover": [False, "true", 1]}.items():
+        for value in values:
+            yield f"eks target {field}={value!r:.30}", {**eks, field: value}
+    yield "eks discovery with extra field", {"type": "eks", "cluster": "prod", "discover": True, "namespace": "x"}
+    for value in ["a b", "", "x" * 65, "arn:aws:lambda:us-east-1:123:function:f", 1, "f;id"]:
+        yield f"lambda function {value!r:.30}", {"type": "lambda", "function": value}
+    for value in ["1", "a b", "", "$LATEST"]:
+        yield f"lambda alias {value!r}", {"type": "lambda", "function": "f", "alias": value}
+
+
+def bad_commands() -> Iterator[tuple[str, Any]]:
+    for value in [None, [], "describe", 1, True]:
+        yield f"command {value!r}", value
+    for value in ["nope", "", None, 1, "DESCRIBE", "trigger.delete", "describe ", ["describe"]]:
+        yield f"action {value!r}", {"action": value}
+    yield "describe without stream", {"action": "describe"}
+    yield "describe with unknown field", {"action": "describe", "stream": "team/web", "verbose": True}
+    for value in HOSTILE_STRINGS + WRONG_TYPES:
+        yield f"describe stream={value!r:.30}", {"action": "describe", "stream": value}
+        yield f"history target={value!r:.30}", {"action": "history", "target": value}
+        yield f"trigger.list from={value!r:.30}", {"action": "trigger.list", "from": value}
+        yield f"tag source={value!r:.30}", {"action": "tag", "source": value, "target": "team/web:prod"}
+    for value in ["", " ", HUGE, "web\n", "we\x00b", "web\x1b[31m", "web\u202e", "\ud83d", *WRONG_TYPES]:
+        yield f"actor={value!r:.30}", {"action": "import", "target": "team/web:latest", "actor": value}
+    for value in [0, -1, "5", 1.5, True, None, []]:
+        yield f"history limit={value!r:.30}", {"action": "history", "target": "team/web:latest", "limit": value}
+    for value in BAD_DIGESTS:
+        yield f"tag source digest {value!r:.30}", {"action": "tag", "source": f"team/web@{value}",
+                                                   "target": "team/web:prod"}
+        yield f"rollback to {value!r:.30}", {"action": "rollback", "target": "team/web:latest", "to": value}
+    for value in [[], 5, {}, ["team/web:a"] * 51, ["team/web:a", "team/web:a"], "team/api:prod", "team/web:latest",
+                  "docker.io/team/web:prod", "team/web@" + DIGEST]:
+        yield f"tag target={value!r:.30}", {"action": "tag", "source": "team/web:latest", "target": value}
+    for value in ["yes", 1, None, []]:
+        yield f"tag alias={value!r}", {"action": "tag", "source": "team/web:latest", "target": "team/web:x",
+                                       "alias": value}
+        yield f"untag keep_in_registry={value!r}", {"action": "untag", "target": "team/web:latest",
+                                                    "keep_in_registry": value}
+        yield f"trigger.add paused={value!r}", {"action": "trigger.add", "from": "team/web:latest", "target": ECS,
+                                                "paused": value}
+    for value in [0, -1, "1", True, 1.0]:
+        yield f"rollback steps={value!r}", {"action": "rollback", "target": "team/web:latest", "steps": value}
+    yield "rollback both target and trigger", {"action": "rollback", "target": "team/web:latest",
+                                               "trigger": "tr-000000000000"}
+    yield "rollback with neither", {"action": "rollback"}
+    yield "rollback to and steps", {"action": "rollback", "target": "team/web:latest", "steps": 1, "to": DIGEST}
+    for action in ("trigger.remove", "trigger.pause", "trigger.resume", "deploy"):
+        yield f"{action} without selector", {"action": action}
+        yield f"{action} with both selectors", {"action": action, "id": "tr-000000000000", "from": "team/web:latest"}
+        for value in ["tr-", "tr-XYZ000000000", "../x", "", 1, None, "tr-0000000000000", HUGE]:
+            yield f"{action} id={value!r:.30}", {"action": action, "id": value}
+    for name, target in bad_targets():
+        yield f"trigger.add {name}", {"action": "trigger.add", "from": "team/web:latest", "target": target}
+    yield "trigger.add without from", {"action": "trigger.add", "target": ECS}
+    yield "trigger.add discovery with a from", {"action": "trigger.add", "from": "team/web:latest",
+                                                "target": {"type": "eks", "cluster": "prod", "discover": True}}
+    yield "trigger.add in another account", {"action": "trigger.add", "from": "team/web:latest", "target": {
+        **ECS, "cluster": "arn:aws:ecs:us-east-1:999999999999:cluster/prod"}}
+    yield "trigger.add outside the allow-list", {"action": "trigger.add", "from": "team/web:latest",
+                                                 "target": {**ECS, "cluster": "payments"}}
+    yield "import with target and stream", {"action": "import", "target": "team/web:latest", "stream": "team/web"}
+    yield "import with neither", {"action": "import"}
