@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import io
 import json
 import os
 import shutil
@@ -159,6 +160,7 @@ class EmbeddedAws:
         self._queue_urls_by_arn: dict[str, str] = {}
         self._overrides: dict[str, str] = {}
         self.schedules: dict[str, Any] = {}
+        self._clients: dict[str, Any] = {}
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -190,7 +192,7 @@ class EmbeddedAws:
             env["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb_url
             env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = self.dynamodb_url
         if self.quiet:
-            self._overrides = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+            self._overrides = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
         self._set_env({**env, **self._overrides})
         return self
 
@@ -228,6 +230,7 @@ class EmbeddedAws:
             else:
                 os.environ[key] = value
         self._saved_env.clear()
+        self._clients.clear()
         self._reset_clients()
 
     def __enter__(self) -> EmbeddedAws:
@@ -249,7 +252,10 @@ class EmbeddedAws:
         bootstrap.reset()
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=self.region)
+        """A client of the embedded AWS (cached: building one costs ~50 ms)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service, region_name=self.region)
+        return self._clients[service]
 
     def reset(self) -> None:
         """Wipe moto's state (between tests). DynamoDB Local tables are dropped too."""
@@ -374,6 +380,11 @@ class EmbeddedAws:
             self._set_env(env)
             self._applied_env = env
 
+    def _quiet_stdout(self) -> Any:
+        if not self.quiet:
+            return contextlib.nullcontext()
+        return contextlib.redirect_stdout(io.StringIO())
+
     def invoke(self, logical_id: str, event: Any, source: str = "invoke") -> Any:
         """Synchronous invoke (like ``aws lambda invoke``); exceptions propagate."""
         fn = self.functions[logical_id]
@@ -381,7 +392,8 @@ class EmbeddedAws:
         self.invocations.append(record)
         try:
             self.use_function_env(logical_id)
-            record.result = fn.handler()(event, FakeContext(f"imagestreams-{logical_id}"))
+            with self._quiet_stdout():  # EMF metrics are printed to stdout, as in Lambda
+                record.result = fn.handler()(event, FakeContext(f"imagestreams-{logical_id}"))
             return record.result
         except BaseException as exc:
             record.error = exc
@@ -399,7 +411,8 @@ class EmbeddedAws:
         record = Invocation(logical_id, "schedule", self.schedules[logical_id])
         self.invocations.append(record)
         self.use_function_env(logical_id)
-        record.result = fn.handler()(self.schedules[logical_id], context)
+        with self._quiet_stdout():
+            record.result = fn.handler()(self.schedules[logical_id], context)
         if self.on_invoke:
             self.on_invoke(record)
         return record.result
