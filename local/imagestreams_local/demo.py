@@ -221,6 +221,19 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         story.check(images["web"].endswith(d3), f"{SERVICE} now runs {short(d3)}")
         _check_eks_and_lambda(aws, kube, story, f"{registry}/{REPO}@{d3}")
 
+        story.step(f"docker push {REPO}:4 and {REPO}:latest (v4), and EventBridge loses both events (best effort)")
+        v4 = aws.push_image(REPO, "latest", seed="v4", also=("4",), emit=False)
+        aws.pump()
+        d4 = v4["detail"]["image-digest"]
+        story.check(_service_state(aws)[1]["web"].endswith(d3), f"nothing happened: {SERVICE} still on {short(d3)}")
+        story.step("the scheduled reconciler runs (every 15 minutes in AWS)")
+        report = aws.run_schedule("ReconcilerFunction")
+        aws.pump()
+        story.say(f"        -> ReconcilerFunction: {report['moves']} missed move(s) imported, {report['fired']} fire(s), "
+                  f"{report['drift']} drift, complete={report['complete']}")
+        story.check(_service_state(aws)[1]["web"].endswith(d4), f"{SERVICE} caught up: {short(d4)}")
+        _check_eks_and_lambda(aws, kube, story, f"{registry}/{REPO}@{d4}")
+
         story.step("history (imagestreams history team/web:prod)")
         _cli(aws, story, ["history", f"{REPO}:prod"])
         story.step("stream (imagestreams describe team/web)")

@@ -47,15 +47,29 @@ def target():
     return EcsTarget("prod", "web", "web")
 
 
-def test_missed_push_is_imported_and_the_lost_fire_is_made(env):
+def test_missed_push_is_imported_and_fanned_out(env):
+    streams, store, registry, ecs, queue, reconciler, clock, drain = env
+    registry.set("team/web", "latest", digest(1))
+    streams.sync(WEB)
+    streams.add_trigger(WEB, target())
+    registry.set("team/web", "latest", digest(2))  # the PUSH event for v2 was lost
+    report = reconciler.run()
+    assert report["complete"] and [m["cause"] for m in report["moves"]] == ["import"]
+    assert report["fired"] == []  # the import is a head move: the table stream fans it out
+    streams.head_moved(store.get_head(WEB))
+    drain()
+    assert ecs.images[("prod", "web")]["web"] == f"{REG}/team/web@{digest(2)}"
+
+
+def test_lost_fire_is_made_by_the_reconciler(env):
     streams, store, registry, ecs, queue, reconciler, clock, drain = env
     registry.set("team/web", "latest", digest(1))
     streams.sync(WEB)
     trigger = streams.add_trigger(WEB, target())
-    registry.set("team/web", "latest", digest(2))  # the PUSH event for v2 was lost
+    registry.set("team/web", "latest", digest(2))
+    streams.sync(WEB)  # ingested, but the fan-out of this move never happened
     report = reconciler.run()
-    assert report["complete"] and [m["cause"] for m in report["moves"]] == ["import"]
-    assert report["fired"] == [trigger.id]
+    assert report["moves"] == [] and report["fired"] == [trigger.id]
     drain()
     assert ecs.images[("prod", "web")]["web"] == f"{REG}/team/web@{digest(2)}"
     assert reconciler.run()["fired"] == []  # in sync now: nothing more

@@ -125,6 +125,8 @@ class Reconciler:
                 report["retried"].append(trigger.id)
                 self._fire(trigger, head)
             return
+        if str(trigger.stream_tag) in {m["tag"] for m in report["moves"]}:
+            return  # this run just moved the head: the table stream fans that move out like any other
         if trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
             return  # §3.8: the head is the digest whose rollout failed; what runs now is the circuit breaker's
             # choice, not drift. Wait for a new head or an explicit `deploy`.
