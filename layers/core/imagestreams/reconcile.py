@@ -118,7 +118,7 @@ class Reconciler:
         head = store.get_head(trigger.stream_tag)
         if head is None or head.deleted:
             if trigger.status != "WaitingForImage":
-                self.streams._save(trigger, trigger.with_outcome(status="WaitingForImage"))
+                self.streams.record(trigger, trigger.with_outcome(status="WaitingForImage"))
             return
         if trigger.status == "Failed" and trigger.rollout_state != "FAILED":
             if trigger.retry_at is None or trigger.retry_at <= self.clock():
@@ -134,15 +134,15 @@ class Reconciler:
         state = driver.inspect(trigger.target, trigger.deployment)
         if trigger.status == "Deploying" and state.rollout_state == "FAILED":
             # the rollout event was lost; polling tells us: record it, and §3.8 applies from now on
-            self.streams._save(trigger, self._rollout(trigger, "FAILED"))
+            self.streams.record(trigger, self._rollout(trigger, "FAILED"))
             return
-        expected = self.streams._image_for(driver, trigger, head)
+        expected = self.streams.image_for(driver, trigger, head)
         if state.image == expected:
             after = trigger.with_outcome(drift=None)
             if trigger.status == "Deploying" and state.rollout_state:
                 after = self._rollout(after, state.rollout_state)
             if after != trigger:
-                self.streams._save(trigger, after)
+                self.streams.record(trigger, after)
             return
         behind = trigger.last_triggered_digest is None or state.image == trigger.deployed_image
         if behind:
@@ -154,7 +154,7 @@ class Reconciler:
                  f"{rfc3339(self.clock())} — left alone until `deploy` or the next head move")
         report["drift"].append({"id": trigger.id, "target": trigger.target.describe(), "image": state.image})
         if trigger.drift is None or not trigger.drift.startswith(f"runs {state.image},"):
-            self.streams._save(trigger, trigger.with_outcome(drift=drift))
+            self.streams.record(trigger, trigger.with_outcome(drift=drift))
 
     @staticmethod
     def _rollout(trigger: Trigger, state: str) -> Trigger:

@@ -319,25 +319,25 @@ class ImageStreams:
         if trigger.paused and not force:
             return trigger
         if head is None or head.deleted:
-            return self._save(trigger, trigger.with_outcome(status="WaitingForImage"))
+            return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
         if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
             return trigger  # §3.8: a digest whose rollout failed is not re-fired until the head moves or `deploy`
         driver = self.drivers.get(trigger.target.type)
         if driver is None:
-            return self._save(trigger, self._failed(trigger, f"no driver for target type {trigger.target.type}"))
+            return self.record(trigger, self._failed(trigger, f"no driver for target type {trigger.target.type}"))
         try:
             self.policy.check(trigger.target)  # again at fire time: the allow-list may have narrowed since
         except Forbidden as exc:
-            return self._save(trigger, self._failed(trigger, exc.message))
+            return self.record(trigger, self._failed(trigger, exc.message))
         try:
-            image = self._image_for(driver, trigger, head)
+            image = self.image_for(driver, trigger, head)
             result = driver.apply(trigger.target, image)
         except NotFound as exc:
-            return self._save(trigger, self._failed(trigger, exc.message))
+            return self.record(trigger, self._failed(trigger, exc.message))
         except TargetError as exc:
-            return self._save(trigger, self._failed(trigger, str(exc)))
+            return self.record(trigger, self._failed(trigger, str(exc)))
         except TransientTargetError as exc:
-            self._save(trigger, self._failed(trigger, f"will retry: {exc}"))
+            self.record(trigger, self._failed(trigger, f"will retry: {exc}"))
             raise
         if result.changed:
             status = "Deployed" if result.rollout_state == "COMPLETED" else "Deploying"
@@ -352,7 +352,7 @@ class ImageStreams:
                 last_triggered_at=trigger.last_triggered_at or self.clock(),
                 last_error=None, drift=None, deployed_image=image, failures=0, retry_at=None,
                 rollout_state=result.rollout_state or trigger.rollout_state)
-        return self._save(trigger, updated)
+        return self.record(trigger, updated)
 
     def _failed(self, trigger: Trigger, error: str) -> Trigger:
         """Failed, with the next retry (by the reconciler) backed off exponentially: 1, 2, 4 … minutes, ≤ 6 h."""
@@ -378,10 +378,10 @@ class ImageStreams:
                                                         f"{reason or 'no reason given'}")
             else:
                 after = trigger.with_outcome(rollout_state="IN_PROGRESS")
-            updated.append(self._save(trigger, after))
+            updated.append(self.record(trigger, after))
         return updated
 
-    def _image_for(self, driver: TargetDriver, trigger: Trigger, head: Head) -> str:
+    def image_for(self, driver: TargetDriver, trigger: Trigger, head: Head) -> str:
         """The pinned ref for this target: the head itself, or for a target that takes no image index (Lambda)
         the child manifest of its architecture (§3.3)."""
         architecture = driver.platform(trigger.target)
@@ -390,7 +390,8 @@ class ImageStreams:
         child = self.registry.platform_digest(head.stream_tag.stream, head.digest, architecture)
         return pinned_ref(head.registry, head.stream_tag.stream, child)
 
-    def _save(self, before: Trigger, after: Trigger) -> Trigger:
+    def record(self, before: Trigger, after: Trigger) -> Trigger:
+        """Persist a trigger's new state (only when it changed; never its ``paused`` flag)."""
         if after != before and not self.store.save_trigger(after):
             log.info("trigger %s was removed while firing", before.id)
         return after
