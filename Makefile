@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 help:
 	@echo "make demo      set up and run the local demo (embedded AWS: moto server + DynamoDB Local)"
 	@echo "make test      set up and run the tests (unit, integration, e2e) on the embedded AWS"
-	@echo "make lint      cfn-lint, sam validate --lint"
+	@echo "make lint      ruff, cfn-lint, sam validate --lint"
 	@echo "make build     sam build (python3.12, arm64)"
 	@echo "make bench     benchmark: AWS calls per push/fire, ingest overhead, import cost -> bench/results.json"
 	@echo "make soak      2,000 randomized scenarios (lossy, reordered, faulty delivery); prints violations (must be 0)"
@@ -53,6 +53,7 @@ $(SAM_VENV)/bin/sam:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
 
 lint: dev $(SAM_VENV)/bin/sam
+	$(VENV)/bin/ruff check layers local functions tests bench
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint
 

@@ -83,7 +83,7 @@ def main() -> int:
                 entries = store.history(StreamTag(repo, tag), 1000)
                 entries_total += len(entries)
                 if [e.generation for e in entries] != list(range(head.generation, 0, -1))[:len(entries)] or any(
-                        a.digest == b.digest for a, b in zip(entries, entries[1:])):
+                        a.digest == b.digest for a, b in zip(entries, entries[1:], strict=False)):
                     duplicated.append(f"{repo}:{tag}")
         sample = next(r for (r, t) in truth if t == "latest")
         raw = [_irreducible(clients.client("dynamodb"), clients.client("ecr"), aws.outputs["StreamsTableName"], i,

@@ -44,7 +44,8 @@ def bad_events() -> Iterator[tuple[str, Any]]:
         yield f"missing {key}", event
     for value in ["aws.s3", "AWS.ECR", "aws.ecr ", "", 5, None, ["aws.ecr"], "aws.ecs"]:
         yield f"source {value!r}", {**valid_event(), "source": value}
-    for value in ["ECR Image Scan", "ECR Pull Through Cache Action", "", None, ["ECR Image Action"], "ecr image action"]:
+    for value in ["ECR Image Scan", "ECR Pull Through Cache Action", "", None, ["ECR Image Action"],
+                  "ecr image action"]:
         yield f"detail-type {value!r}", {**valid_event(), "detail-type": value}
     for value in ["PUSH", [], 1, None]:
         yield f"detail {value!r}", {**valid_event(), "detail": value}

@@ -296,7 +296,7 @@ class World:
                 generations = [e.generation for e in entries]
                 if generations != list(range(head.generation, head.generation - len(entries), -1)):
                     self.violations.append(f"{head.stream_tag}: generations not contiguous {generations}")
-                for newer, older in zip(entries, entries[1:]):
+                for newer, older in zip(entries, entries[1:], strict=False):
                     if newer.cause != "delete" and older.cause != "delete" and newer.digest == older.digest:
                         self.violations.append(f"{head.stream_tag}: two consecutive entries for "
                                                f"{newer.digest[:15]} (generations {older.generation}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from imagestreams.admin import dispatch
 from imagestreams.bootstrap import services
 

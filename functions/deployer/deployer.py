@@ -13,6 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+
 from imagestreams import batch
 from imagestreams.bootstrap import services
 from imagestreams.model import StreamTag, validate_trigger_id

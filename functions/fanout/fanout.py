@@ -10,6 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+
 from imagestreams import batch
 from imagestreams.adapters.dynamodb import head_from_image
 from imagestreams.bootstrap import services

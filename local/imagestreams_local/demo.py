@@ -181,10 +181,10 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         story.check([e["digest"] for e in history["entries"]] == [d2, d1], "history has exactly two entries: v2, v1")
 
         # ---------------------------------------------------------------- promotion and rollbacks (CLI)
-        ecs.create_service(cluster=CLUSTER, serviceName=PROD_SERVICE, desiredCount=2, taskDefinition=ecs.register_task_definition(
-            family=PROD_SERVICE, containerDefinitions=[
-                {"name": "web", "image": f"{registry}/{REPO}:prod", "memory": 256, "essential": True}],
-        )["taskDefinition"]["taskDefinitionArn"])
+        prod_def = ecs.register_task_definition(family=PROD_SERVICE, containerDefinitions=[
+            {"name": "web", "image": f"{registry}/{REPO}:prod", "memory": 256, "essential": True}],
+        )["taskDefinition"]["taskDefinitionArn"]
+        ecs.create_service(cluster=CLUSTER, serviceName=PROD_SERVICE, desiredCount=2, taskDefinition=prod_def)
         prod_trigger = _admin(aws, {"action": "trigger.add", "from": f"{REPO}:prod", "target": {
             "type": "ecs", "cluster": CLUSTER, "service": PROD_SERVICE, "container": "web"}})["id"]
         story.step(f"second service {CLUSTER}/{PROD_SERVICE} follows {REPO}:prod (trigger {prod_trigger}); "
@@ -197,7 +197,7 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         story.check(images["web"].endswith(d2), f"{PROD_SERVICE} runs {REPO}@{short(d2)}; prod in ECR is latest's "
                                                 "manifest, byte for byte")
 
-        story.step(f"v2 misbehaves in prod: roll the tag back (a new head, cause rollback; ECR moves too)")
+        story.step("v2 misbehaves in prod: roll the tag back (a new head, cause rollback; ECR moves too)")
         _cli(aws, story, ["rollback", f"{REPO}:prod"])
         aws.pump()
         _, images = _service_state(aws, PROD_SERVICE)
@@ -229,7 +229,8 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         story.step("the scheduled reconciler runs (every 15 minutes in AWS)")
         report = aws.run_schedule("ReconcilerFunction")
         aws.pump()
-        story.say(f"        -> ReconcilerFunction: {report['moves']} missed move(s) imported, {report['fired']} fire(s), "
+        story.say(f"        -> ReconcilerFunction: {report['moves']} missed move(s) imported, "
+                  f"{report['fired']} fire(s), "
                   f"{report['drift']} drift, complete={report['complete']}")
         story.check(_service_state(aws)[1]["web"].endswith(d4), f"{SERVICE} caught up: {short(d4)}")
         _check_eks_and_lambda(aws, kube, story, f"{registry}/{REPO}@{d4}")

@@ -488,7 +488,7 @@ class EmbeddedAws:
 
     def _deliver_stream_batch(self, source: Source, records: list[dict[str, Any]]) -> None:
         pending = records
-        for attempt in range(source.max_retries + 1):
+        for _attempt in range(source.max_retries + 1):
             try:
                 result = self.invoke(source.function.logical_id, {"Records": pending}, "dynamodb")
             except Exception:  # noqa: BLE001 - whole batch failed: retried like the event source mapping

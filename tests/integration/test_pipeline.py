@@ -11,7 +11,7 @@ import pytest
 
 from imagestreams.errors import Invalid
 from imagestreams_local.embedded import ecr_event
-from tests.conftest import digest, load_event
+from tests.conftest import load_event
 from tests.integration.conftest import REG, make_service, service_images
 
 ECS_TARGET = {"type": "ecs", "cluster": "prod", "service": "web", "container": "web"}
@@ -207,7 +207,7 @@ def test_concurrent_pushes_race_one_history_entry_per_distinct_move(repo):
         repo.push_image("team/web", "latest", seed=seed, emit=False)
         barrier = threading.Barrier(6)
 
-        def worker():
+        def worker(barrier=barrier):
             barrier.wait()
             results.append(streams.observe(tag))
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from imagestreams.admin import dispatch
 from imagestreams.adapters.memory import MemoryEcs, MemoryRegistry, MemoryStore
+from imagestreams.admin import dispatch
 from imagestreams.cli import main
 from imagestreams.model import StreamTag
 from imagestreams.services import ImageStreams

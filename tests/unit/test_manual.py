@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagestreams.admin import dispatch
 from imagestreams.adapters.memory import ListQueue, MemoryEcs, MemoryRegistry, MemoryStore
+from imagestreams.admin import dispatch
 from imagestreams.model import EcsTarget, ImageRef, StreamTag
 from imagestreams.services import ImageStreams
 from tests.conftest import digest

@@ -132,8 +132,9 @@ class RacingStore(MemoryStore):
     def commit(self, expected, new, drop_generation):
         if not self.raced:
             self.raced = True
-            from imagestreams.model import Head
             from datetime import datetime, timezone
+
+            from imagestreams.model import Head
 
             competitor = Head(new.stream_tag, self.competitor_digest, (expected.generation if expected else 0) + 1,
                               datetime.now(timezone.utc), "push", "ecr", new.registry)

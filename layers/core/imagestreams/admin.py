@@ -25,7 +25,6 @@ from .model import (
 from .services import ImageStreams
 
 
-
 class Action(NamedTuple):
     run: Callable[[ImageStreams, dict[str, Any]], dict[str, Any]]
     required: frozenset[str]

@@ -42,13 +42,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def target_text(target: dict[str, Any]) -> str:
     kind = target.get("type")
     if kind == "ecs":
-        return f"ecs {target['cluster'].rsplit('/', 1)[-1]}/{target['service'].rsplit('/', 1)[-1]}:{target['container']}"
+        cluster, service = target["cluster"].rsplit("/", 1)[-1], target["service"].rsplit("/", 1)[-1]
+        return f"ecs {cluster}/{service}:{target['container']}"
     if kind == "eks" and "name" in target:
         return (f"eks {target['cluster']}/{target['namespace']}/{target['kind'].lower()}/{target['name']}:"
                 f"{target['container']}")
     if kind == "lambda":
-        return f"lambda {target['function'].rsplit(':', 1)[-1] if target['function'].startswith('arn:') else target['function']}" + (
-            f":{target['alias']}" if target.get("alias") else "")
+        function = target["function"]
+        name = function.rsplit(":", 1)[-1] if function.startswith("arn:") else function
+        return f"lambda {name}" + (f":{target['alias']}" if target.get("alias") else "")
     return json.dumps(target, sort_keys=True)
 
 

@@ -60,7 +60,8 @@ class DeploymentChange(NamedTuple):
 
 ECS_DEPLOYMENT_EVENTS = {"SERVICE_DEPLOYMENT_IN_PROGRESS": "IN_PROGRESS",
                          "SERVICE_DEPLOYMENT_COMPLETED": "COMPLETED", "SERVICE_DEPLOYMENT_FAILED": "FAILED"}
-_SERVICE_ARN = re.compile(r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:service/([A-Za-z0-9_-]{1,255})/([A-Za-z0-9_-]{1,255})")
+_SERVICE_ARN = re.compile(
+    r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:service/([A-Za-z0-9_-]{1,255})/([A-Za-z0-9_-]{1,255})")
 
 
 def parse_ecs_deployment_event(event: Any) -> DeploymentChange:
@@ -71,7 +72,8 @@ def parse_ecs_deployment_event(event: Any) -> DeploymentChange:
     detail = event.get("detail")
     if not isinstance(detail, dict) or not isinstance(detail.get("eventName"), str) or \
             detail["eventName"] not in ECS_DEPLOYMENT_EVENTS:
-        raise Invalid(f"unexpected detail.eventName {show(detail.get('eventName') if isinstance(detail, dict) else None)}")
+        name = detail.get("eventName") if isinstance(detail, dict) else None
+        raise Invalid(f"unexpected detail.eventName {show(name)}")
     deployment = detail.get("deploymentId")
     if not isinstance(deployment, str) or not deployment.startswith("ecs-svc/") or len(deployment) > 64:
         raise Invalid(f"unexpected detail.deploymentId {show(deployment)}")

@@ -253,7 +253,8 @@ def _short_name(name_or_arn: str) -> str:
 def _ecs_name(value: Any, what: str) -> str:
     value = _require_str(value, f"target.{what}", 1600)
     if not (ECS_NAME_RE.fullmatch(value) or ECS_ARN_RE.fullmatch(value)):
-        raise Invalid(f"invalid target.{what} {show(value)}: expected a name of letters, digits, '-' or '_', or an ECS ARN")
+        raise Invalid(f"invalid target.{what} {show(value)}: expected a name of letters, digits, '-' or '_', "
+                      "or an ECS ARN")
     return value
 
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from .errors import Conflict, ConcurrentUpdate, Forbidden, Invalid, NotFound, TargetError, TransientTargetError
+from .errors import ConcurrentUpdate, Conflict, Forbidden, Invalid, NotFound, TargetError, TransientTargetError
 from .model import (
     Head,
     HistoryEntry,
@@ -292,7 +292,8 @@ class ImageStreams:
             for trigger in triggers:
                 if trigger.status != "WaitingForImage":
                     self.store.save_trigger(trigger.with_outcome(
-                        status="WaitingForImage", last_error=f"{head.stream_tag} was deleted; keeping the current image"))
+                        status="WaitingForImage",
+                        last_error=f"{head.stream_tag} was deleted; keeping the current image"))
             return []
         due = [t for t in triggers if not t.paused]
         if due and self.fire_queue is not None:

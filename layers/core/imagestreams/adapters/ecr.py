@@ -64,7 +64,8 @@ class EcrRegistry:
             return None
         detail = details[0]
         return Observation(
-            detail["imageDigest"], detail.get("imageManifestMediaType"), registry_host(detail["registryId"], self.region)
+            detail["imageDigest"], detail.get("imageManifestMediaType"),
+            registry_host(detail["registryId"], self.region),
         )
 
     # ------------------------------------------------------------------------- bulk (the reconciler)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import Conflict, ConcurrentUpdate, NotFound, TargetError
+from ..errors import ConcurrentUpdate, Conflict, NotFound, TargetError
 from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger, target_key
 from ..ports import DriverResult, TargetState
 
