@@ -184,12 +184,13 @@ def _target() -> Any:
     return EcsTarget("bench", "web", "web")
 
 
-def _irreducible(ddb: Any, ecr: Any, table: str, i: int, digest: str, repository: str = "bench/web") -> float:
+def _irreducible(ddb: Any, ecr: Any, table: str, i: int, digest: str, repository: str = "bench/web",
+                 tag: str = "latest") -> float:
     """The three calls a fresh push cannot do without, made raw: head read, ECR resolve, one transaction."""
     key = {"pk": {"S": "S#bench/raw"}, "sk": {"S": "T#t#H"}}
     started = time.perf_counter()
     ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
-    ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": "latest"}])
+    ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
     ddb.transact_write_items(TransactItems=[
         {"Put": {"TableName": table, "Item": {**key, "digest": {"S": digest}, "generation": {"N": str(i + 1)}},
                  "ConditionExpression": "attribute_not_exists(pk) OR generation = :g",
