@@ -126,17 +126,7 @@ class EcrRegistry:
 
     def retag(self, stream: str, digest: str, tag: str) -> None:
         """BatchGetImage then PutImage with the exact manifest string and media type (never re-serialised)."""
-        try:
-            out = self.client.batch_get_image(repositoryName=stream, imageIds=[{"imageDigest": digest}],
-                                              acceptedMediaTypes=ACCEPTED_MEDIA_TYPES)
-        except ClientError as exc:
-            if _code(exc) in _GONE:
-                raise NotFound(f"{stream}@{digest} is not in ECR") from exc
-            raise
-        if out.get("failures") or not out.get("images"):
-            reasons = ", ".join(f.get("failureCode", "?") for f in out.get("failures", []))
-            raise NotFound(f"{stream}@{digest} is not in ECR ({reasons or 'no image'})")
-        image = out["images"][0]
+        image = self._image(stream, digest)
         kwargs = {"repositoryName": stream, "imageManifest": image["imageManifest"], "imageTag": tag,
                   "imageDigest": digest}
         if image.get("imageManifestMediaType"):
@@ -159,6 +149,10 @@ class EcrRegistry:
     def platform_digest(self, stream: str, digest: str, architecture: str) -> str:
         """The child manifest of an index for ``linux/<architecture>`` (attestations skipped); a single-platform
         image is returned as is. For targets that take no index (Lambda)."""
+        return pick_platform(self._image(stream, digest)["imageManifest"], digest, architecture)
+
+    def _image(self, stream: str, digest: str) -> dict[str, Any]:
+        """BatchGetImage by digest, every manifest and index media type accepted (so nothing is converted)."""
         try:
             out = self.client.batch_get_image(repositoryName=stream, imageIds=[{"imageDigest": digest}],
                                               acceptedMediaTypes=ACCEPTED_MEDIA_TYPES)
@@ -166,9 +160,10 @@ class EcrRegistry:
             if _code(exc) in _GONE:
                 raise NotFound(f"{stream}@{digest} is not in ECR") from exc
             raise
-        if not out.get("images"):
-            raise NotFound(f"{stream}@{digest} is not in ECR")
-        return pick_platform(out["images"][0]["imageManifest"], digest, architecture)
+        if out.get("failures") or not out.get("images"):
+            reasons = ", ".join(f.get("failureCode", "?") for f in out.get("failures", []))
+            raise NotFound(f"{stream}@{digest} is not in ECR ({reasons or 'no image'})")
+        return out["images"][0]
 
     def untag(self, stream: str, tag: str) -> None:
         try:
