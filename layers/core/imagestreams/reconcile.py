@@ -71,6 +71,7 @@ class Reconciler:
             else:
                 triggers = {t.id: t for t in self.streams.store.all_triggers()}
                 keys = sorted(triggers)
+                moved = {m["tag"] for m in report["moves"]}
             for key in keys:
                 if key <= after:
                     continue
@@ -81,7 +82,7 @@ class Reconciler:
                     return report
                 try:
                     if current == "triggers":
-                        self._check(triggers[key], report)
+                        self._check(triggers[key], report, moved)
                         report["triggers"] += 1
                     else:
                         self._tags(key, report, gone=current == "orphans")
@@ -111,7 +112,7 @@ class Reconciler:
 
     # -------------------------------------------------------------------------------------- triggers
 
-    def _check(self, trigger: Trigger, report: dict[str, Any]) -> None:
+    def _check(self, trigger: Trigger, report: dict[str, Any], moved: set[str]) -> None:
         if trigger.paused:
             return
         store = self.streams.store
@@ -125,7 +126,7 @@ class Reconciler:
                 report["retried"].append(trigger.id)
                 self._fire(trigger, head)
             return
-        if str(trigger.stream_tag) in {m["tag"] for m in report["moves"]}:
+        if str(trigger.stream_tag) in moved:
             return  # this run just moved the head: the table stream fans that move out like any other
         if trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
             return  # §3.8: the head is the digest whose rollout failed; what runs now is the circuit breaker's

@@ -29,6 +29,7 @@ class LambdaDriver:
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
         self.sleep = sleep
+        self._cached: tuple[str, float, dict[str, Any]] | None = None
 
     def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
         try:
@@ -40,7 +41,13 @@ class LambdaDriver:
         except BotoCoreError as exc:
             raise classify(exc, doing) from exc
 
-    def _function(self, target: LambdaTarget, qualifier: str | None = None) -> dict[str, Any]:
+    def _function(self, target: LambdaTarget, qualifier: str | None = None, *, reuse: bool = False) -> dict[str, Any]:
+        """GetFunction. With ``reuse``, the answer :meth:`platform` just fetched for the same fire is used once
+        instead of asking again."""
+        cached, self._cached = self._cached, None
+        if reuse and qualifier is None and cached is not None and cached[0] == target.function and \
+                time.monotonic() - cached[1] < 5:
+            return cached[2]
         kwargs = {"FunctionName": target.function}
         if qualifier:
             kwargs["Qualifier"] = qualifier
@@ -58,7 +65,9 @@ class LambdaDriver:
             raise Invalid(str(exc)) from exc
 
     def platform(self, target: LambdaTarget) -> str:
-        arch = (self._function(target)["Configuration"].get("Architectures") or ["x86_64"])[0]
+        out = self._function(target)
+        self._cached = (target.function, time.monotonic(), out)  # apply() of the same fire reuses it
+        arch = (out["Configuration"].get("Architectures") or ["x86_64"])[0]
         return ARCHITECTURES.get(arch, arch)
 
     def current_image(self, target: LambdaTarget) -> str:
@@ -71,7 +80,7 @@ class LambdaDriver:
         return TargetState(out["Code"].get("ImageUri", ""), state)
 
     def apply(self, target: LambdaTarget, image: str) -> DriverResult:
-        latest = self._function(target)
+        latest = self._function(target, reuse=True)
         previous = latest["Code"].get("ImageUri")
         changed = False
         state = "COMPLETED"
