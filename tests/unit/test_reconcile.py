@@ -214,3 +214,11 @@ def test_trigger_outside_the_allow_list_is_forbidden_and_writes_nothing():
                                 "target": {"type": "ecs", "cluster": "payments", "service": "s", "container": "c"}})
     assert answer["error"]["type"] == "Forbidden" and "allow-list" in answer["error"]["message"]
     assert store.writes == 0
+
+
+def test_ecs_deployment_event_sample_parses():
+    from imagestreams.events import parse_ecs_deployment_event
+    from tests.conftest import load_event
+
+    change = parse_ecs_deployment_event(load_event("ecs_deployment_failed.json"))
+    assert change == ("ecs:prod/web", "ecs-svc/123", "FAILED", "ECS deployment circuit breaker: task failed to start.")
