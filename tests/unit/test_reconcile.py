@@ -222,3 +222,25 @@ def test_ecs_deployment_event_sample_parses():
 
     change = parse_ecs_deployment_event(load_event("ecs_deployment_failed.json"))
     assert change == ("ecs:prod/web", "ecs-svc/123", "FAILED", "ECS deployment circuit breaker: task failed to start.")
+
+
+def test_unreadable_repository_is_skipped_not_tombstoned_and_errors_do_not_stop_the_run(env):
+    streams, store, registry, ecs, queue, reconciler, clock, drain = env
+    registry.set("team/web", "latest", digest(1))
+    registry.set("team/secret", "v1", digest(2))
+    registry.set("team/api", "v1", digest(3))
+    for st in (WEB, StreamTag("team/secret", "v1")):
+        streams.sync(st)
+    original = registry.tags
+
+    def tags(stream):
+        if stream == "team/secret":
+            return None  # AccessDenied: outside RepositoryPattern
+        if stream == "team/api":
+            raise RuntimeError("ECR 500 after retries")
+        return original(stream)
+
+    registry.tags = tags
+    report = reconciler.run()
+    assert report["complete"] and not store.get_head(StreamTag("team/secret", "v1")).deleted
+    assert len(report["errors"]) == 1 and "team/api" in report["errors"][0]

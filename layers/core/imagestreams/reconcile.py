@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from .errors import ImageStreamsError, TargetError, TransientTargetError
+from .errors import TransientTargetError
 from .model import Head, StreamTag, Trigger, rfc3339
 from .services import ImageStreams
 
@@ -34,8 +34,8 @@ class Catalog(Protocol):
 
     def repositories(self) -> list[str]: ...
 
-    def tags(self, stream: str) -> dict[str, str]:
-        """Every tag of a repository and the digest it points to."""
+    def tags(self, stream: str) -> dict[str, str] | None:
+        """Every tag of a repository and the digest it points to; None when we may not read it."""
 
 
 class CursorStore(Protocol):
@@ -87,8 +87,9 @@ class Reconciler:
                     else:
                         self._tags(key, report, gone=current == "orphans")
                         report["repositories"] += 1
-                except (ImageStreamsError, TargetError, TransientTargetError) as exc:
-                    report["errors"].append(f"{key}: {exc}")
+                except Exception as exc:  # noqa: BLE001 - one bad item must not block every later run
+                    log.exception("reconcile of %s failed", key)
+                    report["errors"].append(f"{key}: {type(exc).__name__}: {exc}")  # metric + alarm
                 after = key
             after = ""
         self.cursors.save_cursor({})
@@ -99,6 +100,8 @@ class Reconciler:
 
     def _tags(self, stream: str, report: dict[str, Any], *, gone: bool) -> None:
         truth = {} if gone else self.catalog.tags(stream)
+        if truth is None:
+            return  # not readable with our permissions (outside RepositoryPattern): not ours, and not gone
         heads = {h.stream_tag.tag: h for h in self.streams.store.heads(stream)}
         suspects = set()
         for tag, digest in truth.items():

@@ -76,8 +76,8 @@ class EcrRegistry:
             names += [r["repositoryName"] for r in page["repositories"]]
         return names
 
-    def tags(self, stream: str) -> dict[str, str]:
-        """Tag → digest for a whole repository, 1000 images a call."""
+    def tags(self, stream: str) -> dict[str, str] | None:
+        """Tag → digest for a whole repository, 1000 images a call; None when IAM does not let us read it."""
         out: dict[str, str] = {}
         try:
             pages = self.client.get_paginator("describe_images").paginate(
@@ -89,6 +89,8 @@ class EcrRegistry:
         except ClientError as exc:
             if _code(exc) in _GONE:
                 return {}
+            if _code(exc) in ("AccessDeniedException", "AccessDenied"):
+                return None
             raise
         return out
 
