@@ -1,4 +1,5 @@
-"""Fan-out: the table's change stream (head items only) → one FIFO message per unpaused trigger.
+"""Fan-out: the table's change stream (head items only) → one FIFO message per unpaused trigger; and when
+DynamoDB's TTL removes a tombstone, the tag's history goes too.
 
 The head write and "a fire is owed" are the same DynamoDB write (the stream is our outbox), so a crash between
 ingest and fan-out cannot lose a fire. Failed records are reported individually (partial batch response).
@@ -20,9 +21,15 @@ metrics = Metrics()
 
 
 def record_handler(record: dict[str, Any]) -> None:
+    if record.get("eventName") == "REMOVE":  # a tombstone expired (TTL): its history goes with it
+        old_image = record["dynamodb"].get("OldImage") or {}
+        if old_image.get("kind", {}).get("S") == "HEAD":
+            purged = services().tombstone_expired(head_from_image(old_image))
+            metrics.add_metric(name="HistoryPurged", unit=MetricUnit.Count, value=purged)
+        return
     image = record["dynamodb"].get("NewImage")
     if not image or image.get("kind", {}).get("S") != "HEAD":
-        return  # REMOVE (tombstone expired by TTL) or not a head: nothing to fire
+        return  # not a head: nothing to fire
     old = record["dynamodb"].get("OldImage") or {}
     if old.get("generation") == image.get("generation"):
         return  # an alias link changed, not the digest: no move, no fire

@@ -153,3 +153,25 @@ def test_ecs_permanent_errors(stack, target, controller, message):
 def test_ecs_missing_cluster_is_permanent(stack):
     with pytest.raises(TargetError):
         EcsDriver(stack.client("ecs")).apply(EcsTarget("nocluster", "web", "web"), f"{REG}/team/web@{digest(1)}")
+
+
+def test_purge_history_after_tombstone_expiry_keeps_a_recreated_tags_entries(store):
+    previous = None
+    for generation in (1, 2):
+        new = head(generation, generation)
+        store.commit(previous, new, None)
+        previous = new
+    tombstone = head(2, 3, deleted=True)
+    store.commit(previous, tombstone, None)
+    # TTL removes the tombstone; the tag is pushed again (generation restarts) before the purge runs
+    store.client.delete_item(TableName=store.table, Key={"pk": {"S": "S#team/web"}, "sk": {"S": "T#web#H"}})
+    import time as _time
+
+    _time.sleep(0.01)
+    recreated = Head(WEB, digest(9), 1, datetime.now(timezone.utc), "push", "ecr", REG)
+    with pytest.raises(ConcurrentUpdate):  # the old generation-1 entry is still there: no silent overwrite
+        store.commit(None, recreated, None)
+    assert store.purge_history(WEB, tombstone.generation, tombstone.at) == 3
+    store.commit(None, recreated, None)
+    assert [e.digest for e in store.history(WEB, 10)] == [digest(9)]
+    assert store.purge_history(WEB, tombstone.generation, tombstone.at) == 0  # the new entry is newer: kept

@@ -254,3 +254,21 @@ def test_cli_in_process_records_the_caller_identity_as_actor(repo, capsys):
     assert main(["--output", "json", "history", "team/web:latest"]) == 0
     entry = json.loads(capsys.readouterr().out)["result"]["entries"][0]
     assert entry["cause"] == "import" and entry["actor"].startswith("arn:aws:") and "123456789012" in entry["actor"]
+
+
+def test_fanout_purges_history_when_ttl_removes_a_tombstone(repo, lambda_context):
+    repo.push_image("team/web", "latest", seed="1")
+    repo.pump()
+    repo.delete_tag("team/web", "latest")
+    repo.pump()
+    ddb = repo.client("dynamodb")
+    key = {"pk": {"S": "S#team/web"}, "sk": {"S": "T#latest#H"}}
+    tombstone = ddb.get_item(TableName=repo.outputs["StreamsTableName"], Key=key)["Item"]
+    ddb.delete_item(TableName=repo.outputs["StreamsTableName"], Key=key)  # what TTL does
+    record = {"eventID": "1", "eventName": "REMOVE", "eventSource": "aws:dynamodb",
+              "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+              "dynamodb": {"Keys": key, "OldImage": tombstone, "SequenceNumber": "100"}}
+    repo.use_function_env("FanoutFunction")
+    out = repo.functions["FanoutFunction"].handler()({"Records": [record]}, lambda_context)
+    assert out == {"batchItemFailures": []}
+    assert [i for i in table_items(repo) if i["sk"]["S"].startswith("T#latest#")] == []

@@ -259,3 +259,15 @@ def test_describe_and_history_not_found():
         streams.describe("team/none")
     with pytest.raises(NotFound):
         streams.history(WEB)
+
+
+def test_expired_tombstone_takes_its_history_along():
+    streams, store, registry, *_ = make()
+    push(streams, registry, WEB, 1)
+    push(streams, registry, WEB, 2)
+    registry.remove(WEB.stream, WEB.tag)
+    streams.observe(WEB, cause="import")
+    tombstone = store.get_head(WEB)
+    assert streams.tombstone_expired(tombstone) == 3
+    assert store.history(WEB, 10) == []
+    assert streams.tombstone_expired(tombstone._replace(deleted=False)) == 0  # only tombstones

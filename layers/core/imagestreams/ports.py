@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from .model import Head, HistoryEntry, Observation, StreamTag, Target, Trigger
@@ -25,6 +26,9 @@ class StreamStore(Protocol):
 
     def heads(self, stream: str) -> list[Head]:
         """Every head and tombstone of a stream."""
+
+    def purge_history(self, stream_tag: StreamTag, up_to_generation: int, written_by: datetime) -> int:
+        """Delete a tag's history entries up to ``up_to_generation`` written no later than ``written_by``."""
 
     def history(self, stream_tag: StreamTag, limit: int) -> list[HistoryEntry]:
         """History newest first, at most ``limit`` entries."""

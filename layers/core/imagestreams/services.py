@@ -300,6 +300,13 @@ class ImageStreams:
             self.fire_queue.enqueue(due, head)
         return due
 
+    def tombstone_expired(self, tombstone: Head) -> int:
+        """DynamoDB TTL removed a tombstone (§3.4: history is kept for audit until then): drop its history too.
+        Only entries up to the tombstone's generation go; a tag pushed again since starts a fresh history."""
+        if not tombstone.deleted:
+            return 0
+        return self.store.purge_history(tombstone.stream_tag, tombstone.generation, tombstone.at)
+
     # ----------------------------------------------------------------------------------------- firing
 
     def fire_by_id(self, stream_tag: StreamTag, trigger_id_: str, *, force: bool = False) -> Trigger | None:

@@ -224,6 +224,31 @@ class DynamoStore:
         )
         return [_entry_from_item(_load(i)) for i in out["Items"]]
 
+    def purge_history(self, stream_tag: StreamTag, up_to_generation: int, written_by: datetime) -> int:
+        """Delete a tag's history entries up to a generation and written no later than ``written_by`` (the
+        tombstone's time): a tag pushed again after its tombstone expired restarts at generation 1, and those new
+        entries are newer, so they stay."""
+        keys = self._query({
+            "TableName": self.table, "ProjectionExpression": "pk, sk",
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "FilterExpression": "#at <= :at", "ExpressionAttributeNames": {"#at": "at"},
+            "ExpressionAttributeValues": _dump({":pk": pk(stream_tag.stream), ":lo": history_sk(stream_tag.tag, 0),
+                                                ":hi": history_sk(stream_tag.tag, up_to_generation),
+                                                ":at": written_by.isoformat()}),
+            "ConsistentRead": True,
+        })
+        requests = [{"DeleteRequest": {"Key": _dump({"pk": k["pk"], "sk": k["sk"]})}} for k in keys]
+        for start in range(0, len(requests), 25):
+            pending = {self.table: requests[start : start + 25]}
+            for _ in range(8):
+                out = self.client.batch_write_item(RequestItems=pending)
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                raise RuntimeError(f"BatchWriteItem kept leaving items unprocessed for {stream_tag}")
+        return len(requests)
+
     # --------------------------------------------------------------------------------------- triggers
 
     def head_and_triggers(self, stream_tag: StreamTag) -> tuple[Head | None, list[Trigger]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ..errors import ConcurrentUpdate, Conflict, NotFound, TargetError
 from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger, target_key
@@ -38,6 +39,13 @@ class MemoryStore:
             if drop_generation is not None:
                 entries.pop(drop_generation, None)
             self.writes += 1
+
+    def purge_history(self, stream_tag: StreamTag, up_to_generation: int, written_by: datetime) -> int:
+        entries = self.entries.get(stream_tag, {})
+        gone = [g for g, e in entries.items() if g <= up_to_generation and e.at <= written_by]
+        for g in gone:
+            del entries[g]
+        return len(gone)
 
     def relink(self, expected: Head, new: Head) -> None:
         with self._lock:
