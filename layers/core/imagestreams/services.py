@@ -79,8 +79,7 @@ class ImageStreams:
             if seen is None:
                 if head is None or head.deleted:
                     return None, head
-                new = head._replace(generation=head.generation + 1, at=self.clock(), cause="delete", actor=actor,
-                                    deleted=True, rev=head.rev + 1, kept_in_registry=False)
+                new = self._tombstone(head, actor, kept_in_registry=False)
             elif head is not None and not head.deleted and head.digest == seen.digest:
                 return None, head
             elif head is not None and head.deleted and head.kept_in_registry and head.digest == seen.digest:
@@ -98,6 +97,11 @@ class ImageStreams:
                 continue
             return _move(head, new), new
         raise ConcurrentUpdate(f"{stream_tag}: head kept changing, gave up after {self.max_attempts} attempts")
+
+    def _tombstone(self, head: Head, actor: str, *, kept_in_registry: bool) -> Head:
+        """The tag leaves the stream: same digest (what its targets keep), next generation, cause ``delete``."""
+        return head._replace(generation=head.generation + 1, at=self.clock(), cause="delete", actor=actor,
+                             deleted=True, rev=head.rev + 1, kept_in_registry=kept_in_registry)
 
     def observe_deleted_digest(self, stream: str, digest: str, *, actor: str = "ecr") -> list[Move]:
         """A DELETE without tag (delete by digest, lifecycle expiry): re-resolve every tag whose head is it."""
@@ -216,8 +220,7 @@ class ImageStreams:
             head = self.store.get_head(target)
             if head is None or head.deleted:
                 return []
-            new = head._replace(generation=head.generation + 1, at=self.clock(), cause="delete", actor=actor,
-                                deleted=True, rev=head.rev + 1, kept_in_registry=True)
+            new = self._tombstone(head, actor, kept_in_registry=True)
             try:
                 self._commit(head, new)
             except ConcurrentUpdate:
