@@ -58,11 +58,11 @@ def build(settings: Settings) -> ImageStreams:
     if settings.fire_queue_url:
         from .adapters.sqs import SqsFireQueue
 
-        fire_queue = SqsFireQueue(aws.client("sqs"), settings.fire_queue_url)
+        fire_queue = SqsFireQueue(aws.LazyClient("sqs"), settings.fire_queue_url)
     return ImageStreams(
         store=DynamoStore(aws.client("dynamodb"), settings.table,
                           tombstone_ttl=timedelta(days=settings.tombstone_ttl_days)),
-        registry=EcrRegistry(aws.client("ecr")),
+        registry=EcrRegistry(aws.LazyClient("ecr")),
         drivers=LazyDrivers({"ecs": _ecs_driver, "eks": _eks_driver, "lambda": _lambda_driver}),
         fire_queue=fire_queue,
         history_limit=settings.history_limit,

@@ -49,7 +49,10 @@ def _code(exc: ClientError) -> str:
 class EcrRegistry:
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.region = client.meta.region_name
+
+    @property
+    def region(self) -> str:
+        return self.client.meta.region_name
 
     def resolve(self, stream: str, tag: str) -> Observation | None:
         """One ``DescribeImages`` by tag. For a multi-arch image this is the index digest the tag points to."""
