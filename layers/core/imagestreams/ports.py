@@ -95,14 +95,11 @@ class TargetDriver(Protocol):
 
     def apply(self, target: Target, image: str) -> DriverResult: ...
 
-    def current_image(self, target: Target) -> str:
-        """The image string the target's container is configured with now."""
-
     def platform(self, target: Target) -> str | None:
         """The one architecture the target runs, when it cannot take an image index (Lambda); else None."""
 
     def inspect(self, target: Target, deployment: str | None) -> TargetState:
-        """For the reconciler: the configured image and the rollout state of ``deployment``."""
+        """The image the target's container is configured with now, and the rollout state of ``deployment``."""
 
 
 class FireQueue(Protocol):

@@ -260,7 +260,7 @@ class ImageStreams:
             raise NotFound(f"{trigger.stream_tag} has no head to roll back from")
         driver = self.drivers[trigger.target.type]
         try:
-            image = driver.current_image(trigger.target)
+            image = driver.inspect(trigger.target, trigger.deployment).image
         except (TargetError, TransientTargetError) as exc:
             raise Conflict(f"cannot read what {trigger.target.describe()} runs: {exc}") from exc
         entries = [e for e in self.store.history(trigger.stream_tag, self.history_limit) if e.cause != "delete"]

@@ -70,9 +70,6 @@ class LambdaDriver:
         arch = (out["Configuration"].get("Architectures") or ["x86_64"])[0]
         return ARCHITECTURES.get(arch, arch)
 
-    def current_image(self, target: LambdaTarget) -> str:
-        return self._function(target, target.alias)["Code"].get("ImageUri", "")
-
     def inspect(self, target: LambdaTarget, deployment: str | None) -> TargetState:
         out = self._function(target, target.alias)
         status = out["Configuration"].get("LastUpdateStatus") or "Successful"

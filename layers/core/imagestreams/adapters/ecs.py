@@ -49,11 +49,6 @@ class EcsDriver:
     def platform(self, target: EcsTarget) -> str | None:
         return None  # ECS takes the index and pulls the task's platform
 
-    def current_image(self, target: EcsTarget) -> str:
-        service = self._service(target)
-        _, _, container = self._task_definition(target, service)
-        return container.get("image", "")
-
     def _service(self, target: EcsTarget) -> dict[str, Any]:
         out = self._call("DescribeServices", self.client.describe_services,
                          cluster=target.cluster, services=[target.service])

@@ -222,9 +222,6 @@ class EksDriver:
         except KubeError as exc:
             raise _target_error(exc, target) from exc
 
-    def current_image(self, target: EksTarget) -> str:
-        return self.inspect(target, None).image
-
     def inspect(self, target: EksTarget, deployment: str | None) -> TargetState:
         obj = self._get(target)
         found = find_container(obj, target.kind, target.container)

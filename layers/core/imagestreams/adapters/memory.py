@@ -192,13 +192,10 @@ class MemoryEcs:
 
     def inspect(self, target: EcsTarget, deployment: str | None) -> TargetState:
         self.calls += 1
-        return TargetState(self.current_image(target), self.rollouts.get((target.cluster, target.service)))
-
-    def current_image(self, target: EcsTarget) -> str:
         key = (target.cluster, target.service)
         if key not in self.images or target.container not in self.images[key]:
             raise TargetError(f"ECS service {target.service} or container {target.container} not found")
-        return self.images[key][target.container]
+        return TargetState(self.images[key][target.container], self.rollouts.get(key))
 
     def apply(self, target: EcsTarget, image: str) -> DriverResult:
         self.calls += 1
