@@ -90,3 +90,11 @@ def test_parse_eks_and_lambda_targets():
     fn = parse_target({"type": "lambda", "function": "arn:aws:lambda:us-east-1:123456789012:function:resize",
                        "alias": "live"})
     assert fn.type == "lambda" and fn.as_dict()["alias"] == "live"
+
+
+def test_lambda_target_key_is_the_same_for_name_partial_arn_and_arn():
+    from imagestreams.model import LambdaTarget, target_key
+
+    keys = {target_key(LambdaTarget(f)) for f in
+            ("resize", "123456789012:function:resize", "arn:aws:lambda:us-east-1:123456789012:function:resize")}
+    assert keys == {"lambda:resize"}

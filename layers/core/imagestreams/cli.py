@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .model import function_name, short_name
+
 MUTATING = {"tag", "untag", "rollback", "import", "trigger.add", "trigger.remove", "trigger.pause",
             "trigger.resume", "deploy"}
 
@@ -42,15 +44,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def target_text(target: dict[str, Any]) -> str:
     kind = target.get("type")
     if kind == "ecs":
-        cluster, service = target["cluster"].rsplit("/", 1)[-1], target["service"].rsplit("/", 1)[-1]
-        return f"ecs {cluster}/{service}:{target['container']}"
+        return f"ecs {short_name(target['cluster'])}/{short_name(target['service'])}:{target['container']}"
     if kind == "eks" and "name" in target:
         return (f"eks {target['cluster']}/{target['namespace']}/{target['kind'].lower()}/{target['name']}:"
                 f"{target['container']}")
     if kind == "lambda":
-        function = target["function"]
-        name = function.rsplit(":", 1)[-1] if function.startswith("arn:") else function
-        return f"lambda {name}" + (f":{target['alias']}" if target.get("alias") else "")
+        return f"lambda {function_name(target['function'])}" + (f":{target['alias']}" if target.get("alias") else "")
     return json.dumps(target, sort_keys=True)
 
 

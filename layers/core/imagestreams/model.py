@@ -243,11 +243,17 @@ class EcsTarget(NamedTuple):
         return {"type": "ecs", "cluster": self.cluster, "service": self.service, "container": self.container}
 
     def describe(self) -> str:
-        return f"ecs:{_short_name(self.cluster)}/{_short_name(self.service)}/{self.container}"
+        return f"ecs:{short_name(self.cluster)}/{short_name(self.service)}/{self.container}"
 
 
-def _short_name(name_or_arn: str) -> str:
+def short_name(name_or_arn: str) -> str:
+    """An ECS cluster or service name from its name or ARN (``…:cluster/prod`` → ``prod``)."""
     return name_or_arn.rsplit("/", 1)[-1]
+
+
+def function_name(name_or_arn: str) -> str:
+    """A Lambda function name from its name, partial ARN (``123456789012:function:f``) or ARN."""
+    return name_or_arn.rsplit(":", 1)[-1]
 
 
 def _ecs_name(value: Any, what: str) -> str:
@@ -296,7 +302,7 @@ class LambdaTarget(NamedTuple):
         return out
 
     def describe(self) -> str:
-        return f"lambda:{_short_name(self.function.replace(':', '/'))}" + (f":{self.alias}" if self.alias else "")
+        return f"lambda:{function_name(self.function)}" + (f":{self.alias}" if self.alias else "")
 
 
 Target = EcsTarget | EksTarget | LambdaTarget
@@ -423,10 +429,10 @@ def trigger_id(stream_tag: StreamTag, target: Target) -> str:
 def target_key(target: Target) -> str:
     """One key per real-world target (names, not ARNs), to find its triggers from an event about it."""
     if isinstance(target, EcsTarget):
-        return f"ecs:{_short_name(target.cluster)}/{_short_name(target.service)}"
+        return f"ecs:{short_name(target.cluster)}/{short_name(target.service)}"
     if isinstance(target, EksTarget):
         return f"eks:{target.cluster}/{target.namespace}/{target.kind}/{target.name}"
-    return f"lambda:{target.function.rsplit(':', 1)[-1] if target.function.startswith('arn:') else target.function}"
+    return f"lambda:{function_name(target.function)}"
 
 
 TRIGGER_ID_RE = re.compile(r"tr-[a-f0-9]{12}")

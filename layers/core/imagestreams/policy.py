@@ -11,7 +11,7 @@ import re
 from typing import NamedTuple
 
 from .errors import Forbidden
-from .model import EcsTarget, EksTarget, Target
+from .model import EcsTarget, EksTarget, Target, function_name, short_name
 
 _ARN_ACCOUNT = re.compile(r"arn:aws[a-z-]*:[a-z]+:[a-z0-9-]*:([0-9]{12}):")
 
@@ -41,10 +41,10 @@ class TargetPolicy(NamedTuple):
                 raise Forbidden(f"{target.describe()} is in account {match[1]}; this stack only updates targets "
                                 f"in account {self.account}")
         if isinstance(target, EcsTarget):
-            subject, allowed, what = target.cluster.rsplit("/", 1)[-1], self.ecs_clusters, "ECS cluster"
+            subject, allowed, what = short_name(target.cluster), self.ecs_clusters, "ECS cluster"
         elif isinstance(target, EksTarget):
             subject, allowed, what = f"{target.cluster}/{target.namespace}", self.eks_namespaces, "EKS namespace"
         else:
-            subject, allowed, what = target.function.rsplit(":", 1)[-1], self.lambda_functions, "Lambda function"
+            subject, allowed, what = function_name(target.function), self.lambda_functions, "Lambda function"
         if not any(fnmatch.fnmatchcase(subject, pattern) for pattern in allowed):
             raise Forbidden(f"{what} {subject} is not in this stack's allow-list ({', '.join(allowed)})")
