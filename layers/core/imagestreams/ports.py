@@ -36,7 +36,8 @@ class StreamStore(Protocol):
     def head_and_triggers(self, stream_tag: StreamTag) -> tuple[Head | None, list[Trigger]]:
         """One consistent read of a tag's head and all triggers on it."""
 
-    def stream_triggers(self, stream: str) -> list[Trigger]: ...
+    def stream_state(self, stream: str) -> tuple[list[Head], list[Trigger]]:
+        """Every head (tombstones included) and every trigger of a stream, in one read."""
 
     def all_triggers(self) -> list[Trigger]: ...
 

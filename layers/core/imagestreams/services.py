@@ -447,8 +447,8 @@ class ImageStreams:
     # ----------------------------------------------------------------------------------------- reads
 
     def describe(self, stream: str) -> dict:
-        heads = [h for h in self.store.heads(stream) if not h.deleted]
-        triggers = self.store.stream_triggers(stream)
+        all_heads, triggers = self.store.stream_state(stream)
+        heads = [h for h in all_heads if not h.deleted]
         if not heads and not triggers:
             raise NotFound(f"stream {stream} has no tags and no triggers")
         by_tag: dict[str, list[str]] = {}

@@ -262,8 +262,11 @@ class DynamoStore:
         head = next((head_from_item(i) for i in items if i["kind"] == "HEAD"), None)
         return head, [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"]
 
-    def stream_triggers(self, stream: str) -> list[Trigger]:
-        return [trigger_from_item(i) for i in self._partition(stream, ("TRIGGER",), ConsistentRead=True)]
+    def stream_state(self, stream: str) -> tuple[list[Head], list[Trigger]]:
+        """Heads and triggers of a stream in one pass over its partition."""
+        items = self._partition(stream, ("HEAD", "TRIGGER"), ConsistentRead=True)
+        return ([head_from_item(i) for i in items if i["kind"] == "HEAD"],
+                [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"])
 
     def all_triggers(self) -> list[Trigger]:
         items = self._query({

@@ -66,8 +66,8 @@ class MemoryStore:
     def head_and_triggers(self, stream_tag: StreamTag) -> tuple[Head | None, list[Trigger]]:
         return self.heads_by_tag.get(stream_tag), [t for t in self.triggers.values() if t.stream_tag == stream_tag]
 
-    def stream_triggers(self, stream: str) -> list[Trigger]:
-        return [t for t in self.triggers.values() if t.stream_tag.stream == stream]
+    def stream_state(self, stream: str) -> tuple[list[Head], list[Trigger]]:
+        return self.heads(stream), [t for t in self.triggers.values() if t.stream_tag.stream == stream]
 
     def all_triggers(self) -> list[Trigger]:
         return list(self.triggers.values())
