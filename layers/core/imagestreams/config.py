@@ -26,6 +26,8 @@ class Settings(NamedTuple):
     allowed_eks_namespaces: str = "*"
     allowed_lambda_functions: str = "*"
     account_id: str | None = None
+    region: str | None = None  # the stack's region (Lambda sets AWS_REGION)
+    task_role_pattern: str = ""  # IAM role-name pattern ECS fires may pass (TaskRolePattern); empty: none
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,4 +43,6 @@ class Settings(NamedTuple):
             allowed_eks_namespaces=os.environ.get("ALLOWED_EKS_NAMESPACES") or "*",
             allowed_lambda_functions=os.environ.get("ALLOWED_LAMBDA_FUNCTIONS") or "*",
             account_id=os.environ.get("ACCOUNT_ID") or None,
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+            task_role_pattern=os.environ.get("TASK_ROLE_PATTERN", "").strip(),
         )
