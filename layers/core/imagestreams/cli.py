@@ -33,8 +33,23 @@ def when(at: str | None) -> str:
     return at.replace("T", " ")[:19] if at else "-"
 
 
+def clean(value: Any) -> str:
+    """A value as one line of terminal text: every control or invisible formatting character (C0, DEL, C1,
+    bidi overrides, line separators…) shown as an escape like ``\\x1b``, so outside text (an image string, an
+    API message) can neither move the cursor, erase a line, start a fake row nor reorder what is shown."""
+    text = "-" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[clean(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
@@ -66,14 +81,14 @@ def render_triggers(triggers: list[dict[str, Any]]) -> str:
 
 def render_history(result: dict[str, Any]) -> str:
     rows = [[e["generation"], short(e["digest"]), when(e["at"]), e["cause"], e["actor"]] for e in result["entries"]]
-    return f"{result['target']}\n" + table(["GEN", "DIGEST", "WHEN (UTC)", "CAUSE", "ACTOR"], rows)
+    return f"{clean(result['target'])}\n" + table(["GEN", "DIGEST", "WHEN (UTC)", "CAUSE", "ACTOR"], rows)
 
 
 def render_describe(result: dict[str, Any]) -> str:
     rows = [[t["tag"], short(t["digest"]), t["generation"], when(t["at"]), t.get("alias_of"),
              ",".join(t["triggers"]) or "-"] for t in result["tags"]]
-    return f"stream {result['stream']}\n" + table(["TAG", "DIGEST", "GEN", "UPDATED (UTC)", "ALIAS OF", "TRIGGERS"],
-                                                  rows)
+    headers = ["TAG", "DIGEST", "GEN", "UPDATED (UTC)", "ALIAS OF", "TRIGGERS"]
+    return f"stream {clean(result['stream'])}\n" + table(headers, rows)
 
 
 def render_moves(result: dict[str, Any]) -> str:
@@ -91,8 +106,20 @@ def render(action: str, result: dict[str, Any]) -> str:
     if "moves" in result:
         return render_moves(result)
     if action == "trigger.add":
+        if "errors" in result or result.get("trigger") is None:  # discovery: every adopted trigger, every problem
+            return render_discovery(result)
         return render_triggers([result["trigger"]])
     return render_triggers(result.get("triggers", []))
+
+
+def render_discovery(result: dict[str, Any]) -> str:
+    triggers = result.get("triggers") or []
+    errors = result.get("errors") or []
+    out = [render_triggers(triggers) if triggers else "no workload adopted"]
+    if errors:
+        out.append("\nproblems:")
+        out += [f"  - {clean(line)}" for line in errors]
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -315,7 +342,7 @@ def main(argv: Sequence[str] | None = None, *,
     try:
         answer = transport(command)
     except RuntimeError as exc:
-        print(f"imagestreams: {exc}", file=sys.stderr)
+        print(f"imagestreams: {clean(exc)}", file=sys.stderr)
         return 1
     if args.output == "json":
         print(json.dumps(answer, indent=2, sort_keys=True))
@@ -323,7 +350,8 @@ def main(argv: Sequence[str] | None = None, *,
         print(render(command["action"], answer["result"]))
     if not answer.get("ok"):
         if args.output != "json":
-            print(f"imagestreams: {answer['error']['type']}: {answer['error']['message']}", file=sys.stderr)
+            print(f"imagestreams: {clean(answer['error']['type'])}: {clean(answer['error']['message'])}",
+                  file=sys.stderr)
         return 1
     return 0
 

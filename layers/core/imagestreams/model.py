@@ -13,7 +13,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from .errors import Invalid
+from .errors import Forbidden, Invalid
 
 DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -42,6 +42,65 @@ def show(value: Any) -> str:
     """A value for an error message: its repr, cut short (never echo a 10 kB input back)."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+MAX_OUTSIDE_TEXT = 1024  # bytes of UTF-8: the most of any outside text (API errors, image strings, reasons) we keep
+
+
+def cap_text(text: str | None, limit: int = MAX_OUTSIDE_TEXT) -> str | None:
+    """Outside text as we store it: at most ``limit`` bytes of UTF-8, marked when cut (``… [cut, N more bytes]``).
+
+    A 450 kB platform string or API message must not make a trigger item exceed DynamoDB's 400 KB, nor an answer
+    Lambda's 6 MB. Lone surrogates (which UTF-8 cannot carry) become visible ``\\udXXX`` escapes.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        text = str(text)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    room = max(limit - len(f" … [cut, {len(data)} more bytes]".encode()), 0)
+    kept = data[:room].decode("utf-8", "ignore")
+    return f"{kept} … [cut, {len(data) - len(kept.encode())} more bytes]"
+
+
+class Problems:
+    """A bounded list of problem lines: the first ``limit`` kept (each capped by :func:`cap_text`), the rest only
+    counted, so a thousand bad inputs cannot make an answer of megabytes."""
+
+    def __init__(self, limit: int = 100, each: int = MAX_OUTSIDE_TEXT) -> None:
+        self.limit, self.each = limit, each
+        self.items: list[str] = []
+        self.more = 0
+
+    def append(self, text: str) -> None:
+        if len(self.items) < self.limit:
+            self.items.append(cap_text(text, self.each) or "")
+        else:
+            self.more += 1
+
+    def extend(self, texts: Any) -> None:
+        for text in texts:
+            self.append(text)
+
+    def __iadd__(self, texts: Any) -> Problems:
+        self.extend(texts)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.items) + self.more
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def lines(self) -> list[str]:
+        """The kept lines, plus ``and N more`` when some were only counted."""
+        return self.items + ([f"and {self.more} more"] if self.more else [])
 
 
 def _require_str(value: Any, what: str, max_len: int = 1024) -> str:
@@ -252,8 +311,10 @@ def short_name(name_or_arn: str) -> str:
 
 
 def function_name(name_or_arn: str) -> str:
-    """A Lambda function name from its name, partial ARN (``123456789012:function:f``) or ARN."""
-    return name_or_arn.rsplit(":", 1)[-1]
+    """A Lambda function name from its name, partial ARN (``123456789012:function:f``) or ARN, each with or
+    without a qualifier (``f:live``, ``…:function:f:live``)."""
+    match = LAMBDA_REF_RE.fullmatch(name_or_arn)
+    return match["name"] if match else name_or_arn.rsplit(":", 1)[-1]
 
 
 def _ecs_name(value: Any, what: str) -> str:
@@ -316,8 +377,17 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 EKS_CLUSTER_RE = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}")
 DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-LAMBDA_FUNCTION_RE = re.compile(
-    r"(arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:)?[A-Za-z0-9_-]{1,64}|[0-9]{12}:function:[A-Za-z0-9_-]{1,64}")
+# A Lambda function as its API takes it: name, partial ARN or ARN, each optionally ``:qualifier`` (alias or version).
+LAMBDA_REF_RE = re.compile(
+    r"(?:(?:arn:(?P<partition>aws[a-z-]*):lambda:(?P<region>[a-z0-9-]+):)?(?P<account>[0-9]{12}):function:)?"
+    r"(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>[A-Za-z0-9_$-]{1,128}))?")
+LAMBDA_FUNCTION_RE = LAMBDA_REF_RE
+ECS_CLUSTER_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):ecs:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):cluster/(?P<name>[A-Za-z0-9_-]{1,255})")
+# New format ``service/CLUSTER/NAME``; the old format ``service/NAME`` names no cluster.
+ECS_SERVICE_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):ecs:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):service/"
+    r"(?:(?P<cluster>[A-Za-z0-9_-]{1,255})/)?(?P<name>[A-Za-z0-9_-]{1,255})")
 LAMBDA_ALIAS_RE = re.compile(r"(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}")
 
 
@@ -366,11 +436,100 @@ def parse_target(raw: Any) -> Target:
             _match(raw, "container", DNS_LABEL_RE, 63, "a Kubernetes container name (DNS-1123 label)"),
         )
     _missing(raw, "lambda", ("function",))
-    function = _match(raw, "function", LAMBDA_FUNCTION_RE, 170, "a Lambda function name or ARN")
+    function = _match(raw, "function", LAMBDA_FUNCTION_RE, 256, "a Lambda function name or ARN")
     alias = None
     if raw.get("alias") is not None:
         alias = _match(raw, "alias", LAMBDA_ALIAS_RE, 128, "a Lambda alias name")
     return LambdaTarget(function, alias)
+
+
+def canonical_target(target: Target, account: str | None, region: str | None) -> Target:
+    """The one spelling of a target that ``trigger.add`` stores and every check uses: names, never ARNs.
+
+    * ECS: cluster and service names. An ARN must be in this stack's ``account`` and ``region`` (else
+      ``Forbidden``); a service ARN of the new format (``service/CLUSTER/NAME``) must name the cluster given.
+    * Lambda: the function name, plus ``alias``: a qualified name or ARN (``f:live``, ``…:function:f:live``)
+      means alias ``live``; a version qualifier is ``Invalid`` (a trigger moves a function or an alias, never a
+      published version). A partial ARN (``ACCOUNT:function:f``) must be this account.
+    * EKS: as parsed (names only; nothing to resolve).
+
+    When the stack's account or region is unknown (``None``: no settings, e.g. a bare library use), a target
+    given by ARN cannot be checked and is refused (``Invalid``, asking for the name): silently dropping an
+    account we cannot compare would rewrite another account's resource into one of ours.
+    """
+    if isinstance(target, EcsTarget):
+        cluster = target.cluster
+        if not ECS_NAME_RE.fullmatch(cluster):
+            match = ECS_CLUSTER_ARN_RE.fullmatch(cluster)
+            if match is None:
+                raise Invalid(f"invalid target.cluster {show(cluster)}: expected a cluster name or an ECS cluster "
+                              "ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME)")
+            _check_home(match, "target.cluster", account, region)
+            cluster = match["name"]
+        service = target.service
+        if not ECS_NAME_RE.fullmatch(service):
+            match = ECS_SERVICE_ARN_RE.fullmatch(service)
+            if match is None:
+                raise Invalid(f"invalid target.service {show(service)}: expected a service name or an ECS service "
+                              "ARN (arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME)")
+            _check_home(match, "target.service", account, region)
+            if match["cluster"] is not None and match["cluster"] != cluster:
+                raise Invalid(f"target.service {show(service)} is a service of cluster {match['cluster']}, "
+                              f"not of target.cluster {cluster}")
+            service = match["name"]
+        return EcsTarget(cluster, service, target.container)
+    if isinstance(target, LambdaTarget):
+        match = LAMBDA_REF_RE.fullmatch(target.function)
+        if match is None:
+            raise Invalid(f"invalid target.function {show(target.function)}: expected a Lambda function name or ARN")
+        if match["account"] is not None:
+            _check_home(match, "target.function", account, region)
+        alias = target.alias
+        qualifier = match["qualifier"]
+        if qualifier is not None:
+            if not LAMBDA_ALIAS_RE.fullmatch(qualifier):
+                raise Invalid(f"target.function {show(target.function)} names version {show(qualifier)}: a trigger "
+                              "updates a function (or an alias), never a published version; give the function "
+                              "without a version")
+            if alias is not None and alias != qualifier:
+                raise Invalid(f"target.function {show(target.function)} names alias {qualifier}, but target.alias "
+                              f"is {alias}")
+            alias = qualifier
+        return LambdaTarget(match["name"], alias)
+    return target
+
+
+def _check_home(match: re.Match[str], what: str, account: str | None, region: str | None) -> None:
+    """An ARN (or partial ARN) names this stack's account (and region, when it names one), or is refused."""
+    named_region = match.groupdict().get("region")
+    if account is None or (named_region is not None and region is None):
+        raise Invalid(f"{what} is given as an ARN, but this stack's account/region is not configured, so it cannot "
+                      "be checked: give the name instead")
+    if match["account"] != account:
+        raise Forbidden(f"{what} is in account {match['account']}; this stack only updates targets in account "
+                        f"{account}")
+    if named_region is not None and named_region != region:
+        raise Forbidden(f"{what} is in region {named_region}; this stack only updates targets in region {region}")
+
+
+def target_identity(target: Target) -> tuple[str, ...]:
+    """What a target points at, whatever its spelling (a stored trigger may predate canonical names)."""
+    if isinstance(target, EcsTarget):
+        return ("ecs", short_name(target.cluster), short_name(target.service), target.container)
+    if isinstance(target, LambdaTarget):
+        match = LAMBDA_REF_RE.fullmatch(target.function)
+        alias = target.alias or (match["qualifier"] if match else None)
+        return ("lambda", function_name(target.function), alias or "")
+    return ("eks", *target)
+
+
+def same_slot(a: Target, b: Target) -> bool:
+    """Whether two targets write the same image slot (one container; for Lambda, the function's code — an alias
+    target writes it too, so only two *different* aliases of one function can follow different tags)."""
+    ia, ib = target_identity(a), target_identity(b)
+    if ia[0] == "lambda" and ib[0] == "lambda":
+        return ia[1] == ib[1] and (ia[2] == ib[2] or not ia[2] or not ib[2])
+    return ia == ib
 
 
 def parse_discovery(raw: dict[str, Any]) -> str:
@@ -403,7 +562,13 @@ class Trigger(NamedTuple):
     retry_at: datetime | None = None  # when the reconciler may retry a failed fire (backoff)
 
     def with_outcome(self, **changes: Any) -> Trigger:
-        return self._replace(**changes)
+        """A copy with new state. Outside text (``last_error``, ``drift``) is capped by :func:`cap_text` here,
+        and again where a store writes a trigger, so no path keeps a 450 kB API message."""
+        trigger = self._replace(**changes)
+        error, drift = cap_text(trigger.last_error), cap_text(trigger.drift)
+        if error is not trigger.last_error or drift is not trigger.drift:
+            trigger = trigger._replace(last_error=error, drift=drift)
+        return trigger
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ..errors import ConcurrentUpdate
-from ..model import Head, HistoryEntry, StreamTag, Target, Trigger, parse_target, target_key
+from ..model import Head, HistoryEntry, StreamTag, Target, Trigger, cap_text, parse_target, target_key
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -93,9 +93,9 @@ def _trigger_state(trigger: Trigger) -> dict[str, Any]:
         "status": trigger.status,
         "lastTriggeredDigest": trigger.last_triggered_digest,
         "lastTriggeredAt": trigger.last_triggered_at.isoformat() if trigger.last_triggered_at else None,
-        "lastError": trigger.last_error,
+        "lastError": cap_text(trigger.last_error),  # outside text: capped wherever a trigger is written
         "rolloutState": trigger.rollout_state,
-        "drift": trigger.drift,
+        "drift": cap_text(trigger.drift),
         "deployedImage": trigger.deployed_image,
         "deployment": trigger.deployment,
         "failures": trigger.failures or None,
