@@ -67,7 +67,7 @@ def build(settings: Settings) -> ImageStreams:
         fire_queue=fire_queue,
         history_limit=settings.history_limit,
         policy=TargetPolicy.from_strings(settings.allowed_ecs_clusters, settings.allowed_eks_namespaces,
-                                         settings.allowed_lambda_functions, settings.account_id),
+                                         settings.allowed_lambda_functions, settings.account_id, settings.region),
     )
 
 

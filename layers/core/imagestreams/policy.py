@@ -11,7 +11,7 @@ import re
 from typing import NamedTuple
 
 from .errors import Forbidden
-from .model import EcsTarget, EksTarget, Target, function_name, short_name
+from .model import EcsTarget, EksTarget, Target, canonical_target, function_name, short_name
 
 _ARN_ACCOUNT = re.compile(r"arn:aws[a-z-]*:[a-z]+:[a-z0-9-]*:([0-9]{12}):")
 
@@ -26,11 +26,16 @@ class TargetPolicy(NamedTuple):
     eks_namespaces: tuple[str, ...] = ("*",)
     lambda_functions: tuple[str, ...] = ("*",)
     account: str | None = None
+    region: str | None = None  # the stack's region: a target ARN must name it
 
     @classmethod
     def from_strings(cls, ecs: str | None, eks: str | None, functions: str | None,
-                     account: str | None) -> TargetPolicy:
-        return cls(_patterns(ecs), _patterns(eks), _patterns(functions), account or None)
+                     account: str | None, region: str | None = None) -> TargetPolicy:
+        return cls(_patterns(ecs), _patterns(eks), _patterns(functions), account or None, region or None)
+
+    def canonical(self, target: Target) -> Target:
+        """The target in its one stored spelling (names; ARNs checked against this account and region)."""
+        return canonical_target(target, self.account, self.region)
 
     def check(self, target: Target) -> None:
         """Raise :class:`Forbidden` when the target is outside the allow-list or another account."""

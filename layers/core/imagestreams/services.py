@@ -21,6 +21,8 @@ from .model import (
     pinned_ref,
     rfc3339,
     runs_digest,
+    same_slot,
+    target_identity,
     target_key,
     trigger_id,
     utcnow,
@@ -410,18 +412,27 @@ class ImageStreams:
     # --------------------------------------------------------------------------------------- triggers
 
     def add_trigger(self, stream_tag: StreamTag, target: Target, *, paused: bool = False) -> Trigger:
-        """Register; fire at once when the tag already has a head (like OpenShift). Idempotent per target."""
+        """Register; fire at once when the tag already has a head (like OpenShift). Idempotent per target.
+
+        The target is canonicalised first (names, ARNs checked against this account and region), and only that
+        form is used afterwards: the id, the allow-list, the one-writer check and what is stored. So the name and
+        the ARN of one service (or a Lambda function with its alias given either way) are one trigger.
+        """
+        target = self.policy.canonical(target)
         self.policy.check(target)
         trigger = Trigger(trigger_id(stream_tag, target), stream_tag, target, paused=paused)
         driver = self.drivers.get(target.type)
         validate = getattr(driver, "validate", None)
         if validate is not None:
             validate(target)  # e.g. a zip-packaged Lambda function is refused before anything is written
-        rival = next((t for t in self.store.triggers_for_target(target_key(target))
-                      if t.target == target and t.id != trigger.id), None)
-        if rival is not None:  # one writer per container, or two tags would fight over it
-            raise Conflict(f"{target.describe()} already follows {rival.stream_tag} (trigger {rival.id}); "
-                           "remove that trigger first")
+        for other in self.store.triggers_for_target(target_key(target)):
+            if other.id == trigger.id or not same_slot(other.target, target):
+                continue
+            if other.stream_tag == stream_tag and target_identity(other.target) == target_identity(target):
+                return other  # the same trigger, stored before targets were canonical (an ARN spelling)
+            # one writer per container, or two tags would fight over it
+            raise Conflict(f"{target.describe()} already follows {other.stream_tag} (trigger {other.id}, target "
+                           f"{other.target.describe()}); remove that trigger first")
         if not self.store.add_trigger(trigger):
             existing = self.store.get_trigger(trigger.id)
             if existing is not None:
