@@ -7,7 +7,8 @@ real bearer-token shape checks, and the wire protocol of the calls ImageStreams 
 What it implements:
 
 * ``GET /version``; ``GET`` of Deployments, StatefulSets, DaemonSets (``apps/v1``) and CronJobs (``batch/v1``):
-  one object, a namespace's list, or the cluster-wide list;
+  one object, a namespace's list, or the cluster-wide list; lists honour ``limit`` and ``continue`` (chunked
+  lists: an opaque token, ``metadata.remainingItemCount``; without ``limit``, everything in one answer);
 * ``PATCH`` with ``application/strategic-merge-patch+json`` (``containers``/``initContainers`` merged by ``name``,
   other lists replaced, ``null`` deletes), ``application/merge-patch+json`` (RFC 7386) and
   ``application/json-patch+json`` (add/replace/remove/test); anything else is ``415``;
@@ -182,10 +183,24 @@ def json_patch(doc: Any, operations: list[dict[str, Any]]) -> Any:
     return doc
 
 
+def _continue_offset(token: str | None) -> int:
+    """Where a ``continue`` token says the previous page ended (opaque to clients, like the real one)."""
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"continue token {token[:40]!r} is not valid") from exc
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError("continue token is not valid")
+    return offset
+
+
 class FakeKubeApi:
     def __init__(self, *, forbidden: tuple[str, ...] = (), rollout: str = "complete") -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
         self.requests: list[tuple[str, str, str | None]] = []
+        self.list_pages: list[int] = []  # items in each list answer, in order
         self.forbidden = set(forbidden)
         self.rollout = rollout
         self._interfere = 0
@@ -319,11 +334,25 @@ class FakeKubeApi:
         if len(rest) == 1:
             if method != "GET":
                 return self._status(request, 405, "MethodNotAllowed", "only GET on collections")
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(request.path).query))
+            try:
+                limit = int(query.get("limit") or 0)
+                start = _continue_offset(query.get("continue"))
+            except ValueError as exc:
+                return self._status(request, 400, "BadRequest", str(exc))
             with self._lock:
-                items = [copy.deepcopy(o) for (p, ns, _), o in sorted(self.objects.items())
-                         if p == plural and (namespace is None or ns == namespace) and ns not in self.forbidden]
+                keys = [k for k in sorted(self.objects)
+                        if k[0] == plural and (namespace is None or k[1] == namespace) and k[1] not in self.forbidden]
+                page = keys[start:start + limit] if limit > 0 else keys[start:]
+                items = [copy.deepcopy(self.objects[k]) for k in page]
+            metadata: dict[str, Any] = {"resourceVersion": str(self._version)}
+            if start + len(page) < len(keys):
+                metadata["continue"] = base64.urlsafe_b64encode(
+                    json.dumps({"offset": start + len(page)}).encode()).decode()
+                metadata["remainingItemCount"] = len(keys) - start - len(page)
+            self.list_pages.append(len(items))
             return self._send(request, 200, {"kind": f"{KINDS[plural][1]}List", "apiVersion": prefix[6:],
-                                             "metadata": {"resourceVersion": str(self._version)}, "items": items})
+                                             "metadata": metadata, "items": items})
         key = (plural, namespace or "", rest[1])
         with self._lock:
             obj = self.objects.get(key)

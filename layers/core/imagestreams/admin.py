@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from .errors import ImageStreamsError, Invalid, NotFound
 from .model import (
     ImageRef,
+    Problems,
     StreamTag,
     Trigger,
     is_discovery,
@@ -116,7 +117,10 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("from") not in (None, "*"):
         raise Invalid('with a discovery target, from must be "*" (each annotation names its own tag)')
     paused = _bool(p, "paused", False)
-    found, errors = streams.drivers["eks"].discover(cluster)
+    found, found_errors = streams.drivers["eks"].discover(cluster)
+    errors = Problems(MAX_DISCOVERY_ERRORS)  # bounded whatever the driver hands back: ≤ 100 lines of ≤ 1 KB
+    errors += found_errors
+    errors.more += getattr(found_errors, "more", 0)
     if not found and not errors:
         raise NotFound(f"no workload in EKS cluster {cluster} carries image.openshift.io/triggers")
     triggers = []
@@ -127,7 +131,7 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
             errors.append(f"{target.describe()}: {exc.type}: {exc.message}")
     first = triggers[0] if triggers else None
     return {"id": first.id if first else None, "trigger": first.as_dict() if first else None,
-            "triggers": [t.as_dict() for t in triggers], "errors": errors}
+            "triggers": [t.as_dict() for t in triggers], "errors": errors.lines()}
 
 
 def _trigger_list(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +166,7 @@ def _deploy(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
 
 
 MAX_TARGETS = 50
+MAX_DISCOVERY_ERRORS = 100  # problem lines in a discovery answer; the rest are counted ("and N more")
 
 
 def _moves(moves: list[Any]) -> dict[str, Any]:

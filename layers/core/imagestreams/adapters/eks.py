@@ -29,13 +29,20 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import TargetError, TransientTargetError
-from ..model import DNS_LABEL_RE, WORKLOAD_KINDS, EksTarget, StreamTag, show
+from ..model import DNS_LABEL_RE, WORKLOAD_KINDS, EksTarget, Problems, StreamTag, show
 from ..ports import DriverResult, TargetState
 
 TOKEN_PREFIX = "k8s-aws-v1."
 TOKEN_REUSE_SECONDS = 13 * 60  # presigned URLs are honoured for 15 minutes after X-Amz-Date
 FIELD_MANAGER = "imagestreams"
 TRIGGERS_ANNOTATION = "image.openshift.io/triggers"
+LIST_PAGE_SIZE = 500  # objects per list call (kubectl's default chunk size)
+MAX_LIST_PAGES = 1000  # per kind: 500,000 workloads, far beyond any cluster; stops a server that never ends a list
+MAX_DISCOVERY_ERRORS = 100  # problem lines listed in a discovery answer; more are counted ("and N more")
+# An OpenShift triggers annotation names one entry per container: a few hundred bytes. Anything much larger is
+# refused whole (one problem), before parsing, so one 255 KiB annotation is not thousands of problems.
+MAX_ANNOTATION_BYTES = 32 * 1024
+MAX_ANNOTATION_ENTRIES = 100
 KIND_PATHS = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
@@ -209,9 +216,10 @@ def _nest(path: tuple[str, ...], leaf: dict[str, Any]) -> dict[str, Any]:
 
 
 class EksDriver:
-    def __init__(self, api: KubeApi, *, max_conflicts: int = 3) -> None:
+    def __init__(self, api: KubeApi, *, max_conflicts: int = 3, page_size: int = LIST_PAGE_SIZE) -> None:
         self.api = api
         self.max_conflicts = max_conflicts
+        self.page_size = page_size
 
     def platform(self, target: EksTarget) -> str | None:
         return None  # Kubernetes takes the index and picks the node's platform
@@ -258,24 +266,40 @@ class EksDriver:
 
     # ------------------------------------------------------------------------------- OpenShift triggers
 
-    def discover(self, cluster: str) -> tuple[list[tuple[StreamTag, EksTarget, bool]], list[str]]:
-        """Workloads carrying ``image.openshift.io/triggers``: their triggers, and every problem found (a bad
-        annotation is reported, never silently skipped — OpenShift's own quiet failure mode)."""
+    def discover(self, cluster: str) -> tuple[list[tuple[StreamTag, EksTarget, bool]], Problems]:
+        """Workloads carrying ``image.openshift.io/triggers``: their triggers, and the problems found (a bad
+        annotation is reported, never silently skipped — OpenShift's own quiet failure mode).
+
+        Lists page by page (``limit`` + ``continue``, as kubectl does), so a large cluster is never one answer of
+        hundreds of megabytes; problems are bounded (:class:`~imagestreams.model.Problems`: the first 100 kept,
+        each at most 1 KB, the rest counted)."""
         found: list[tuple[StreamTag, EksTarget, bool]] = []
-        errors: list[str] = []
+        errors = Problems(MAX_DISCOVERY_ERRORS)
         for kind in WORKLOAD_KINDS:
             group, plural = KIND_PATHS[kind]
-            try:
-                listing = self.api.request(cluster, "GET", f"{group}/{plural}")
-            except KubeError as exc:
-                errors.append(f"listing {plural} in {cluster}: {exc}")
-                continue
-            for obj in listing.get("items") or []:
-                annotations = obj.get("metadata", {}).get("annotations") or {}
-                if TRIGGERS_ANNOTATION in annotations:
-                    entries, problems = parse_triggers_annotation(cluster, kind, obj, annotations[TRIGGERS_ANNOTATION])
-                    found += entries
-                    errors += problems
+            token = ""
+            for _ in range(MAX_LIST_PAGES):
+                query = {"limit": str(self.page_size)}
+                if token:
+                    query["continue"] = token
+                try:
+                    listing = self.api.request(cluster, "GET", f"{group}/{plural}?{urllib.parse.urlencode(query)}")
+                except KubeError as exc:
+                    errors.append(f"listing {plural} in {cluster}: {exc}")
+                    break
+                for obj in listing.get("items") or []:
+                    annotations = obj.get("metadata", {}).get("annotations") or {}
+                    if TRIGGERS_ANNOTATION in annotations:
+                        entries, problems = parse_triggers_annotation(cluster, kind, obj,
+                                                                      annotations[TRIGGERS_ANNOTATION])
+                        found += entries
+                        errors += problems
+                token = (listing.get("metadata") or {}).get("continue") or ""
+                if not token:
+                    break
+            else:
+                errors.append(f"listing {plural} in {cluster}: more than {MAX_LIST_PAGES} pages of "
+                              f"{self.page_size}; the rest was not read")
         return found, errors
 
 
@@ -291,12 +315,21 @@ def parse_triggers_annotation(cluster: str, kind: str, obj: dict[str, Any],
     "spec.template.spec.containers[?(@.name==\\"web\\")].image", "paused": false}]``."""
     meta = obj.get("metadata", {})
     where = f"{meta.get('namespace')}/{kind}/{meta.get('name')}"
+    if not isinstance(text, str):
+        return [], [f"{where}: {TRIGGERS_ANNOTATION} must be a string"]
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_ANNOTATION_BYTES:
+        return [], [f"{where}: {TRIGGERS_ANNOTATION} is {size} bytes, more than the {MAX_ANNOTATION_BYTES} read; "
+                    "not parsed"]
     try:
         entries = json.loads(text)
     except ValueError as exc:
         return [], [f"{where}: {TRIGGERS_ANNOTATION} is not valid JSON ({exc})"]
     if not isinstance(entries, list):
         return [], [f"{where}: {TRIGGERS_ANNOTATION} must be a JSON array"]
+    if len(entries) > MAX_ANNOTATION_ENTRIES:
+        return [], [f"{where}: {TRIGGERS_ANNOTATION} has {len(entries)} entries, more than the "
+                    f"{MAX_ANNOTATION_ENTRIES} read; not parsed"]
     found, errors = [], []
     for i, entry in enumerate(entries):
         problem = _entry_problem(entry, kind)
