@@ -147,3 +147,63 @@ def bad_commands() -> Iterator[tuple[str, Any]]:
                                                  "target": {**ECS, "cluster": "payments"}}
     yield "import with target and stream", {"action": "import", "target": "team/web:latest", "stream": "team/web"}
     yield "import with neither", {"action": "import"}
+
+
+# f-outside: outside text, oversized annotations, alternate target spellings ---------------------------------
+
+# Text that reaches us from outside (workload image fields, API messages, event reasons, platform strings):
+# stored at most 1 KB, rendered without control characters.
+HOSTILE_OUTSIDE_TEXT = [
+    "evil\x1b[2K\r\ntr-000000000000  team/web:latest  ecs prod/web:web  Deployed  no",  # erase line + fake row
+    "nginx\x1b]0;pwned\x07:latest", "web\u202egnp.exe", "a\u2028b\u2029c", "c1\x85\x9b31m", "nul\x00byte",
+    "tab\there", "lone \ud83d surrogate", "linux/" + "\u00e9" * 225_000, "x" * 450_000,
+]
+# image.openshift.io/triggers values that must be one problem each (not one per entry), never thousands
+_ENTRY = ('{"from": {"kind": "ImageStreamTag", "name": "team/web:latest"}, '
+          '"fieldPath": "spec.template.spec.containers[?(@.name==\\"nope\\")].image"}')
+BAD_ANNOTATIONS = [
+    "[" + ",".join(['{"from": 1}'] * 21_000) + "]",  # ~250 KiB of bad entries
+    "[" + ",".join([_ENTRY] * 1890) + "]",  # ~255 KiB of well-formed entries naming a missing container
+    "[" + ",".join([_ENTRY] * 101) + "]",  # small, but more entries than any pod has containers
+    " " * 200_000 + "[]", "[" * 100_000,
+    "[" * 20_000,  # small enough to parse, deep enough to exhaust the JSON parser's recursion
+]
+# Spellings of one target: each group must give one trigger id (stack account 123456789012, us-east-1)
+_ECS_ARN = "arn:aws:ecs:us-east-1:123456789012"
+_FN_ARN = "arn:aws:lambda:us-east-1:123456789012:function"
+ALTERNATE_SPELLINGS = [
+    [{"type": "ecs", "cluster": c, "service": s, "container": "web"}
+     for c in ("prod", f"{_ECS_ARN}:cluster/prod")
+     for s in ("web", f"{_ECS_ARN}:service/prod/web", f"{_ECS_ARN}:service/web")],
+    [{"type": "lambda", "function": f} for f in ("resize", "123456789012:function:resize", f"{_FN_ARN}:resize")],
+    [{"type": "lambda", "function": "resize", "alias": "live"}, {"type": "lambda", "function": "resize:live"},
+     {"type": "lambda", "function": "123456789012:function:resize:live"},
+     {"type": "lambda", "function": f"{_FN_ARN}:resize:live"},
+     {"type": "lambda", "function": f"{_FN_ARN}:resize", "alias": "live"}],
+]
+
+
+def _f_outside_commands() -> Iterator[tuple[str, Any]]:
+    refused = {
+        "ecs service ARN of another cluster": {**ECS, "service": f"{_ECS_ARN}:service/payments/web"},
+        "ecs cluster field holding a service ARN": {**ECS, "cluster": f"{_ECS_ARN}:service/prod/web"},
+        "ecs service field holding a cluster ARN": {**ECS, "service": f"{_ECS_ARN}:cluster/prod"},
+        "ecs service ARN in another account": {
+            **ECS, "service": "arn:aws:ecs:us-east-1:999999999999:service/prod/web"},
+        "ecs cluster ARN in another region": {**ECS, "cluster": "arn:aws:ecs:eu-west-1:123456789012:cluster/prod"},
+        "lambda partial ARN in another account": {"type": "lambda", "function": "999999999999:function:resize"},
+        "lambda version qualifier": {"type": "lambda", "function": "resize:3"},
+        "lambda ARN with version qualifier": {"type": "lambda", "function": f"{_FN_ARN}:resize:3"},
+        "lambda $LATEST qualifier": {"type": "lambda", "function": "resize:$LATEST"},
+        "lambda qualifier and alias disagree": {"type": "lambda", "function": "resize:live", "alias": "beta"},
+    }
+    for name, target in refused.items():
+        yield f"trigger.add {name}", {"action": "trigger.add", "from": "team/web:latest", "target": target}
+
+
+_bad_commands_before_f_outside = bad_commands
+
+
+def bad_commands() -> Iterator[tuple[str, Any]]:  # noqa: F811 - extends the list above
+    yield from _bad_commands_before_f_outside()
+    yield from _f_outside_commands()

@@ -12,6 +12,7 @@ from imagestreams.model import EcsTarget, LambdaTarget, StreamTag, Trigger, cano
 from imagestreams.policy import TargetPolicy
 from imagestreams.services import ImageStreams
 from tests.conftest import digest
+from tests.corpus import ALTERNATE_SPELLINGS
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ECS_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}"
@@ -190,3 +191,14 @@ def test_canonical_target_on_its_own():
         canonical_target(LambdaTarget("999999999999:function:f"), ACCOUNT, REGION)
     with pytest.raises(Invalid):
         canonical_target(LambdaTarget("f:12"), ACCOUNT, REGION)
+
+
+@pytest.mark.parametrize("group", ALTERNATE_SPELLINGS, ids=["ecs", "lambda", "lambda-alias"])
+def test_alternate_spellings_from_the_corpus_give_one_trigger_id(group):
+    streams, store, _, _ = world()
+    ids = set()
+    for target in group:
+        answer = add(streams, target)
+        assert answer["ok"], (target, answer)
+        ids.add(answer["result"]["id"])
+    assert len(ids) == 1 and len(store.triggers) == 1

@@ -18,6 +18,7 @@ from imagestreams.model import EcsTarget, Problems, StreamTag, Trigger, cap_text
 from imagestreams.reconcile import Reconciler
 from imagestreams.services import ImageStreams
 from tests.conftest import digest
+from tests.corpus import BAD_ANNOTATIONS, HOSTILE_OUTSIDE_TEXT
 
 WEB = StreamTag("team/web", "latest")
 ECS = {"type": "ecs", "cluster": "prod", "service": "web", "container": "web"}
@@ -205,3 +206,26 @@ def test_a_huge_annotation_is_one_problem_not_thousands():
                         "fieldPath": 'spec.template.spec.containers[?(@.name=="web")].image'}] * 101)
     found, errors = parse_triggers_annotation("prod", "Deployment", obj, many)
     assert found == [] and len(errors) == 1 and "101 entries" in errors[0]
+
+
+# ------------------------------------------------------------------------------------------------- corpus
+
+@pytest.mark.parametrize("text", HOSTILE_OUTSIDE_TEXT, ids=range(len(HOSTILE_OUTSIDE_TEXT)))
+def test_hostile_outside_text_is_stored_capped_and_rendered_clean(text, capsys):
+    streams, store, registry, ecs = world()
+    trigger = streams.add_trigger(WEB, EcsTarget("prod", "web", "web"))
+    ecs.images[("prod", "web")]["web"] = text  # out of band: drift carries the image string
+    Reconciler(streams, registry, store).run()
+    stored = store.get_trigger(trigger.id)
+    assert stored.drift and utf8(stored.drift) <= 1024
+    assert main(["trigger", "list"], transport=lambda cmd: dispatch(streams, cmd)) == 0
+    out = capsys.readouterr().out
+    assert controls(out) == set() and len(out.splitlines()) == 2
+
+
+@pytest.mark.parametrize("text", BAD_ANNOTATIONS, ids=range(len(BAD_ANNOTATIONS)))
+def test_an_oversized_or_hostile_annotation_is_at_most_one_problem(text):
+    obj = {"metadata": {"namespace": "apps", "name": "web"},
+           "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "x"}]}}}}
+    found, errors = parse_triggers_annotation("prod", "Deployment", obj, text)
+    assert found == [] and len(errors) <= 1 and all(utf8(e) <= 1024 for e in errors)

@@ -323,7 +323,7 @@ def parse_triggers_annotation(cluster: str, kind: str, obj: dict[str, Any],
                     "not parsed"]
     try:
         entries = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
         return [], [f"{where}: {TRIGGERS_ANNOTATION} is not valid JSON ({exc})"]
     if not isinstance(entries, list):
         return [], [f"{where}: {TRIGGERS_ANNOTATION} must be a JSON array"]
