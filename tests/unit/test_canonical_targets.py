@@ -202,3 +202,14 @@ def test_alternate_spellings_from_the_corpus_give_one_trigger_id(group):
         assert answer["ok"], (target, answer)
         ids.add(answer["result"]["id"])
     assert len(ids) == 1 and len(store.triggers) == 1
+
+
+@pytest.mark.parametrize("spec", ["resize:live", "123456789012:function:resize:live",
+                                  "arn:aws:lambda:us-east-1:123456789012:function:resize:live"])
+def test_cli_lambda_shortcut_accepts_every_spelling(spec):
+    from imagestreams.cli import main
+
+    streams, store, _, _ = world()
+    assert main(["--actor", "me", "trigger", "add", "team/web:latest", "--lambda", spec],
+                transport=lambda cmd: dispatch(streams, cmd)) == 0
+    assert [t.target for t in store.triggers.values()] == [LambdaTarget("resize", "live")]

@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ecs", metavar="CLUSTER/SERVICE:CONTAINER", help="an ECS service container")
     p.add_argument("--eks", metavar="CLUSTER/NAMESPACE/KIND/NAME:CONTAINER",
                    help="an EKS workload container, KIND one of deployment, statefulset, daemonset, cronjob")
-    p.add_argument("--lambda", dest="lambda_", metavar="FUNCTION[:ALIAS]", help="a container-image Lambda function")
+    p.add_argument("--lambda", dest="lambda_", metavar="FUNCTION[:ALIAS]",
+                   help="a container-image Lambda function: name, name:alias, or its ARN (stored by name)")
     p.add_argument("--target", metavar="JSON", help="a target object as JSON (DESIGN §4.2)")
     p.add_argument("--paused", action="store_true")
     for name in ("remove", "pause", "resume"):
@@ -244,8 +245,8 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
             elif args.eks:
                 target = _eks_target(args.eks)
             elif args.lambda_:
-                function, _, alias = args.lambda_.partition(":") if not args.lambda_.startswith("arn:") else (
-                    args.lambda_, "", "")
+                spec = args.lambda_  # NAME[:ALIAS]; an ARN or partial ARN (maybe qualified) goes as it is
+                function, _, alias = (spec, "", "") if ":function:" in spec else spec.partition(":")
                 target = {"type": "lambda", "function": function, **({"alias": alias} if alias else {})}
             else:
                 target = _json(args.target)
