@@ -489,3 +489,41 @@ def test_a_crashed_reconciler_runs_lease_expires_and_an_exception_releases_it(ha
     with pytest.raises(RuntimeError):
         run({"action": "reconcile"}, Context("run-4"))
     assert store.leases == {}
+
+
+def test_a_single_fire_late_in_the_call_is_queued_instead(bulk, monkeypatch):
+    import imagestreams.admin as admin_module
+
+    streams, store, ecs, queue, ids = bulk
+    monkeypatch.setattr(admin_module, "SYNC_FIRE_WINDOW_SECONDS", -1.0)  # the call has used up its window
+    result = dispatch(streams, {"action": "deploy", "id": ids[0]})["result"]
+    assert result["queued"] == [ids[0]] and ecs.calls == 0
+
+
+class DiscoveringEks(MemoryEcs):
+    """Discovery finds ``n`` annotated workloads; firing one is slow (counted in ``calls``)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.found = [(APP, EksTarget("prod", "apps", "Deployment", f"w{i}", "web"), False) for i in range(n)]
+
+    def discover(self, cluster: str):
+        return list(self.found), []
+
+    def apply(self, target, image):
+        self.calls += 1
+        return DriverResult(changed=True, rollout_state="COMPLETED")
+
+
+def test_discovery_with_a_queue_queues_its_fires_and_answers_at_once():
+    store, registry, queue = MemoryStore(), MemoryRegistry(REG), ListQueue()
+    eks = DiscoveringEks(5)
+    streams = ImageStreams(store, registry, {"eks": eks}, queue)
+    registry.set(APP.stream, APP.tag, digest(1))
+    streams.sync(APP)
+    result = dispatch(streams, {"action": "trigger.add", "from": "*",
+                                "target": {"type": "eks", "cluster": "prod", "discover": True}})["result"]
+    assert len(result["triggers"]) == 5 and sorted(result["queued"]) == sorted(t["id"] for t in result["triggers"])
+    assert eks.calls == 0
+    drain_messages(streams, queue)
+    assert eks.calls == 5 and all(t.last_triggered_digest == digest(1) for t in streams.list_triggers())

@@ -172,6 +172,7 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("from") not in (None, "*"):
         raise Invalid('with a discovery target, from must be "*" (each annotation names its own tag)')
     paused = _bool(p, "paused", False)
+    firing = _Firing(streams, "add")  # its clock starts before the listing, which may take a while
     found, errors = streams.drivers["eks"].discover(cluster)
     if not found and not errors:
         raise NotFound(f"no workload in EKS cluster {cluster} carries image.openshift.io/triggers")
@@ -187,7 +188,6 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
             triggers.append(streams.add_trigger(stream_tag, target, paused=paused or entry_paused, fire=later))
         except ImageStreamsError as exc:  # e.g. Forbidden by the allow-list: reported, the others still adopted
             errors.append(f"{target.describe()}: {exc.type}: {exc.message}")
-    firing = _Firing(streams, "add")
     fired = {t.id: t for t in firing.all(due)}
     triggers = [fired.get(t.id, t) for t in triggers]
     first = triggers[0] if triggers else None
