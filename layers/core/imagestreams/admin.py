@@ -26,8 +26,9 @@ from .model import (
 from .services import ImageStreams
 
 LEASE_WAIT_SECONDS = 5.0  # a target another fire is writing: wait this long for it, then answer Conflict
-SYNC_FIRE_WINDOW_SECONDS = 10.0  # one fire may take ~45 s (Lambda: up to 40 s waiting for the update): in a 60 s
-# admin call, fire synchronously only if it starts this early; later, or for several triggers, use the fire queue
+# One fire may take ~47 s (5 s waiting for the lease, up to 40 s waiting for a Lambda update): in a 60 s admin call,
+# fire synchronously only if it starts this early; later, or for several triggers, use the fire queue.
+SYNC_FIRE_WINDOW_SECONDS = 5.0
 
 
 class Action(NamedTuple):
