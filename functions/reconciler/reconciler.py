@@ -1,5 +1,10 @@
 """Reconciler: scheduled (EventBridge Scheduler), re-resolves every stream tag from ECR and re-checks every trigger's
-target (DESIGN §3.11). Stops ~20 s before its timeout and resumes from a saved cursor on the next run."""
+target (DESIGN §3.11). Stops ~20 s before its timeout and resumes from a saved cursor on the next run.
+
+One run at a time without reserved concurrency: a run holds the lease ``reconciler`` (a conditional write with an
+expiry a little beyond the function's timeout, so a crashed run never blocks the next for longer); a run that finds
+it held skips cleanly.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,28 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from imagestreams.bootstrap import reconciler
+from imagestreams.bootstrap import reconciler, services
 
 logger = Logger()
 metrics = Metrics()
 SAFETY_MS = 20_000
+LEASE = "reconciler"
+LEASE_MARGIN_S = 30  # beyond the run's remaining time: a run killed at its timeout frees the lease soon after
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    report = reconciler().run(lambda: context.get_remaining_time_in_millis() < SAFETY_MS)
+    store = services().store
+    owner = context.aws_request_id
+    if not store.acquire_lease(LEASE, owner, context.get_remaining_time_in_millis() // 1000 + LEASE_MARGIN_S):
+        logger.info("another reconciler run holds the lease; skipping this one")
+        metrics.add_metric(name="ReconcileSkipped", unit=MetricUnit.Count, value=1)
+        return {"skipped": "another reconciler run is in progress"}
+    try:
+        report = reconciler().run(lambda: context.get_remaining_time_in_millis() < SAFETY_MS)
+    finally:
+        store.release_lease(LEASE, owner)
     for name, key in (("ReconcileMoves", "moves"), ("ReconcileFires", "fired"), ("TargetsDrifted", "drift"),
                       ("FiresRetried", "retried"), ("ReconcileErrors", "errors")):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=len(report[key]))

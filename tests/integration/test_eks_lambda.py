@@ -11,8 +11,10 @@ import pytest
 from imagestreams import aws
 from imagestreams.adapters.awslambda import LambdaDriver
 from imagestreams.adapters.eks import EksClusters, EksDriver, KubeApi, eks_token
-from imagestreams.errors import TargetError, TransientTargetError
-from imagestreams.model import EksTarget, LambdaTarget
+from imagestreams.adapters.memory import MemoryRegistry, MemoryStore
+from imagestreams.errors import TargetChanged, TargetError, TransientTargetError
+from imagestreams.model import EksTarget, LambdaTarget, StreamTag
+from imagestreams.services import ImageStreams
 from imagestreams_local.kube import FakeKubeApi, token_problem
 from tests.conftest import digest
 from tests.integration.conftest import REG
@@ -84,15 +86,29 @@ def test_init_container_statefulset_and_cronjob(cluster, kube):
     assert job["containers"][0]["image"] == PINNED
 
 
-def test_conflict_is_retried_with_a_fresh_read(cluster, kube):
+def test_conflict_restarts_the_whole_fire_from_a_fresh_read(cluster, kube):
     driver, _ = cluster
     kube.add("Deployment", "apps", "web", WEB)
+    target = EksTarget("prod", "apps", "Deployment", "web", "web")
     kube.interfere(1)  # another writer bumps resourceVersion between our GET and PATCH, once
-    assert driver.apply(EksTarget("prod", "apps", "Deployment", "web", "web"), PINNED).changed
+    with pytest.raises(TargetChanged):  # the driver itself never re-applies over someone else's change...
+        driver.apply(target, PINNED)
+    assert [m for m, _, _ in kube.requests] == ["GET", "PATCH"]
+    store, registry = MemoryStore(), MemoryRegistry(REG)
+    streams = ImageStreams(store, registry, {"eks": driver})
+    registry.set("team/web", "latest", digest(1))
+    streams.sync(StreamTag("team/web", "latest"))
+    kube.requests.clear()
+    kube.interfere(1)
+    trigger = streams.add_trigger(StreamTag("team/web", "latest"), target)  # ...the fire starts over, re-checking
+    assert trigger.last_triggered_digest == digest(1) and kube.get("Deployment", "apps", "web")[
+        "spec"]["template"]["spec"]["containers"][0]["image"] == PINNED
     assert [m for m, _, _ in kube.requests] == ["GET", "PATCH", "GET", "PATCH"]
     kube.interfere(5)
+    registry.set("team/web", "latest", digest(2))
+    streams.sync(StreamTag("team/web", "latest"))
     with pytest.raises(TransientTargetError, match="kept changing"):
-        driver.apply(EksTarget("prod", "apps", "Deployment", "web", "web"), f"{REG}/team/web@{digest(2)}")
+        streams.fire_by_id(StreamTag("team/web", "latest"), trigger.id)
 
 
 def test_forbidden_missing_and_unknown_container_are_clear_permanent_errors(cluster, kube):

@@ -6,10 +6,11 @@ unexpected fault and raises, so the invoke reports ``FunctionError``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .errors import ImageStreamsError, Invalid, NotFound
+from .errors import ImageStreamsError, Invalid, NotFound, TransientTargetError
 from .model import (
     ImageRef,
     Problems,
@@ -24,6 +25,11 @@ from .model import (
     validate_trigger_id,
 )
 from .services import ImageStreams
+
+LEASE_WAIT_SECONDS = 5.0  # a target another fire is writing: wait this long for it, then answer Conflict
+# One fire may take ~47 s (5 s waiting for the lease, up to 40 s waiting for a Lambda update): in a 60 s admin call,
+# fire synchronously only if it starts this early; later, or for several triggers, use the fire queue.
+SYNC_FIRE_WINDOW_SECONDS = 5.0
 
 
 class Action(NamedTuple):
@@ -66,8 +72,55 @@ def _triggers(streams: ImageStreams, params: dict[str, Any]) -> list[Trigger]:
     return triggers
 
 
-def _result_triggers(triggers: list[Trigger]) -> dict[str, Any]:
-    return {"triggers": [t.as_dict() for t in triggers]}
+def _result_triggers(triggers: list[Trigger], queued: list[str] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {"triggers": [t.as_dict() for t in triggers]}
+    if queued is not None:
+        result["queued"] = queued
+    return result
+
+
+class _Firing:
+    """How an admin command fires, so that it never times out half-done: with a fire queue, several triggers (or
+    one, once the command has used up its synchronous window) are queued and the answer comes at once with what
+    was queued; a single trigger is fired here (its answer shows the outcome), and if its target API fails
+    transiently the retry is queued too. Without a queue (in-process local use) everything fires here."""
+
+    def __init__(self, streams: ImageStreams, action: str) -> None:
+        self.streams = streams
+        self.action = action
+        self.started = time.monotonic()
+        self.queued: list[str] = []
+
+    def _reason(self) -> str:
+        return f"{self.action}-{int(self.streams.clock().timestamp() * 1000)}"
+
+    def _queue(self, triggers: list[Trigger], force: bool) -> None:
+        self.queued += self.streams.queue_fires(triggers, reason=self._reason(), force=force)
+
+    def one(self, trigger: Trigger, head: Any = None, *, force: bool = False) -> Trigger:
+        """Fire one trigger (the ``fire`` of ``trigger.add`` too)."""
+        streams = self.streams
+        if streams.fire_queue is not None and time.monotonic() - self.started > SYNC_FIRE_WINDOW_SECONDS:
+            self._queue([trigger], force)
+            return trigger
+        try:
+            return streams.fire(trigger, head, force=force, wait=LEASE_WAIT_SECONDS)
+        except TransientTargetError:
+            if streams.fire_queue is None:
+                raise
+            self._queue([trigger], force)  # recorded as Failed "will retry"; the deployer retries it
+            return streams.store.get_trigger(trigger.id) or trigger
+
+    def all(self, triggers: list[Trigger], *, force: bool = False) -> list[Trigger]:
+        if self.streams.fire_queue is None:
+            return [self.one(t, force=force) for t in triggers]
+        if len(triggers) == 1:
+            return [self.one(triggers[0], force=force)]
+        self._queue(triggers, force)
+        return triggers
+
+    def result(self, triggers: list[Trigger]) -> dict[str, Any]:
+        return _result_triggers(triggers, self.queued if self.streams.fire_queue is not None else None)
 
 
 # ------------------------------------------------------------------------------------------ actions
@@ -106,8 +159,12 @@ def _trigger_add(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
         raise Invalid("missing field(s) for trigger.add: from")
     stream_tag = StreamTag.parse(p["from"], "from")
     target = parse_target(p["target"])
-    trigger = streams.add_trigger(stream_tag, target, paused=_bool(p, "paused", False))
-    return {"id": trigger.id, "trigger": trigger.as_dict()}
+    firing = _Firing(streams, "add")
+    trigger = streams.add_trigger(stream_tag, target, paused=_bool(p, "paused", False), fire=firing.one)
+    answer = {"id": trigger.id, "trigger": trigger.as_dict()}
+    if firing.queued:
+        answer["queued"] = firing.queued
+    return answer
 
 
 def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
@@ -117,21 +174,33 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("from") not in (None, "*"):
         raise Invalid('with a discovery target, from must be "*" (each annotation names its own tag)')
     paused = _bool(p, "paused", False)
+    firing = _Firing(streams, "add")  # its clock starts before the listing, which may take a while
     found, found_errors = streams.drivers["eks"].discover(cluster)
     errors = Problems(MAX_DISCOVERY_ERRORS)  # bounded whatever the driver hands back: ≤ 100 lines of ≤ 1 KB
     errors += found_errors
     errors.more += getattr(found_errors, "more", 0)
     if not found and not errors:
         raise NotFound(f"no workload in EKS cluster {cluster} carries image.openshift.io/triggers")
-    triggers = []
+    triggers: list[Trigger] = []
+    due: list[Trigger] = []
+
+    def later(trigger: Trigger, _head: Any) -> Trigger:  # fired together below (through the queue if any)
+        due.append(trigger)
+        return trigger
+
     for stream_tag, target, entry_paused in found:
         try:
-            triggers.append(streams.add_trigger(stream_tag, target, paused=paused or entry_paused))
+            triggers.append(streams.add_trigger(stream_tag, target, paused=paused or entry_paused, fire=later))
         except ImageStreamsError as exc:  # e.g. Forbidden by the allow-list: reported, the others still adopted
             errors.append(f"{target.describe()}: {exc.type}: {exc.message}")
+    fired = {t.id: t for t in firing.all(due)}
+    triggers = [fired.get(t.id, t) for t in triggers]
     first = triggers[0] if triggers else None
-    return {"id": first.id if first else None, "trigger": first.as_dict() if first else None,
-            "triggers": [t.as_dict() for t in triggers], "errors": errors.lines()}
+    answer = {"id": first.id if first else None, "trigger": first.as_dict() if first else None,
+              "triggers": [t.as_dict() for t in triggers], "errors": errors.lines()}
+    if firing.queued:
+        answer["queued"] = firing.queued
+    return answer
 
 
 def _trigger_list(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
@@ -151,18 +220,18 @@ def _set_paused(paused: bool) -> Callable[[ImageStreams, dict[str, Any]], dict[s
         out = []
         for trigger in _triggers(streams, p):
             streams.store.set_paused(trigger, paused)
-            trigger = trigger.with_outcome(paused=paused)
-            if not paused:  # resume fires if behind
-                trigger = streams.fire(trigger, streams.store.get_head(trigger.stream_tag))
-            out.append(trigger)
-        return _result_triggers(out)
+            out.append(trigger.with_outcome(paused=paused))
+        if paused:
+            return _result_triggers(out)
+        firing = _Firing(streams, "resume")  # resume fires if behind
+        return firing.result(firing.all(out))
 
     return run
 
 
 def _deploy(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
-    out = [streams.fire(t, streams.store.get_head(t.stream_tag), force=True) for t in _triggers(streams, p)]
-    return _result_triggers(out)
+    firing = _Firing(streams, "deploy")
+    return firing.result(firing.all(_triggers(streams, p), force=True))
 
 
 MAX_TARGETS = 50
@@ -208,7 +277,8 @@ def _rollback(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     if "trigger" in p:
         if "steps" in p:
             raise Invalid("steps applies to a tag rollback; for a trigger give to (a digest) or nothing")
-        trigger = streams.rollback_target(validate_trigger_id(p["trigger"]), to=to, actor=actor)
+        trigger = streams.rollback_target(validate_trigger_id(p["trigger"]), to=to, actor=actor,
+                                          wait=LEASE_WAIT_SECONDS)
         return _result_triggers([trigger])
     if "to" in p and "steps" in p:
         raise Invalid("give one of to or steps, not both")

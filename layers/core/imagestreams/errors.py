@@ -49,3 +49,8 @@ class TargetError(Exception):
 
 class TransientTargetError(Exception):
     """The target's API failed in a way worth retrying (throttling, 5xx). The fire is retried, then parked."""
+
+
+class TargetChanged(TransientTargetError):
+    """Someone else wrote the target between our read and our write (e.g. a Kubernetes 409). Nothing was written:
+    the whole fire starts over (re-reading the trigger, so a pause or target rollback meanwhile wins)."""

@@ -54,6 +54,13 @@ class StreamStore(Protocol):
 
     def remove_trigger(self, trigger: Trigger) -> None: ...
 
+    def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
+        """Take the named lease for ``seconds`` if nobody holds it or the holder's time ran out (a crashed holder
+        never blocks for longer). False when someone else holds it. Re-acquiring one's own lease extends it."""
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease back, only if ``owner`` still holds it (an expired lease taken over stays the taker's)."""
+
 
 class Registry(Protocol):
     """ECR, the truth about where tags point."""
@@ -104,8 +111,11 @@ class TargetDriver(Protocol):
 
 
 class FireQueue(Protocol):
-    """Hands one fire per trigger to the deployer (SQS FIFO in production, grouped by trigger id)."""
+    """Hands one fire per trigger to the deployer (SQS FIFO in production, grouped by target resource, so fires
+    that write one resource run one after the other and distinct resources run in parallel)."""
 
-    def enqueue(self, triggers: list[Trigger], head: Head, *, reason: str | None = None) -> None:
+    def enqueue(self, triggers: list[Trigger], head: Head, *, reason: str | None = None, force: bool = False,
+                at: datetime | None = None) -> None:
         """One fire per trigger. Fires for the same trigger and head generation are de-duplicated unless a
-        ``reason`` (e.g. a reconciler run) makes them distinct."""
+        ``reason`` (e.g. a reconciler run) makes them distinct. ``force`` (an explicit ``deploy`` queued at
+        ``at``) applies even to a paused trigger, unless it was paused or rolled back after ``at``."""

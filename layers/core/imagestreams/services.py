@@ -6,10 +6,22 @@ Orchestrates ports only; no boto3, no Lambda event shapes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from .errors import ConcurrentUpdate, Conflict, Forbidden, Invalid, NotFound, TargetError, TransientTargetError
+from .errors import (
+    ConcurrentUpdate,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TargetChanged,
+    TargetError,
+    TransientTargetError,
+)
 from .model import (
     Head,
     HistoryEntry,
@@ -35,6 +47,8 @@ log = logging.getLogger(__name__)
 DEFAULT_HISTORY_LIMIT = 50
 MAX_ALIAS_DEPTH = 10
 MAX_RETRY_DELAY = timedelta(hours=6)
+FIRE_LEASE_SECONDS = 90  # longer than any function that fires may run (60 s): a live fire never outlasts its lease
+MAX_TARGET_CHANGES = 3  # a target written by someone else between our read and write: fresh attempts per fire
 
 
 def _move(old: Head | None, new: Head) -> Move:
@@ -48,7 +62,7 @@ class ImageStreams:
     def __init__(self, store: StreamStore, registry: Registry, drivers: Mapping[str, TargetDriver],
                  fire_queue: FireQueue | None = None, *, history_limit: int = DEFAULT_HISTORY_LIMIT,
                  clock: Callable[[], datetime] = utcnow, max_attempts: int = 8,
-                 policy: TargetPolicy | None = None) -> None:
+                 policy: TargetPolicy | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store
         self.registry = registry
         self.drivers = drivers
@@ -57,6 +71,7 @@ class ImageStreams:
         self.clock = clock
         self.max_attempts = max_attempts
         self.policy = policy or TargetPolicy()
+        self.sleep = sleep
 
     # ------------------------------------------------------------------------------------ ingest (§3.1)
 
@@ -252,38 +267,43 @@ class ImageStreams:
         self.registry.retag(target.stream, to, target.tag)
         return self.sync(target, cause="rollback", actor=actor)
 
-    def rollback_target(self, trigger_id_: str, *, to: str | None = None, actor: str = "unknown") -> Trigger:
+    def rollback_target(self, trigger_id_: str, *, to: str | None = None, actor: str = "unknown",
+                        wait: float | None = None) -> Trigger:
         """Redeploy one trigger's target to an older digest and pause the trigger, so the next move of the tag
-        does not undo the rollback (§3.7). ``resume`` or ``deploy`` brings it back to the head."""
+        does not undo the rollback (§3.7). ``resume`` or ``deploy`` brings it back to the head.
+
+        Holds the target's lease from the pause to the write: a fire queued before it finds the trigger paused
+        once it gets the target, and leaves the rolled-back image alone. ``wait``: see :meth:`fire`."""
         trigger = self.get_trigger(trigger_id_)
         self.policy.check(trigger.target)
         head = self.store.get_head(trigger.stream_tag)
         if head is None:
             raise NotFound(f"{trigger.stream_tag} has no head to roll back from")
         driver = self.drivers[trigger.target.type]
-        try:
-            image = driver.inspect(trigger.target, trigger.deployment).image
-        except (TargetError, TransientTargetError) as exc:
-            raise Conflict(f"cannot read what {trigger.target.describe()} runs: {exc}") from exc
-        entries = [e for e in self.store.history(trigger.stream_tag, self.history_limit) if e.cause != "delete"]
-        digests = [e.digest for e in entries]
-        running = runs_digest(image, head.registry, trigger.stream_tag.stream)
-        if running not in digests:  # a tag, another image, or a platform child of an index (Lambda)
-            running = trigger.last_triggered_digest or running
-        if to is not None:
-            if to not in digests:
-                raise NotFound(f"{to} is not in the history of {trigger.stream_tag}")
-        else:
-            start = digests.index(running) + 1 if running in digests else 1
-            older = [d for d in digests[start:] if d != running]
-            if not older:
-                raise NotFound(f"no digest older than {running} in the history of {trigger.stream_tag}")
-            to = older[0]
-        if to == running:
-            raise Invalid(f"{trigger.target.describe()} already runs {to}")
-        log.info("rolling %s back to %s for %s", trigger.target.describe(), to, actor)
-        self.store.set_paused(trigger, True)
-        return self.fire(trigger._replace(paused=True), head._replace(digest=to, deleted=False), force=True)
+        with self._target_lease(trigger.target, wait):
+            try:
+                image = driver.inspect(trigger.target, trigger.deployment).image
+            except (TargetError, TransientTargetError) as exc:
+                raise Conflict(f"cannot read what {trigger.target.describe()} runs: {exc}") from exc
+            entries = [e for e in self.store.history(trigger.stream_tag, self.history_limit) if e.cause != "delete"]
+            digests = [e.digest for e in entries]
+            running = runs_digest(image, head.registry, trigger.stream_tag.stream)
+            if running not in digests:  # a tag, another image, or a platform child of an index (Lambda)
+                running = trigger.last_triggered_digest or running
+            if to is not None:
+                if to not in digests:
+                    raise NotFound(f"{to} is not in the history of {trigger.stream_tag}")
+            else:
+                start = digests.index(running) + 1 if running in digests else 1
+                older = [d for d in digests[start:] if d != running]
+                if not older:
+                    raise NotFound(f"no digest older than {running} in the history of {trigger.stream_tag}")
+                to = older[0]
+            if to == running:
+                raise Invalid(f"{trigger.target.describe()} already runs {to}")
+            log.info("rolling %s back to %s for %s", trigger.target.describe(), to, actor)
+            self.store.set_paused(trigger, True)
+            return self._fire_locked(trigger, head._replace(digest=to, deleted=False), force=True, exact=True)
 
     # -------------------------------------------------------------------------------------- fan-out
 
@@ -314,23 +334,87 @@ class ImageStreams:
 
     # ----------------------------------------------------------------------------------------- firing
 
-    def fire_by_id(self, stream_tag: StreamTag, trigger_id_: str, *, force: bool = False) -> Trigger | None:
-        """Deployer entry point: fire the trigger against the head as it is *now* (not as queued)."""
+    def fire_by_id(self, stream_tag: StreamTag, trigger_id_: str, *, force: bool = False,
+                   queued_at: datetime | None = None, was_paused: bool = False) -> Trigger | None:
+        """Deployer entry point: fire the trigger against the head as it is *now* (not as queued). A busy target
+        raises :class:`TransientTargetError` at once (the queue retries). ``queued_at``/``was_paused`` come with a
+        queued ``deploy`` (``force``): a pause or target rollback after ``queued_at`` wins over it."""
         head, triggers = self.store.head_and_triggers(stream_tag)
         trigger = next((t for t in triggers if t.id == trigger_id_), None)
         if trigger is None:
             log.info("trigger %s on %s no longer exists; nothing to do", trigger_id_, stream_tag)
             return None
-        return self.fire(trigger, head, force=force)
+        return self.fire(trigger, head, force=force, queued_at=queued_at, was_paused=was_paused)
 
-    def fire(self, trigger: Trigger, head: Head | None, *, force: bool = False) -> Trigger:
+    def fire(self, trigger: Trigger, head: Head | None, *, force: bool = False, wait: float | None = None,
+             queued_at: datetime | None = None, was_paused: bool = False) -> Trigger:
         """Put the head's pinned ref into the trigger's target if it runs anything else (§3.5, §3.6).
+
+        One writer per target resource (§3.12): the fire holds the lease ``target:<target_key>`` from its reads to
+        its write, and once it holds it re-reads the trigger and the head — a trigger paused (or rolled back) since
+        the caller looked is left alone unless ``force``, and a head that moved since is the one deployed. ``head``
+        is what the caller saw; only the re-read one is used.
+
+        A busy target: with ``wait`` None raise :class:`TransientTargetError` at once (a queue retries); else
+        wait up to ``wait`` seconds, then :class:`Conflict`.
 
         Raises :class:`TransientTargetError` after recording it, so the queue retries; a permanent
         :class:`TargetError` is recorded as ``Failed`` and not retried.
         """
         if trigger.paused and not force:
             return trigger
+        with self._target_lease(trigger.target, wait):
+            return self._fire_locked(trigger, head, force=force, queued_at=queued_at, was_paused=was_paused)
+
+    @contextmanager
+    def _target_lease(self, target: Target, wait: float | None) -> Iterator[None]:
+        name = "target:" + target_key(target)
+        owner = uuid.uuid4().hex
+        waited, pause = 0.0, 0.1
+        while not self.store.acquire_lease(name, owner, FIRE_LEASE_SECONDS):
+            if wait is None:
+                raise TransientTargetError(f"{target.describe()} is busy: another fire is writing it")
+            if waited >= wait:
+                raise Conflict(f"target busy: another fire is writing {target.describe()}; retry")
+            step = min(pause, wait - waited)
+            self.sleep(step)
+            waited, pause = waited + step, pause * 2
+        try:
+            yield
+        finally:
+            try:
+                self.store.release_lease(name, owner)
+            except Exception:  # noqa: BLE001 - the lease expires by itself; the fire's own outcome matters more
+                log.warning("could not release lease %s; it expires in %d s", name, FIRE_LEASE_SECONDS,
+                            exc_info=True)
+
+    def _fire_locked(self, trigger: Trigger, head: Head | None, *, force: bool, exact: bool = False,
+                     queued_at: datetime | None = None, was_paused: bool = False) -> Trigger:
+        """The fire proper, under the target's lease. ``exact``: deploy ``head`` as given (a target rollback)."""
+        for _ in range(MAX_TARGET_CHANGES):
+            current_head, triggers = self.store.head_and_triggers(trigger.stream_tag)
+            current = next((t for t in triggers if t.id == trigger.id), None)
+            if current is None:
+                log.info("trigger %s was removed; nothing to do", trigger.id)
+                return trigger
+            if current.paused and not force:
+                log.info("trigger %s was paused meanwhile; leaving %s alone", current.id, current.target.describe())
+                return current
+            if queued_at is not None and current.paused and (
+                    not was_paused or (current.last_triggered_at is not None
+                                       and current.last_triggered_at > queued_at)):
+                log.info("trigger %s was paused or rolled back after this deploy was queued; that wins", current.id)
+                return current
+            try:
+                return self._apply(current, head if exact else current_head, force=force)
+            except TargetChanged as exc:
+                log.info("%s; reading it again", exc)
+                trigger = current
+        error = f"{trigger.target.describe()} kept changing under us ({MAX_TARGET_CHANGES} attempts)"
+        self.record(trigger, self._failed(trigger, f"will retry: {error}"))
+        raise TransientTargetError(error)
+
+    def _apply(self, trigger: Trigger, head: Head | None, *, force: bool) -> Trigger:
         if head is None or head.deleted:
             return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
         if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
@@ -349,6 +433,8 @@ class ImageStreams:
             return self.record(trigger, self._failed(trigger, exc.message))
         except TargetError as exc:
             return self.record(trigger, self._failed(trigger, str(exc)))
+        except TargetChanged:
+            raise  # nothing written: the caller reads everything again
         except TransientTargetError as exc:
             self.record(trigger, self._failed(trigger, f"will retry: {exc}"))
             raise
@@ -366,6 +452,25 @@ class ImageStreams:
                 last_error=None, drift=None, deployed_image=image, failures=0, retry_at=None,
                 rollout_state=result.rollout_state or trigger.rollout_state)
         return self.record(trigger, updated)
+
+    def queue_fires(self, triggers: list[Trigger], *, reason: str, force: bool = False) -> list[str]:
+        """Hand fires to the fire queue instead of firing here (an admin call must never run out of time midway).
+        Returns the ids queued: the unpaused triggers (all with ``force``) whose tag has a live head."""
+        if self.fire_queue is None:
+            raise RuntimeError("no fire queue configured")
+        queued: list[str] = []
+        now = self.clock()
+        by_tag: dict[StreamTag, list[Trigger]] = {}
+        for trigger in triggers:
+            if force or not trigger.paused:
+                by_tag.setdefault(trigger.stream_tag, []).append(trigger)
+        for stream_tag, due in by_tag.items():
+            head = self.store.get_head(stream_tag)
+            if head is None or head.deleted:
+                continue  # nothing to deploy; the trigger says WaitingForImage once the tag has a head again
+            self.fire_queue.enqueue(due, head, reason=reason, force=force, at=now)
+            queued += [t.id for t in due]
+        return queued
 
     def _failed(self, trigger: Trigger, error: str) -> Trigger:
         """Failed, with the next retry (by the reconciler) backed off exponentially: 1, 2, 4 … minutes, ≤ 6 h."""
@@ -411,8 +516,10 @@ class ImageStreams:
 
     # --------------------------------------------------------------------------------------- triggers
 
-    def add_trigger(self, stream_tag: StreamTag, target: Target, *, paused: bool = False) -> Trigger:
+    def add_trigger(self, stream_tag: StreamTag, target: Target, *, paused: bool = False,
+                    fire: Callable[[Trigger, Head | None], Trigger] | None = None) -> Trigger:
         """Register; fire at once when the tag already has a head (like OpenShift). Idempotent per target.
+        ``fire`` replaces :meth:`fire` for that first fire (e.g. the admin's: queue it, or fire within a budget).
 
         The target is canonicalised first (names, ARNs checked against this account and region), and only that
         form is used afterwards: the id, the allow-list, the one-writer check and what is stored. So the name and
@@ -440,7 +547,7 @@ class ImageStreams:
         head = self.store.get_head(stream_tag)
         if paused:
             return trigger
-        return self.fire(trigger, head)
+        return fire(trigger, head) if fire is not None else self.fire(trigger, head)
 
     def list_triggers(self, stream_tag: StreamTag | None = None) -> list[Trigger]:
         if stream_tag is None:

@@ -6,6 +6,8 @@ Key design (one partition per stream, so a tag's head and its triggers come back
     sk = "T#<tag>#H"              head or tombstone     kind=HEAD
          "T#<tag>#R#<trigger id>" trigger               kind=TRIGGER, gsi1pk="TRIGGER", gsi1sk=<id>
          "T#<tag>#V#<generation>" history entry         kind=HIST (generation zero-padded: sorts newest last)
+    pk = "LEASE#<name>", sk = "LEASE"  a lease (one writer per target resource, one reconciler run)  kind=LEASE,
+                                        expiresAt for TTL clean-up (never fanned out: the stream filter wants HEAD)
 
 '#' sorts before every tag character, so ``begins_with("T#web#")`` never matches tag ``web-2``; and
 ``H`` < ``R`` < ``V``, so head + triggers are one contiguous ``BETWEEN`` range.
@@ -13,6 +15,8 @@ Key design (one partition per stream, so a tag's head and its triggers come back
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -123,11 +127,17 @@ def trigger_from_item(item: dict[str, Any]) -> Trigger:
     )
 
 
+def lease_key(name: str) -> dict[str, str]:
+    return {"pk": f"LEASE#{name}", "sk": "LEASE"}
+
+
 class DynamoStore:
-    def __init__(self, client: Any, table: str, *, tombstone_ttl: timedelta = timedelta(days=90)) -> None:
+    def __init__(self, client: Any, table: str, *, tombstone_ttl: timedelta = timedelta(days=90),
+                 clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.table = table
         self.tombstone_ttl = tombstone_ttl
+        self.clock = clock  # epoch seconds, for lease expiry
 
     # ------------------------------------------------------------------------------------------ heads
 
@@ -364,3 +374,34 @@ class DynamoStore:
         st = trigger.stream_tag
         self.client.delete_item(TableName=self.table,
                                 Key=_dump({"pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id)}))
+
+    # ------------------------------------------------------------------------------------------ leases
+
+    def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
+        """Conditional PutItem: succeeds when the lease is absent, expired, or already ours. ``expiresAt`` (epoch
+        seconds) is both the expiry the condition checks and the table's TTL attribute, so DynamoDB removes
+        abandoned leases eventually; an expired one still present is simply taken over."""
+        now = int(self.clock())
+        item = {**lease_key(name), "kind": "LEASE", "owner": owner, "expiresAt": now + max(int(seconds), 1)}
+        try:
+            self.client.put_item(
+                TableName=self.table, Item=_dump(item),
+                ConditionExpression="attribute_not_exists(pk) OR #e <= :now OR #o = :o",
+                ExpressionAttributeNames={"#e": "expiresAt", "#o": "owner"},
+                ExpressionAttributeValues=_dump({":now": now, ":o": owner}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Conditional DeleteItem on the owner: a lease that expired and was taken over is not ours to delete."""
+        try:
+            self.client.delete_item(TableName=self.table, Key=_dump(lease_key(name)),
+                                    ConditionExpression="#o = :o", ExpressionAttributeNames={"#o": "owner"},
+                                    ExpressionAttributeValues=_dump({":o": owner}))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise

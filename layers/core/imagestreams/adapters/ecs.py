@@ -21,6 +21,8 @@ _THROTTLING = {
     "InternalFailure", "ServiceUnavailable",
 }
 
+_CONCURRENT = "too many concurrent attempts"
+
 
 def classify(exc: Exception, doing: str) -> Exception:
     """Map an SDK error (after botocore's own retries) to a permanent or a transient target error."""
@@ -28,7 +30,9 @@ def classify(exc: Exception, doing: str) -> Exception:
         code = exc.response["Error"].get("Code", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         message = exc.response["Error"].get("Message", "")
-        if code in _THROTTLING or status >= 500:
+        if code in _THROTTLING or status >= 500 or _CONCURRENT in message.lower():
+            # RegisterTaskDefinition answers ClientException "Too many concurrent attempts to create a new
+            # revision of the specified family" while another revision of it is being registered: retry later
             return TransientTargetError(f"{doing}: {code or status}: {message}")
         return TargetError(f"{doing}: {code}: {message}")
     return TransientTargetError(f"{doing}: {exc}")

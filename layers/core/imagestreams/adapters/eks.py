@@ -10,7 +10,9 @@ PATCH) plus a list for discovery. ``urllib`` with an ``ssl`` context built from 
   after signing: cached for 13 min, refreshed once on a 401.
 * Firing: GET the workload; no-op when the container already has the pinned ref; else a strategic-merge PATCH that
   names only that container (containers are merged by ``name``, so sidecars are untouched) with a
-  ``metadata.resourceVersion`` precondition; a 409 is retried with a fresh read. Two HTTP calls per fire.
+  ``metadata.resourceVersion`` precondition. A 409 (someone wrote the workload since our read) writes nothing and
+  raises ``TargetChanged``: the whole fire starts over, re-reading the trigger too, so a pause or a target rollback
+  made meanwhile wins instead of being overwritten. Two HTTP calls per fire.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import TargetError, TransientTargetError
+from ..errors import TargetChanged, TargetError, TransientTargetError
 from ..model import DNS_LABEL_RE, WORKLOAD_KINDS, EksTarget, Problems, StreamTag, show
 from ..ports import DriverResult, TargetState
 
@@ -216,9 +218,8 @@ def _nest(path: tuple[str, ...], leaf: dict[str, Any]) -> dict[str, Any]:
 
 
 class EksDriver:
-    def __init__(self, api: KubeApi, *, max_conflicts: int = 3, page_size: int = LIST_PAGE_SIZE) -> None:
+    def __init__(self, api: KubeApi, *, page_size: int = LIST_PAGE_SIZE) -> None:
         self.api = api
-        self.max_conflicts = max_conflicts
         self.page_size = page_size
 
     def platform(self, target: EksTarget) -> str | None:
@@ -238,31 +239,29 @@ class EksDriver:
         return TargetState(found[1].get("image", ""), rollout_state(obj, target.kind))
 
     def apply(self, target: EksTarget, image: str) -> DriverResult:
-        for _ in range(self.max_conflicts):
-            obj = self._get(target)
-            found = find_container(obj, target.kind, target.container)
-            if found is None:
-                names = [c.get("name") for k in ("containers", "initContainers")
-                         for c in _dig(obj, pod_spec_path(target.kind)).get(k) or []]
-                raise TargetError(f"container {target.container} not found in {target.describe()} "
-                                  f"(containers: {', '.join(map(str, names))})")
-            list_key, container = found
-            previous = container.get("image")
-            if previous == image:
-                return DriverResult(False, previous, rollout_state(obj, target.kind))
-            patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}}
-            patch.update(_nest(pod_spec_path(target.kind), {list_key: [{"name": target.container, "image": image}]}))
-            try:
-                patched = self.api.request(target.cluster, "PATCH",
-                                           f"{workload_path(target)}?fieldManager={FIELD_MANAGER}", patch,
-                                           "application/strategic-merge-patch+json")
-            except KubeError as exc:
-                if exc.status == 409:
-                    continue  # someone else wrote it since our read: read again
-                raise _target_error(exc, target) from exc
-            generation = str(patched.get("metadata", {}).get("generation"))
-            return DriverResult(True, previous, rollout_state(patched, target.kind), generation, generation)
-        raise TransientTargetError(f"{target.describe()} kept changing under us ({self.max_conflicts} conflicts)")
+        obj = self._get(target)
+        found = find_container(obj, target.kind, target.container)
+        if found is None:
+            names = [c.get("name") for k in ("containers", "initContainers")
+                     for c in _dig(obj, pod_spec_path(target.kind)).get(k) or []]
+            raise TargetError(f"container {target.container} not found in {target.describe()} "
+                              f"(containers: {', '.join(map(str, names))})")
+        list_key, container = found
+        previous = container.get("image")
+        if previous == image:
+            return DriverResult(False, previous, rollout_state(obj, target.kind))
+        patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}}
+        patch.update(_nest(pod_spec_path(target.kind), {list_key: [{"name": target.container, "image": image}]}))
+        try:
+            patched = self.api.request(target.cluster, "PATCH",
+                                       f"{workload_path(target)}?fieldManager={FIELD_MANAGER}", patch,
+                                       "application/strategic-merge-patch+json")
+        except KubeError as exc:
+            if exc.status == 409:  # not re-applied here: the caller re-checks the trigger before trying again
+                raise TargetChanged(f"{target.describe()} was changed by someone else since our read") from exc
+            raise _target_error(exc, target) from exc
+        generation = str(patched.get("metadata", {}).get("generation"))
+        return DriverResult(True, previous, rollout_state(patched, target.kind), generation, generation)
 
     # ------------------------------------------------------------------------------- OpenShift triggers
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +22,8 @@ class MemoryStore:
         self.cursor: dict = {}
         self.writes = 0
         self._lock = threading.Lock()
+        self.leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expires at)
+        self.lease_clock: Callable[[], float] = time.time
 
     def get_head(self, stream_tag: StreamTag) -> Head | None:
         return self.heads_by_tag.get(stream_tag)
@@ -106,6 +110,20 @@ class MemoryStore:
 
     def remove_trigger(self, trigger: Trigger) -> None:
         self.triggers.pop(trigger.id, None)
+
+    def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
+        with self._lock:
+            now = self.lease_clock()
+            holder = self.leases.get(name)
+            if holder is not None and holder[0] != owner and holder[1] > now:
+                return False
+            self.leases[name] = (owner, now + seconds)
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._lock:
+            if self.leases.get(name, ("", 0.0))[0] == owner:
+                del self.leases[name]
 
     def load_cursor(self) -> dict:
         return dict(self.cursor)
@@ -216,10 +234,16 @@ class MemoryEcs:
 
 
 class ListQueue:
-    """Collects fires; ``drain`` hands them to a callback (the deployer) like SQS would."""
+    """Collects fires; ``drain`` hands them to a callback (the deployer) like SQS would. ``messages`` keeps what
+    the SQS queue would carry (message bodies, with ``force``/``at``/``paused`` for a queued ``deploy``)."""
 
     def __init__(self) -> None:
         self.items: list[tuple[StreamTag, str, str]] = []
+        self.messages: list[dict] = []
 
-    def enqueue(self, triggers: list[Trigger], head: Head, *, reason: str | None = None) -> None:
+    def enqueue(self, triggers: list[Trigger], head: Head, *, reason: str | None = None, force: bool = False,
+                at: datetime | None = None) -> None:
+        from .sqs import message_body
+
         self.items.extend((t.stream_tag, t.id, head.digest) for t in triggers)
+        self.messages.extend(message_body(t, head, force=force, at=at) for t in triggers)
