@@ -431,3 +431,16 @@ def test_a_fire_on_a_malformed_index_fails_the_trigger_with_a_short_reason(name)
     store.add_trigger(trigger)
     fired = streams.fire(trigger, store.get_head(LATEST))  # raised TypeError/AttributeError before
     assert fired.status == "Failed" and 0 < len(fired.last_error) < 600 and driver.applied == []
+
+
+def test_every_event_for_a_repository_outside_the_pattern_counts_as_not_ours():
+    streams, store, registry, _ = world(DeniedRegistry())
+    delete_by_digest = valid_event()
+    delete_by_digest["detail"].update({"repository-name": "other/app", "action-type": "DELETE"})
+    del delete_by_digest["detail"]["image-tag"]
+    untagged_push = valid_event()
+    untagged_push["detail"]["repository-name"] = "other/app"
+    del untagged_push["detail"]["image-tag"]
+    for event in (delete_by_digest, untagged_push):
+        assert handle_ecr_event(streams, parse_ecr_event(event)).not_ours
+    assert store.writes == 0 and registry.denied_calls == 0  # decided by the pattern alone

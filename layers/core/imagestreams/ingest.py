@@ -36,6 +36,9 @@ def handle_ecr_event(streams: ImageStreams, event: EcrEvent) -> IngestOutcome:
 
 
 def _handle(streams: ImageStreams, event: EcrEvent) -> IngestOutcome:
+    owns = getattr(streams.registry, "owns", None)  # RepositoryPattern, known without asking ECR
+    if owns is not None and not owns(event.stream):
+        raise NotOurs(event.stream)
     if event.result != "SUCCESS":
         return IngestOutcome("ignored", reason=f"result {event.result}")
     if event.tag is None:
