@@ -39,16 +39,18 @@ class DeniedRegistry(MemoryRegistry):
     """ECR as IAM shows it to a stack whose RepositoryPattern is ``team/*``: every call on another repository is
     denied (the ECR adapter turns AccessDenied into NotOurs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, knows_pattern: bool = True) -> None:
         super().__init__()
         self.host = self.registry
         self.denied_calls = 0
+        if not knows_pattern:
+            self.owns = None  # the pattern is not known here: only IAM's AccessDenied tells
 
     def owns(self, stream: str) -> bool:
         return stream.startswith("team/")
 
     def _deny(self, stream: str) -> None:
-        if not self.owns(stream):
+        if not stream.startswith("team/"):
             self.denied_calls += 1
             raise NotOurs(stream, "AccessDeniedException: not authorized to perform ecr:DescribeImages")
 
@@ -87,7 +89,7 @@ def push_event(stream: str, tag: str = "latest") -> dict:
 
 
 def test_push_to_a_repository_we_may_not_read_is_ignored_not_failed():
-    streams, store, registry, _ = world(DeniedRegistry())
+    streams, store, registry, _ = world(DeniedRegistry(knows_pattern=False))
     registry.set("other/app", "latest", digest(1))
     outcome = handle_ecr_event(streams, parse_ecr_event(push_event("other/app")))  # raised AccessDenied before
     assert outcome.status == "ignored" and outcome.not_ours and "other/app" in outcome.reason
@@ -125,12 +127,9 @@ def test_admin_commands_on_a_repository_that_is_not_ours_are_forbidden(command):
 
 
 def test_admin_answers_forbidden_when_iam_denies_what_the_pattern_allows():
-    registry = DeniedRegistry()
-    registry.owns = lambda stream: True  # the pattern says yes, IAM says no: the adapter raises NotOurs
-    registry._deny = lambda stream: (_ for _ in ()).throw(NotOurs(stream, "AccessDeniedException"))
-    streams, store, _, _ = world(registry)
+    streams, store, registry, _ = world(DeniedRegistry(knows_pattern=False))
     answer = dispatch(streams, {"action": "import", "target": "other/app:latest"})
-    assert answer["error"]["type"] == "Forbidden" and store.writes == 0
+    assert answer["error"]["type"] == "Forbidden" and store.writes == 0 and registry.denied_calls == 1
 
 
 # ---------------------------------------------------------------------------------------- alias left behind
