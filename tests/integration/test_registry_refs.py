@@ -187,3 +187,30 @@ def test_two_pushes_ingested_concurrently_leave_the_alias_on_the_source(repos, m
     assert overtaken == [event_a["detail"]["image-digest"]]  # the race happened as intended
     assert in_ecr("stable") == in_ecr("latest") == described["latest"]["digest"] == described["stable"]["digest"]
     assert json.dumps(described["stable"]["alias_of"]) == '"latest"'
+
+
+def test_discovery_reports_annotations_naming_another_registry_and_adopts_our_own(repos):
+    from imagestreams_local.kube import FakeKubeApi
+
+    repos.push_image("team/web", "latest", seed="1")
+    repos.pump()
+    containers = [{"name": "web", "image": "nginx"}]
+
+    def annotation(name):
+        return {"image.openshift.io/triggers": json.dumps([{
+            "from": {"kind": "ImageStreamTag", "name": name},
+            "fieldPath": 'spec.template.spec.containers[?(@.name=="web")].image'}])}
+
+    with FakeKubeApi() as kube:
+        repos.add_eks_cluster("prod", kube)
+        kube.add("Deployment", "apps", "foreign", containers,
+                 annotations=annotation("111111111111.dkr.ecr.eu-west-1.amazonaws.com/team/web:latest"))
+        kube.add("Deployment", "apps", "own", containers, annotations=annotation(f"{REG}/team/web:latest"))
+        answer = repos.invoke("AdminFunction", {"action": "trigger.add", "from": "*",
+                                                "target": {"type": "eks", "cluster": "prod", "discover": True}})
+        assert answer["ok"], answer
+        assert [t["target"]["name"] for t in answer["result"]["triggers"]] == ["own"]
+        assert len(answer["result"]["errors"]) == 1 and "apps/Deployment/foreign" in answer["result"]["errors"][0]
+        assert "111111111111" in answer["result"]["errors"][0]
+        foreign = kube.get("Deployment", "apps", "foreign")["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert foreign == "nginx"  # was: pinned to this account's team/web
