@@ -207,3 +207,82 @@ _bad_commands_before_f_outside = bad_commands
 def bad_commands() -> Iterator[tuple[str, Any]]:  # noqa: F811 - extends the list above
     yield from _bad_commands_before_f_outside()
     yield from _f_outside_commands()
+
+
+# c-registry ------------------------------------------------------------------------------------------------------
+# References naming a registry other than the stack's own (another account, another region, not ECR at all), and
+# alias structures beyond the documented limits. The registry commands are refused in any world (with the stack's
+# registry unknown, no registry-qualified reference is accepted), so they join bad_commands(); the alias commands
+# need a world holding a full-depth chain and a tag with the maximum of aliases: alias_limit_world() builds it,
+# and tests/unit/test_registry_refs.py runs them there.
+
+OWN_REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+FOREIGN_REGISTRIES = [
+    "111111111111.dkr.ecr.eu-west-1.amazonaws.com",  # another account, another region
+    "111111111111.dkr.ecr.us-east-1.amazonaws.com",  # another account, same region
+    "123456789012.dkr.ecr.eu-west-1.amazonaws.com",  # this account, another region
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn",  # another partition
+    "docker.io", "ghcr.io", "localhost:5000", "public.ecr.aws",
+]
+
+
+def registry_bad_commands() -> Iterator[tuple[str, Any]]:
+    for host in FOREIGN_REGISTRIES:
+        ref = f"{host}/team/web:latest"
+        yield f"tag source in {host}", {"action": "tag", "source": ref, "target": "team/web:prod"}
+        yield f"tag source digest in {host}", {"action": "tag", "source": f"{host}/team/web@{DIGEST}",
+                                               "target": "team/web:prod"}
+        yield f"tag target in {host}", {"action": "tag", "source": "team/web:latest",
+                                        "target": [f"{host}/team/web:prod"]}
+        yield f"untag in {host}", {"action": "untag", "target": ref}
+        yield f"rollback in {host}", {"action": "rollback", "target": ref, "to": DIGEST}
+        yield f"import target in {host}", {"action": "import", "target": ref}
+        yield f"import stream in {host}", {"action": "import", "stream": f"{host}/team/web"}
+        yield f"describe in {host}", {"action": "describe", "stream": f"{host}/team/web"}
+        yield f"history in {host}", {"action": "history", "target": ref}
+        yield f"trigger.add from {host}", {"action": "trigger.add", "from": ref, "target": ECS}
+        yield f"trigger.list from {host}", {"action": "trigger.list", "from": ref}
+        yield f"trigger.pause from {host}", {"action": "trigger.pause", "from": ref}
+        yield f"deploy from {host}", {"action": "deploy", "from": ref}
+
+
+ALIAS_CHAIN = [f"a{i}" for i in range(1, 11)]  # latest <- a1 <- a2 ... <- a10: ten links, the most followed
+BRANCH = [f"b{i}" for i in range(1, 6)]  # base <- b1 ... <- b5
+MANY = [f"m{i:03d}" for i in range(100)]  # 100 tags tracking "many": the most one tag may have
+
+
+def alias_limit_world(streams: Any, registry: Any) -> None:
+    """Give team/web a full-depth alias chain, a five-deep branch and a tag with the maximum of aliases."""
+    from itertools import pairwise
+
+    from imagestreams.model import ImageRef, StreamTag
+
+    for tag in ("latest", "base", "many"):
+        registry.set("team/web", tag, DIGEST)
+        streams.sync(StreamTag("team/web", tag))
+    for chain in (["latest", *ALIAS_CHAIN], ["base", *BRANCH]):
+        for source, target in pairwise(chain):
+            streams.tag(ImageRef("team/web", source), [StreamTag("team/web", target)], alias=True)
+    streams.tag(ImageRef("team/web", "many"), [StreamTag("team/web", t) for t in MANY], alias=True)
+
+
+def alias_bad_commands() -> Iterator[tuple[str, Any]]:
+    yield "alias one link below a full-depth chain", {"action": "tag", "source": "team/web:a10",
+                                                      "target": "team/web:a11", "alias": True}
+    yield "alias a tag with a deep branch below a deep chain", {"action": "tag", "source": "team/web:a6",
+                                                                "target": "team/web:base", "alias": True}
+    yield "alias cycle through a chain", {"action": "tag", "source": "team/web:a10", "target": "team/web:latest",
+                                          "alias": True}
+    yield "alias the 101st tag", {"action": "tag", "source": "team/web:many", "target": "team/web:one-more",
+                                  "alias": True}
+    yield "alias two more tags to a tag with 100", {"action": "tag", "source": "team/web:many",
+                                            "target": [f"team/web:x{i}" for i in range(2)], "alias": True}
+    yield "roll an alias back on its own", {"action": "rollback", "target": "team/web:a3"}
+
+
+_bad_commands_before_c_registry = bad_commands
+
+
+def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
+    yield from _bad_commands_before_c_registry()
+    yield from registry_bad_commands()

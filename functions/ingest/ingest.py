@@ -1,7 +1,9 @@
 """Ingest: EventBridge ``ECR Image Action`` (PUSH, DELETE) and ``ECR Replication Action`` (REPLICATE).
 
 Events are hints; ECR is the truth (DESIGN §3.1). Errors propagate so the asynchronous invoke retries and then
-parks the event in the on-failure destination; a malformed event raises at once with a clear message.
+parks the event in the on-failure destination; a malformed event raises at once with a clear message. An event for
+a repository we may not read (outside RepositoryPattern, or denied by IAM) is not ours: logged, counted
+(``EventsNotOurs``) and ignored, never a failed invocation.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.error("malformed ECR event rejected", error=exc.message)
         raise
     outcome = handle_ecr_event(services(), ecr_event)
+    if outcome.not_ours:
+        metrics.add_metric(name="EventsNotOurs", unit=MetricUnit.Count, value=1)
+        logger.info("event for a repository that is not ours ignored", action=ecr_event.action,
+                    stream=ecr_event.stream, tag=ecr_event.tag, reason=outcome.reason)
+        return outcome.as_dict()
     metrics.add_metric(name="TagsMoved", unit=MetricUnit.Count, value=len(outcome.moves))
     if outcome.status != "moved":
         metrics.add_metric(name="EventsNoOp", unit=MetricUnit.Count, value=1)

@@ -18,7 +18,7 @@ REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     ],
 )
 def test_parse_valid_references(text, stream, tag, dig, registry):
-    ref = ImageRef.parse(text)
+    ref = ImageRef.parse(text, registry=REG)  # a full URI must name the stack's own registry
     assert (ref.stream, ref.tag, ref.digest, ref.registry) == (stream, tag, dig, registry)
     assert str(ref) == text
 

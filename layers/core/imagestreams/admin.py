@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .errors import ImageStreamsError, Invalid, NotFound, TransientTargetError
+from .errors import Forbidden, ImageStreamsError, Invalid, NotFound, NotOurs, TransientTargetError
 from .model import (
     ImageRef,
     Problems,
     StreamTag,
     Trigger,
+    check_registry,
     is_discovery,
     parse_discovery,
     parse_target,
@@ -52,11 +53,39 @@ def _bool(params: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
-def _stream(value: Any) -> str:
-    if isinstance(value, str) and "/" in value and "." in value.split("/", 1)[0]:
-        host, _, value = value.partition("/")
-        ImageRef.parse(f"{host}/{value}:x", "stream")  # validates the registry host
-    return validate_repository(value)
+def _host(streams: ImageStreams) -> str | None:
+    """The stack's own registry host, which full ECR URIs must name (None: unknown, so none is accepted)."""
+    return getattr(streams.registry, "host", None)
+
+
+def _ours(streams: ImageStreams, stream: str) -> str:
+    """Refuse a repository outside RepositoryPattern up front (the registry adapter knows the pattern)."""
+    owns = getattr(streams.registry, "owns", None)
+    if owns is not None and not owns(stream):
+        raise NotOurs(stream)
+    return stream
+
+
+def _ref(streams: ImageStreams, value: Any, what: str) -> ImageRef:
+    ref = ImageRef.parse(value, what, registry=_host(streams))
+    _ours(streams, ref.stream)
+    return ref
+
+
+def _tag_ref(streams: ImageStreams, value: Any, what: str) -> StreamTag:
+    stream_tag = StreamTag.parse(value, what, registry=_host(streams))
+    _ours(streams, stream_tag.stream)
+    return stream_tag
+
+
+def _stream(streams: ImageStreams, value: Any) -> str:
+    """``repo`` or ``<registry>/repo``, the registry being this stack's own."""
+    if isinstance(value, str) and "/" in value:
+        first, _, rest = value.partition("/")
+        if "." in first or ":" in first:
+            check_registry(first, _host(streams), value, "stream")
+            value = rest
+    return _ours(streams, validate_repository(value))
 
 
 def _triggers(streams: ImageStreams, params: dict[str, Any]) -> list[Trigger]:
@@ -65,7 +94,7 @@ def _triggers(streams: ImageStreams, params: dict[str, Any]) -> list[Trigger]:
         raise Invalid("give exactly one of id or from")
     if "id" in params:
         return [streams.get_trigger(validate_trigger_id(params["id"]))]
-    stream_tag = StreamTag.parse(params["from"], "from")
+    stream_tag = _tag_ref(streams, params["from"], "from")
     triggers = streams.list_triggers(stream_tag)
     if not triggers:
         raise NotFound(f"no triggers on {stream_tag}")
@@ -127,11 +156,11 @@ class _Firing:
 
 
 def _describe(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
-    return streams.describe(_stream(p["stream"]))
+    return streams.describe(_stream(streams, p["stream"]))
 
 
 def _history(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
-    stream_tag = StreamTag.parse(p["target"], "target")
+    stream_tag = _tag_ref(streams, p["target"], "target")
     limit = _positive_int(p, "limit") if "limit" in p else None
     entries = streams.history(stream_tag, limit)
     return {"target": str(stream_tag), "entries": [e.as_dict() for e in entries]}
@@ -142,9 +171,9 @@ def _import(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     if ("target" in p) == ("stream" in p):
         raise Invalid("give exactly one of target or stream")
     if "target" in p:
-        tags = [StreamTag.parse(p["target"], "target")]
+        tags = [_tag_ref(streams, p["target"], "target")]
     else:
-        stream = _stream(p["stream"])
+        stream = _stream(streams, p["stream"])
         tags = [h.stream_tag for h in streams.store.heads(stream)]
         if not tags:
             raise NotFound(f"stream {stream} has no tags to import; import a tag with target=repo:tag")
@@ -157,7 +186,7 @@ def _trigger_add(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
         return _discover(streams, p)
     if "from" not in p:
         raise Invalid("missing field(s) for trigger.add: from")
-    stream_tag = StreamTag.parse(p["from"], "from")
+    stream_tag = _tag_ref(streams, p["from"], "from")
     target = parse_target(p["target"])
     firing = _Firing(streams, "add")
     trigger = streams.add_trigger(stream_tag, target, paused=_bool(p, "paused", False), fire=firing.one)
@@ -204,7 +233,7 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _trigger_list(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
-    stream_tag = StreamTag.parse(p["from"], "from") if "from" in p else None
+    stream_tag = _tag_ref(streams, p["from"], "from") if "from" in p else None
     return _result_triggers(streams.list_triggers(stream_tag))
 
 
@@ -244,19 +273,19 @@ def _moves(moves: list[Any]) -> dict[str, Any]:
 
 def _tag(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     actor = _actor(p)
-    source = ImageRef.parse(p["source"], "source")
+    source = _ref(streams, p["source"], "source")
     raw = p["target"]
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not raw or len(raw) > MAX_TARGETS:
         raise Invalid(f"target must be a tag reference or a non-empty list of at most {MAX_TARGETS}")
-    targets = [StreamTag.parse(t, "target") for t in raw]
+    targets = [_tag_ref(streams, t, "target") for t in raw]
     return _moves(streams.tag(source, targets, alias=_bool(p, "alias", False), actor=actor))
 
 
 def _untag(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     actor = _actor(p)
-    target = StreamTag.parse(p["target"], "target")
+    target = _tag_ref(streams, p["target"], "target")
     return _moves(streams.untag(target, keep_in_registry=_bool(p, "keep_in_registry", False), actor=actor))
 
 
@@ -282,7 +311,7 @@ def _rollback(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
         return _result_triggers([trigger])
     if "to" in p and "steps" in p:
         raise Invalid("give one of to or steps, not both")
-    target = StreamTag.parse(p["target"], "target")
+    target = _tag_ref(streams, p["target"], "target")
     return _moves(streams.rollback_tag(target, to=to, steps=_positive_int(p, "steps"), actor=actor))
 
 
@@ -329,3 +358,5 @@ def dispatch(streams: ImageStreams | Callable[[], ImageStreams], command: Any) -
         return {"ok": True, "result": action.run(service, params)}
     except ImageStreamsError as exc:
         return {"ok": False, "error": exc.as_dict()}
+    except NotOurs as exc:  # outside RepositoryPattern, or IAM denies it: the caller may not act on it here
+        return {"ok": False, "error": Forbidden(exc.message).as_dict()}

@@ -11,6 +11,7 @@ from . import aws
 from .adapters.dynamodb import DynamoStore
 from .adapters.ecr import EcrRegistry
 from .config import Settings
+from .model import registry_host
 from .policy import TargetPolicy
 from .ports import TargetDriver
 from .services import ImageStreams
@@ -41,10 +42,10 @@ def _ecs_driver() -> TargetDriver:
     return EcsDriver(aws.client("ecs"))
 
 
-def _eks_driver() -> TargetDriver:
+def _eks_driver(registry: str | None = None) -> TargetDriver:
     from .adapters.eks import EksClusters, EksDriver, KubeApi
 
-    return EksDriver(KubeApi(EksClusters(aws.client("eks"), aws.session())))
+    return EksDriver(KubeApi(EksClusters(aws.client("eks"), aws.session())), registry=registry)
 
 
 def _lambda_driver() -> TargetDriver:
@@ -53,17 +54,27 @@ def _lambda_driver() -> TargetDriver:
     return LambdaDriver(aws.client("lambda"))
 
 
+def stack_registry_host(settings: Settings) -> str | None:
+    """``<account>.dkr.ecr.<region>.amazonaws.com``: the only registry references may name. None when the account
+    or region is unknown (then references that name any registry are refused)."""
+    if not settings.account_id or not settings.region:
+        return None
+    return registry_host(settings.account_id, settings.region)
+
+
 def build(settings: Settings) -> ImageStreams:
     fire_queue = None
     if settings.fire_queue_url:
         from .adapters.sqs import SqsFireQueue
 
         fire_queue = SqsFireQueue(aws.LazyClient("sqs"), settings.fire_queue_url)
+    host = stack_registry_host(settings)
     return ImageStreams(
         store=DynamoStore(aws.client("dynamodb"), settings.table,
                           tombstone_ttl=timedelta(days=settings.tombstone_ttl_days)),
-        registry=EcrRegistry(aws.LazyClient("ecr")),
-        drivers=LazyDrivers({"ecs": _ecs_driver, "eks": _eks_driver, "lambda": _lambda_driver}),
+        registry=EcrRegistry(aws.LazyClient("ecr"), host=host,
+                             repository_pattern=settings.repository_pattern),
+        drivers=LazyDrivers({"ecs": _ecs_driver, "eks": lambda: _eks_driver(host), "lambda": _lambda_driver}),
         fire_queue=fire_queue,
         history_limit=settings.history_limit,
         policy=TargetPolicy.from_strings(settings.allowed_ecs_clusters, settings.allowed_eks_namespaces,

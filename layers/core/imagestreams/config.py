@@ -28,6 +28,7 @@ class Settings(NamedTuple):
     account_id: str | None = None
     region: str | None = None  # the stack's region (Lambda sets AWS_REGION)
     task_role_pattern: str = ""  # IAM role-name pattern ECS fires may pass (TaskRolePattern); empty: none
+    repository_pattern: str = "*"  # ECR repositories that are ours (RepositoryPattern, an IAM resource pattern)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,4 +46,5 @@ class Settings(NamedTuple):
             account_id=os.environ.get("ACCOUNT_ID") or None,
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
             task_role_pattern=os.environ.get("TASK_ROLE_PATTERN", "").strip(),
+            repository_pattern=os.environ.get("REPOSITORY_PATTERN", "").strip() or "*",
         )

@@ -36,6 +36,21 @@ class Forbidden(ImageStreamsError):
     type = "Forbidden"
 
 
+class NotOurs(Exception):
+    """A repository we may not read: outside the configured ``RepositoryPattern``, or IAM denies it.
+
+    Not a fault: ingest ignores events for such repositories (a log line and a metric, never a failed invocation),
+    and admin commands answer ``Forbidden``.
+    """
+
+    def __init__(self, stream: str, detail: str = "") -> None:
+        self.stream = stream
+        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        self.message = (f"repository {stream} is not managed by this stack (outside its RepositoryPattern, or IAM "
+                        f"does not let the stack read it){': ' + detail if detail else ''}")
+        super().__init__(self.message)
+
+
 class ConcurrentUpdate(Exception):
     """The head changed between our read and our conditional write: start over (DESIGN §3.1)."""
 

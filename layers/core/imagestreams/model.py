@@ -137,6 +137,22 @@ def validate_digest(digest: Any) -> str:
     return digest
 
 
+def check_registry(host: str, registry: str | None, text: Any, what: str) -> str:
+    """The registry a reference names must be this stack's own ECR registry (``registry``); a reference to another
+    account or region is refused, never rewritten to a local repository of the same name. When the stack's registry
+    is not known (``registry`` None, e.g. no ACCOUNT_ID), no registry can be verified, so every reference that names
+    one is refused: give ``repo:tag`` instead."""
+    if not ECR_HOST_RE.fullmatch(host):
+        raise Invalid(f"{what} {show(text)} names registry {show(host)}, which is not an ECR registry host")
+    if registry is None:
+        raise Invalid(f"{what} {show(text)} names registry {host}, and this stack's own registry is not known here; "
+                      "give the repository without a registry (repo:tag)")
+    if host != registry:
+        raise Invalid(f"{what} {show(text)} names registry {host}, not this stack's registry {registry}: "
+                      "only repositories of this account and region can be referenced")
+    return host
+
+
 class StreamTag(NamedTuple):
     """``team/web:prod`` — one tag of one stream (an ECR repository)."""
 
@@ -147,8 +163,10 @@ class StreamTag(NamedTuple):
         return f"{self.stream}:{self.tag}"
 
     @classmethod
-    def parse(cls, text: Any, what: str = "reference") -> StreamTag:  # type: ignore[override]
-        ref = ImageRef.parse(text, what)
+    def parse(cls, text: Any, what: str = "reference", *,  # type: ignore[override]
+              registry: str | None = None) -> StreamTag:
+        """``repo:tag``, or ``<registry>/repo:tag`` where the registry must be ``registry`` (see ImageRef.parse)."""
+        ref = ImageRef.parse(text, what, registry=registry)
         if ref.tag is None or ref.digest is not None:
             raise Invalid(f"{what} must be a tag reference like repo:tag, got {show(text)}")
         return cls(ref.stream, ref.tag)
@@ -163,15 +181,15 @@ class ImageRef(NamedTuple):
     registry: str | None = None  # "<acct>.dkr.ecr.<region>.amazonaws.com" when given
 
     @classmethod
-    def parse(cls, text: Any, what: str = "reference") -> ImageRef:
+    def parse(cls, text: Any, what: str = "reference", *, registry: str | None = None) -> ImageRef:
+        """Parse a reference. A full ECR URI is accepted only when it names ``registry``, the stack's own registry
+        host; any other registry is :class:`Invalid`, and with ``registry`` None (unknown) every registry is."""
         text = _require_str(text, what, 512)
-        registry = None
+        named = None
         rest = text
         first, sep, remainder = text.partition("/")
         if sep and ("." in first or ":" in first):
-            if not ECR_HOST_RE.fullmatch(first):
-                raise Invalid(f"{what} {show(text)} names registry {show(first)}, which is not an ECR registry host")
-            registry, rest = first, remainder
+            named, rest = check_registry(first, registry, text, what), remainder
         digest = tag = None
         if "@" in rest:
             rest, _, digest = rest.partition("@")
@@ -184,7 +202,7 @@ class ImageRef(NamedTuple):
                 validate_tag(tag)
         if tag is None and digest is None:
             raise Invalid(f"{what} {show(text)} has neither a tag (repo:tag) nor a digest (repo@sha256:...)")
-        return cls(validate_repository(rest), tag, digest, registry)
+        return cls(validate_repository(rest), tag, digest, named)
 
     def __str__(self) -> str:
         base = f"{self.registry}/{self.stream}" if self.registry else self.stream

@@ -99,6 +99,9 @@ class Reconciler:
     # ------------------------------------------------------------------------------------------ tags
 
     def _tags(self, stream: str, report: dict[str, Any], *, gone: bool) -> None:
+        owns = getattr(self.catalog, "owns", None)
+        if not gone and owns is not None and not owns(stream):
+            return  # outside RepositoryPattern: not ours (IAM would deny reading it anyway)
         truth = {} if gone else self.catalog.tags(stream)
         if truth is None:
             return  # not readable with our permissions (outside RepositoryPattern): not ours, and not gone
@@ -112,6 +115,23 @@ class Reconciler:
         for tag in sorted(suspects):  # sync re-reads both sides: the bulk listing is only a hint
             report["moves"] += [m.as_dict() for m in self.streams.sync(StreamTag(stream, tag), cause="import",
                                                                         actor="reconciler")]
+        if not gone:
+            self._check_aliases(stream, report)
+
+    def _check_aliases(self, stream: str, report: dict[str, Any]) -> None:
+        """Every live alias must equal its live source (an alias flow that died half-way, or raced, leaves one
+        behind; comparing the table with ECR does not see it). Repairs go through the alias flow of the source,
+        which also restores a missing back-link first. Reported under ``aliases`` as ``alias -> source``."""
+        heads = {h.stream_tag.tag: h for h in self.streams.store.heads(stream)}
+        for tag, head in sorted(heads.items()):
+            source = heads.get(head.alias_of or "")
+            if head.deleted or source is None or source.deleted:
+                continue
+            if head.digest == source.digest and tag in source.aliases:
+                continue
+            report.setdefault("aliases", []).append(f"{stream}:{tag} -> {stream}:{source.stream_tag.tag}")
+            moves = self.streams.repair_alias(head.stream_tag, actor="reconciler")
+            report["moves"] += [m.as_dict() for m in moves]
 
     # -------------------------------------------------------------------------------------- triggers
 

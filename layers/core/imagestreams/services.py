@@ -45,7 +45,8 @@ from .ports import FireQueue, Registry, StreamStore, TargetDriver
 log = logging.getLogger(__name__)
 
 DEFAULT_HISTORY_LIMIT = 50
-MAX_ALIAS_DEPTH = 10
+MAX_ALIAS_DEPTH = 10  # alias links from a tag that tracks nothing to its deepest alias
+MAX_ALIASES = 100  # tags tracking one tag (each is listed on the source's head item)
 MAX_RETRY_DELAY = timedelta(hours=6)
 FIRE_LEASE_SECONDS = 90  # longer than any function that fires may run (60 s): a live fire never outlasts its lease
 MAX_TARGET_CHANGES = 3  # a target written by someone else between our read and write: fresh attempts per fire
@@ -133,20 +134,54 @@ class ImageStreams:
         self.store.commit(expected, new, drop if drop >= 1 else None)
 
     def _follow_aliases(self, source: Head, actor: str, depth: int) -> list[Move]:
-        """Move every tag tracking ``source`` to its digest, in ECR (byte-exact) and in the table. Idempotent: an
-        alias already there costs one read, so a retried event repairs what a failed attempt left behind."""
+        """Move every tag tracking ``source`` to the digest the source has *now*, in ECR (byte-exact) and in the
+        table. Idempotent: an alias already there costs a few reads, so a retried event repairs what a failed attempt
+        left behind. A chain deeper than ``MAX_ALIAS_DEPTH`` (refused at creation, but possibly older) is followed
+        that far and no further, with a log line: ingest never fails because of it."""
         if depth >= MAX_ALIAS_DEPTH:
-            raise Conflict(f"alias chain from {source.stream_tag} is deeper than {MAX_ALIAS_DEPTH}")
+            log.warning("alias chain below %s is deeper than %d: not following %s", source.stream_tag,
+                        MAX_ALIAS_DEPTH, ", ".join(source.aliases))
+            return []
         moves: list[Move] = []
         for alias in source.aliases:
-            stream_tag = StreamTag(source.stream_tag.stream, alias)
-            head = self.store.get_head(stream_tag)
-            if head is None or head.alias_of != source.stream_tag.tag:
-                continue  # a stale link: the tag was re-tagged as a permanent copy or removed
+            moves += self._follow_alias(source.stream_tag, StreamTag(source.stream_tag.stream, alias), actor, depth)
+        return moves
+
+    def repair_alias(self, alias: StreamTag, *, actor: str = "reconciler") -> list[Move]:
+        """Bring one alias back in line with its source (the reconciler's check): restore the source's back-link if
+        it went missing, then follow the source's current digest."""
+        head = self.store.get_head(alias)
+        if head is None or head.deleted or not head.alias_of:
+            return []
+        source_tag = StreamTag(alias.stream, head.alias_of)
+        source = self.store.get_head(source_tag)
+        if source is None or source.deleted:
+            return []
+        if alias.tag not in source.aliases:
+            self._link(alias, head.alias_of)
+        return self._follow_alias(source_tag, alias, actor, 0)
+
+    def _follow_alias(self, source_tag: StreamTag, alias_tag: StreamTag, actor: str, depth: int) -> list[Move]:
+        """Bring one alias to its source's current digest. The source is re-read (consistently) before every retag
+        and again after it: when two moves of the source are followed concurrently, the follower that retags last
+        also checks last, and repeats while the source moved meanwhile, so after quiescence the alias equals its
+        source (the digest a follower committed may already be stale when it gets to the alias)."""
+        moves: list[Move] = []
+        synced = False
+        for _ in range(self.max_attempts):
+            source = self.store.get_head(source_tag)
+            head = self.store.get_head(alias_tag)
+            if source is None or source.deleted or head is None or head.alias_of != source_tag.tag:
+                return moves  # the source left the stream, or a stale link (re-tagged as a copy, or removed)
             if not head.deleted and head.digest == source.digest:
-                continue
-            self.registry.retag(stream_tag.stream, source.digest, alias)
-            moves += self.sync(stream_tag, cause="alias", actor=actor, _depth=depth + 1)
+                if head.aliases and not synced:  # in line; its own aliases may not be (a failed attempt before)
+                    moves += self._follow_aliases(head, actor, depth + 1)
+                return moves
+            self.registry.retag(alias_tag.stream, source.digest, alias_tag.tag)
+            moves += self.sync(alias_tag, cause="alias", actor=actor, _depth=depth + 1)
+            synced = True
+        log.warning("%s kept moving while %s followed it; the follower of its latest move finishes the job",
+                    source_tag, alias_tag)
         return moves
 
     # ------------------------------------------------------------------------------- manual (§4.2, §3.9)
@@ -166,6 +201,8 @@ class ImageStreams:
             raise Invalid("target lists a tag twice")
         if alias and source.tag is None:
             raise Invalid("alias: true needs a tag as source (a digest does not move)")
+        if alias:  # before anything is written: the links alone decide
+            self._refuse_alias_cycles(StreamTag(stream, source.tag or ""), targets)
         moves: list[Move] = []
         if source.digest is not None:
             digest = source.digest
@@ -176,26 +213,74 @@ class ImageStreams:
             if head is None or head.deleted:
                 raise NotFound(f"{source_tag} does not exist in ECR")
             digest = head.digest
-            if alias:
-                self._refuse_alias_cycles(source_tag, targets)
         self.registry.check_can_tag(stream, digest, [t.tag for t in targets])
         for target in targets:
             self.registry.retag(stream, digest, target.tag)
             moves += self.sync(target, cause="tag", actor=actor)
             self._link(target, source.tag if alias else None)
+            if alias:  # the source may have moved since we read it: catch up now that the link exists
+                moves += self._follow_alias(StreamTag(stream, source.tag or ""), target, actor, 0)
         return moves
 
     def _refuse_alias_cycles(self, source: StreamTag, targets: list[StreamTag]) -> None:
+        """Refuse (Invalid, nothing written) alias links that would make a cycle, a chain deeper than
+        ``MAX_ALIAS_DEPTH`` or a tag with more than ``MAX_ALIASES`` aliases: ingest follows what exists, so what it
+        could not follow must never be created."""
+        names = {t.tag for t in targets}
+        level = 0  # links from the root of the source's chain down to the source
         seen = {source.tag}
-        head = self.store.get_head(source)
+        source_head = head = self.store.get_head(source)
         while head is not None and head.alias_of:
-            if head.alias_of in {t.tag for t in targets} or head.alias_of in seen:
+            if head.alias_of in names or head.alias_of in seen:
                 raise Invalid(f"alias cycle: {source} already tracks {source.stream}:{head.alias_of}")
             seen.add(head.alias_of)
+            level += 1
+            if level > MAX_ALIAS_DEPTH:
+                break  # already too deep (an older chain); refused below
             head = self.store.get_head(StreamTag(source.stream, head.alias_of))
+        below = max((self._alias_height(t) for t in targets), default=0)
+        depth = level + 1 + below
+        if depth > MAX_ALIAS_DEPTH:
+            raise Invalid(f"alias chain would be {depth} links deep, and at most {MAX_ALIAS_DEPTH} are followed "
+                          f"({source} is {level} link(s) below the start of its chain; the targets' own aliases go "
+                          f"{below} link(s) further down)")
+        current = set(source_head.aliases) if source_head is not None else set()
+        count = len(current | names)
+        if count > MAX_ALIASES:
+            raise Invalid(f"{source} would have {count} aliases; at most {MAX_ALIASES} tags can track one tag")
+
+    def _alias_height(self, top: StreamTag) -> int:
+        """How many links deep the aliases below ``top`` go (0: none), reading at most a chain past the limit."""
+        height, level, seen = 0, [top.tag], {top.tag}
+        while level and height <= MAX_ALIAS_DEPTH:
+            below = []
+            for tag in level:
+                head = self.store.get_head(StreamTag(top.stream, tag))
+                for alias in head.aliases if head is not None else ():
+                    if alias not in seen:
+                        seen.add(alias)
+                        below.append(alias)
+            if not below:
+                break
+            height += 1
+            level = below
+        return height
 
     def _link(self, target: StreamTag, alias_of: str | None) -> None:
-        """Make ``target`` track ``alias_of`` (or nothing), updating both ends of the link."""
+        """Make ``target`` track ``alias_of`` (or nothing), updating both ends of the link. The new source lists the
+        alias first: if we stop half-way, a listed alias whose ``alias_of`` says otherwise is skipped as stale,
+        whereas an ``alias_of`` its source does not list would silently never follow."""
+        if self.store.get_head(target) is None:
+            return
+        if alias_of:
+            def add(h: Head) -> Head:
+                if target.tag in h.aliases:
+                    return h
+                if len(h.aliases) >= MAX_ALIASES:
+                    raise Invalid(f"{h.stream_tag} already has {len(h.aliases)} aliases; at most {MAX_ALIASES}")
+                return h._replace(aliases=(*h.aliases, target.tag))
+
+            self._relink(StreamTag(target.stream, alias_of), add)
         linked = self._relink(target, lambda h: h._replace(alias_of=alias_of))
         if linked is None:
             return
@@ -203,9 +288,6 @@ class ImageStreams:
         if previous and previous != alias_of:
             self._relink(StreamTag(target.stream, previous),
                          lambda h: h._replace(aliases=tuple(a for a in h.aliases if a != target.tag)))
-        if alias_of:
-            self._relink(StreamTag(target.stream, alias_of),
-                         lambda h: h if target.tag in h.aliases else h._replace(aliases=(*h.aliases, target.tag)))
 
     def _relink(self, stream_tag: StreamTag, change: Callable[[Head], Head]) -> tuple[Head, str | None] | None:
         """Apply ``change`` to a head's links under the optimistic lock; returns (new head, previous alias_of)."""
@@ -252,6 +334,10 @@ class ImageStreams:
         head = self.store.get_head(target)
         if head is None or head.deleted:
             raise NotFound(f"{target} is not a live tag of the stream")
+        if head.alias_of:  # an alias equals its source; rolled back alone, the next follow would undo it
+            raise Invalid(f"{target} tracks {target.stream}:{head.alias_of}: roll back {target.stream}:"
+                          f"{head.alias_of} (its aliases follow), or first make {target} a plain tag (tag without "
+                          "alias)")
         entries = [e for e in self.store.history(target, self.history_limit) if e.cause != "delete"]
         if to is not None:
             if to not in {e.digest for e in entries}:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..errors import Conflict, NotFound
-from ..model import Observation, registry_host
+from ..errors import Conflict, NotFound, NotOurs
+from ..model import DIGEST_RE, Observation, registry_host
 
 _GONE = {"ImageNotFoundException", "RepositoryNotFoundException"}
 # Pass all four so ECR hands back the manifest or index exactly as stored, never converted.
@@ -22,33 +23,99 @@ ACCEPTED_MEDIA_TYPES = [
 
 INDEX_MEDIA_TYPES = {"application/vnd.docker.distribution.manifest.list.v2+json",
                      "application/vnd.oci.image.index.v1+json"}
+_DENIED = {"AccessDeniedException", "AccessDenied"}
+MAX_LISTED_PLATFORMS = 8
 
 
-def pick_platform(manifest: str, digest: str, architecture: str) -> str:
-    """Child digest for ``linux/<architecture>`` in an index manifest; ``digest`` itself for a plain manifest."""
+def _word(value: Any) -> str:
+    """A platform field from an index, for a message: printable, at most 32 characters (indexes are outside text)."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value)[:40])
+    return text if len(text) <= 32 else text[:29] + "..."
+
+
+def pick_platform(manifest: Any, digest: str, architecture: str) -> str:
+    """Child digest for ``linux/<architecture>`` in an index manifest; ``digest`` itself for a plain manifest.
+
+    The manifest is outside input: anything malformed (not JSON, ``manifests`` not a list, entries without a
+    ``platform`` object, a child digest that is no digest) is :class:`NotFound` with a short reason, never another
+    exception, so the fire records ``Failed`` instead of crashing.
+    """
     import json
 
-    doc = json.loads(manifest)
-    if doc.get("mediaType") not in INDEX_MEDIA_TYPES and "manifests" not in doc:
+    try:
+        doc = json.loads(manifest)
+    except (TypeError, ValueError, RecursionError):
+        raise NotFound(f"{digest} is not a readable image manifest (not JSON)") from None
+    if not isinstance(doc, dict):
+        raise NotFound(f"{digest} is not a readable image manifest (not a JSON object)")
+    media_type = doc.get("mediaType")
+    if "manifests" not in doc and not (isinstance(media_type, str) and media_type in INDEX_MEDIA_TYPES):
         return digest
-    for child in doc.get("manifests") or []:
-        platform = child.get("platform") or {}
-        if platform.get("os") == "unknown" or platform.get("architecture") == "unknown":
+    children = doc.get("manifests")
+    if not isinstance(children, list):
+        raise NotFound(f"index {digest} is malformed: its manifests field is not a list")
+    available: list[str] = []
+    for child in children:
+        platform = child.get("platform") if isinstance(child, dict) else None
+        if not isinstance(platform, dict):
+            continue  # no platform: nothing a target of one architecture can run
+        os_name, arch = platform.get("os"), platform.get("architecture")
+        if os_name == "unknown" or arch == "unknown":
             continue  # attestation manifests (buildx provenance/SBOM)
-        if platform.get("os") == "linux" and platform.get("architecture") == architecture:
-            return child["digest"]
-    available = sorted({f"{(c.get('platform') or {}).get('os')}/{(c.get('platform') or {}).get('architecture')}"
-                        for c in doc.get("manifests") or []})
-    raise NotFound(f"index {digest} has no linux/{architecture} image (it has: {', '.join(available) or 'none'})")
+        if os_name == "linux" and arch == architecture:
+            child_digest = child.get("digest")
+            if isinstance(child_digest, str) and DIGEST_RE.fullmatch(child_digest):
+                return child_digest
+            raise NotFound(f"index {digest} is malformed: its linux/{architecture} entry has no valid digest")
+        available.append(f"{_word(os_name)}/{_word(arch)}")
+    listed = sorted(set(available))
+    shown = ", ".join(listed[:MAX_LISTED_PLATFORMS]) or "none"
+    if len(listed) > MAX_LISTED_PLATFORMS:
+        shown += f" and {len(listed) - MAX_LISTED_PLATFORMS} more"
+    raise NotFound(f"index {digest} has no linux/{architecture} image (it has: {shown})")
 
 
 def _code(exc: ClientError) -> str:
     return exc.response["Error"].get("Code", "")
 
 
+def _message(exc: ClientError) -> str:
+    return str(exc.response["Error"].get("Message", ""))
+
+
+def iam_pattern(pattern: str) -> re.Pattern[str]:
+    """An IAM resource pattern (the part after ``repository/``) as a regex: ``*`` any run of characters (``/``
+    included), ``?`` any one character, everything else literal."""
+    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern]
+    return re.compile("".join(parts))
+
+
 class EcrRegistry:
-    def __init__(self, client: Any) -> None:
+    """ECR in the stack's account and region.
+
+    ``host`` is the stack's registry host (``<account>.dkr.ecr.<region>.amazonaws.com``), or None when the account
+    is not known; references naming another registry are refused against it. ``repository_pattern`` is the IAM
+    resource pattern of ``RepositoryPattern``: a repository outside it is :class:`NotOurs` without asking ECR, and
+    so is one where ECR answers AccessDenied.
+    """
+
+    def __init__(self, client: Any, *, host: str | None = None, repository_pattern: str = "*") -> None:
         self.client = client
+        self.host = host
+        self.repository_pattern = repository_pattern or "*"
+        self._ours = iam_pattern(self.repository_pattern)
+
+    def owns(self, stream: str) -> bool:
+        """Whether ``stream`` lies inside ``RepositoryPattern`` (IAM may still deny it: then calls raise NotOurs)."""
+        return self._ours.fullmatch(stream) is not None
+
+    def _check(self, stream: str) -> None:
+        if not self.owns(stream):
+            raise NotOurs(stream, f"RepositoryPattern is {self.repository_pattern!r}")
+
+    def _denied(self, stream: str, exc: ClientError) -> None:
+        if _code(exc) in _DENIED:
+            raise NotOurs(stream, _message(exc)) from exc
 
     @property
     def region(self) -> str:
@@ -56,11 +123,13 @@ class EcrRegistry:
 
     def resolve(self, stream: str, tag: str) -> Observation | None:
         """One ``DescribeImages`` by tag. For a multi-arch image this is the index digest the tag points to."""
+        self._check(stream)
         try:
             out = self.client.describe_images(repositoryName=stream, imageIds=[{"imageTag": tag}])
         except ClientError as exc:
             if _code(exc) in _GONE:
                 return None
+            self._denied(stream, exc)
             raise
         details = out.get("imageDetails") or []
         if not details:
@@ -114,6 +183,7 @@ class EcrRegistry:
         return immutable
 
     def check_can_tag(self, stream: str, digest: str, tags: list[str]) -> None:
+        self._check(stream)
         try:
             detail = self.client.describe_images(repositoryName=stream,
                                                  imageIds=[{"imageDigest": digest}])["imageDetails"][0]
@@ -121,6 +191,7 @@ class EcrRegistry:
         except ClientError as exc:
             if _code(exc) in _GONE:
                 raise NotFound(f"{stream}@{digest} is not in ECR") from exc
+            self._denied(stream, exc)
             raise
         for tag in tags:
             if tag in (detail.get("imageTags") or []) or not immutable(tag):
@@ -139,6 +210,7 @@ class EcrRegistry:
         try:
             self.client.put_image(**kwargs)
         except ClientError as exc:
+            self._denied(stream, exc)
             code = _code(exc)
             if code == "ImageTagAlreadyExistsException":
                 raise Conflict(f"{stream}:{tag} is an immutable tag: {exc.response['Error'].get('Message')}") from exc
@@ -158,12 +230,14 @@ class EcrRegistry:
 
     def _image(self, stream: str, digest: str) -> dict[str, Any]:
         """BatchGetImage by digest, every manifest and index media type accepted (so nothing is converted)."""
+        self._check(stream)
         try:
             out = self.client.batch_get_image(repositoryName=stream, imageIds=[{"imageDigest": digest}],
                                               acceptedMediaTypes=ACCEPTED_MEDIA_TYPES)
         except ClientError as exc:
             if _code(exc) in _GONE:
                 raise NotFound(f"{stream}@{digest} is not in ECR") from exc
+            self._denied(stream, exc)
             raise
         if out.get("failures") or not out.get("images"):
             reasons = ", ".join(f.get("failureCode", "?") for f in out.get("failures", []))
@@ -171,11 +245,13 @@ class EcrRegistry:
         return out["images"][0]
 
     def untag(self, stream: str, tag: str) -> None:
+        self._check(stream)
         try:
             out = self.client.batch_delete_image(repositoryName=stream, imageIds=[{"imageTag": tag}])
         except ClientError as exc:
             if _code(exc) in _GONE:
                 return
+            self._denied(stream, exc)
             raise
         failures = [f for f in out.get("failures", []) if f.get("failureCode") != "ImageNotFound"]
         if failures:

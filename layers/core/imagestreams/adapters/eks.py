@@ -218,9 +218,10 @@ def _nest(path: tuple[str, ...], leaf: dict[str, Any]) -> dict[str, Any]:
 
 
 class EksDriver:
-    def __init__(self, api: KubeApi, *, page_size: int = LIST_PAGE_SIZE) -> None:
+    def __init__(self, api: KubeApi, *, page_size: int = LIST_PAGE_SIZE, registry: str | None = None) -> None:
         self.api = api
         self.page_size = page_size
+        self.registry = registry  # the stack's registry host: the only one an annotation's from.name may name
 
     def platform(self, target: EksTarget) -> str | None:
         return None  # Kubernetes takes the index and picks the node's platform
@@ -290,7 +291,8 @@ class EksDriver:
                     annotations = obj.get("metadata", {}).get("annotations") or {}
                     if TRIGGERS_ANNOTATION in annotations:
                         entries, problems = parse_triggers_annotation(cluster, kind, obj,
-                                                                      annotations[TRIGGERS_ANNOTATION])
+                                                                      annotations[TRIGGERS_ANNOTATION],
+                                                                      registry=self.registry)
                         found += entries
                         errors += problems
                 token = (listing.get("metadata") or {}).get("continue") or ""
@@ -308,10 +310,14 @@ FIELD_PATH_RE = re.compile(
 )
 
 
-def parse_triggers_annotation(cluster: str, kind: str, obj: dict[str, Any],
-                              text: str) -> tuple[list[tuple[StreamTag, EksTarget, bool]], list[str]]:
+def parse_triggers_annotation(cluster: str, kind: str, obj: dict[str, Any], text: str, *,
+                              registry: str | None = None) -> tuple[list[tuple[StreamTag, EksTarget, bool]], list[str]]:
     """OpenShift's annotation: ``[{"from": {"kind": "ImageStreamTag", "name": "repo:tag"}, "fieldPath":
-    "spec.template.spec.containers[?(@.name==\\"web\\")].image", "paused": false}]``."""
+    "spec.template.spec.containers[?(@.name==\\"web\\")].image", "paused": false}]``.
+
+    ``from.name`` may be a full ECR URI only if it names ``registry`` (the stack's own registry host); another
+    account's or region's registry is reported as a problem, never read as the local repository of the same name.
+    With ``registry`` None (unknown), every ``from.name`` that names a registry is refused."""
     meta = obj.get("metadata", {})
     where = f"{meta.get('namespace')}/{kind}/{meta.get('name')}"
     if not isinstance(text, str):
@@ -334,7 +340,7 @@ def parse_triggers_annotation(cluster: str, kind: str, obj: dict[str, Any],
         problem = _entry_problem(entry, kind)
         if problem is None:
             try:
-                stream_tag = StreamTag.parse(entry["from"]["name"], "from.name")
+                stream_tag = StreamTag.parse(entry["from"]["name"], "from.name", registry=registry)
                 match = FIELD_PATH_RE.fullmatch(entry["fieldPath"])
                 container = match["name"] if match else ""
                 if not DNS_LABEL_RE.fullmatch(container):
