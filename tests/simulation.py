@@ -270,12 +270,15 @@ class World:
             self.eks.versions[key] = 1
         self.paused_images: dict[str, str] = {}  # trigger id -> image its target must keep while paused
         self.explicit: set[str] = set()  # trigger ids a person is deploying or rolling back right now
+        self.unsettled: set[str] = set()  # paused by a rollback that failed while a write was in flight
         self.failed_known: dict[tuple[str, str], int] = {}  # (trigger, digest) -> head generation when FAILED
         self._failed_seen: set[tuple[str, str, str | None]] = set()
         self.made: list[tuple[str, str, str, str]] = []  # deployments by fires: (trigger id, container, image, id)
         self.added_at: dict[str, int] = {}  # trigger id -> len(made) when it was (re-)registered
         self.foreign_failed: set[str] = set()
         self._alias_raced: tuple[str, str, str] | None = None
+        self._first_try = False
+        self._from_queue = False
         self._racing = False
         self.violations: list[str] = []
         self.log: list[str] = []
@@ -321,8 +324,8 @@ class World:
                                ("rollout", (*args, "COMPLETED", "ECS deployment completed.")))
         elif bad:
             self.events.append(("rollout", (*args, "FAILED", "circuit breaker")))
-        if trigger is not None and self.rng.random() < self.crashes:
-            self.store.crash_on_save = trigger.id
+        if trigger is not None and self._from_queue and self.rng.random() < self.crashes:
+            self.store.crash_on_save = trigger.id  # (an admin call that dies is the caller's to look at)
 
     # ------------------------------------------------------------------------------------- racers
 
@@ -371,7 +374,8 @@ class World:
                 answer = self._admin({"action": "rollback", "trigger": rival.id})
                 if not (answer and answer["ok"]):
                     # refused or failed while another write was in flight: whatever it left paused is not a
-                    # settled human choice yet; the next admin command takes the baseline again
+                    # settled human choice until that write is done (the next step)
+                    self.unsettled.add(rival.id)
                     self.paused_images.pop(rival.id, None)
         finally:
             self._racing = False
@@ -390,7 +394,7 @@ class World:
             event = self._emit("PUSH", stream, digest, head.alias_of)
             self.log.append(f"race: push {stream}:{head.alias_of} {digest[:15]} ingested during a retag of {tag}")
             self.events.remove(("ecr", event))
-            if self._deliver("ecr", event):
+            if self._deliver("ecr", event) and self._first_try:
                 self._alias_raced = (stream, tag, head.alias_of)
         except ImageStreamsError as exc:
             self.log.append(f"race: that ingest failed {exc!r}")
@@ -400,6 +404,7 @@ class World:
     # -------------------------------------------------------------------------------------- actions
 
     def step(self) -> None:
+        self.unsettled.clear()
         r = self.rng.random()
         stream, tag = self.rng.choice(REPOS), self.rng.choice(TAGS)
         ref = f"{stream}:{tag}"
@@ -459,8 +464,9 @@ class World:
 
     def _admin(self, command: dict[str, Any]) -> dict[str, Any] | None:
         before, self.explicit = self.explicit, set(self.explicit)
-        if command["action"] in ("deploy", "rollback") and ("id" in command or "trigger" in command):
-            self.explicit.add(command.get("id") or command["trigger"])
+        from_queue, self._from_queue = self._from_queue, False
+        if command["action"] in ("deploy", "rollback", "trigger.resume") and ("id" in command or "trigger" in command):
+            self.explicit.add(command.get("id") or command["trigger"])  # a person asks for this target's image
         existing = {t.id for t in self.store.all_triggers()}
         try:
             answer = dispatch(self.streams, {**command, "actor": "sim"})
@@ -468,7 +474,7 @@ class World:
             self.log.append(f"admin {command['action']} fault {exc!r}")  # the caller sees the error, may retry
             answer = None
         finally:
-            self.explicit = before
+            self.explicit, self._from_queue = before, from_queue
         for trigger in self.store.all_triggers():
             if trigger.id not in existing:  # registered now: a new trigger, with a fresh record
                 self.added_at[trigger.id] = len(self.made)
@@ -493,7 +499,8 @@ class World:
         """After each admin command (the only explicit moves of a paused target: deploy, target rollback), note
         what every paused target runs: nothing else may change it until it is resumed."""
         self.check_paused(skip=moved)
-        self.paused_images = {t.id: self._image(t) for t in self.streams.list_triggers() if t.paused}
+        self.paused_images = {t.id: self._image(t) for t in self.streams.list_triggers()
+                              if t.paused and t.id not in self.unsettled}
 
     def _behind(self, trigger: Trigger) -> bool:
         head = self.store.get_head(trigger.stream_tag)
@@ -559,12 +566,14 @@ class World:
     def _deliver(self, kind: str, payload: Any) -> bool:
         """One event, as an async invoke: first try + 2 retries, then the DLQ (lost to us). True if handled."""
         self._alias_raced = None
-        for _attempt in range(3):
+        for attempt in range(3):
             try:
                 if kind == "ecr":
                     handle_ecr_event(self.streams, payload)
-                    if self._alias_raced:
+                    if self._alias_raced and attempt == 0:  # a retry may leave repairs to the reconciler
                         self._check_alias_race(*self._alias_raced)
+                    self._alias_raced = None
+                    self._first_try = attempt == 0
                 else:
                     self.streams.rollout_event(*payload)
                     self.note_failed()
@@ -596,11 +605,14 @@ class World:
     def _fire_message(self, message: list[Any]) -> None:
         """One receive of a fire message by the deployer; on a transient error SQS delivers it again later."""
         (stream_tag, trigger_id, _digest), receives = message
+        from_queue, self._from_queue = self._from_queue, True
         try:
             self.streams.fire_by_id(stream_tag, trigger_id)
         except (TransientTargetError, Throttled, Crash):
             if receives + 1 < MAX_RECEIVES:
                 self.fires.append([message[0], receives + 1])
+        finally:
+            self._from_queue = from_queue
 
     def pump(self, *, lossy: bool = True) -> None:
         """The table stream → fan-out, and the FIFO queue → deployer (5 receives, then the DLQ)."""
@@ -687,9 +699,11 @@ class World:
                                        f"(status {trigger.status}, drift {bool(trigger.drift)})")
 
     def _check_deployments(self) -> None:
-        """A trigger's record names the deployment that put its image: the one whose events tell how it went."""
+        """A trigger whose image runs names the deployment that put it there: the one whose events tell how it
+        went. (A fire that died and was never received again cannot have recorded anything.)"""
         for trigger in self.store.all_triggers():
-            if not isinstance(trigger.target, EcsTarget) or not trigger.deployed_image:
+            if not isinstance(trigger.target, EcsTarget) or not trigger.deployed_image or \
+                    self._image(trigger) != trigger.deployed_image:
                 continue
             mine = [m for m in self.made[self.added_at.get(trigger.id, 0):]
                     if m[0] == trigger.id and m[1] == trigger.target.container and m[2] == trigger.deployed_image]
