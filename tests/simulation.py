@@ -382,8 +382,8 @@ class World:
 
     def _alias_race(self, stream: str, tag: str) -> None:
         """While an ingest is about to retag ``tag``, a push to the tag it tracks is ingested to the end."""
-        if self._racing or not self.alias_races or stream not in REPOS:
-            return
+        if self._racing or not self.alias_races or stream not in REPOS or self._alias_raced:
+            return  # two pushes at once, not a source moving faster than anyone can follow
         head = self.store.get_head(StreamTag(stream, tag))
         if head is None or not head.alias_of or self.rng.random() >= self.alias_races:
             return
