@@ -516,7 +516,7 @@ class World:
         for trigger in self.streams.list_triggers():
             if trigger.paused and trigger.id in self.paused_images and trigger.id not in skip and \
                     self._image(trigger) != self.paused_images[trigger.id]:
-                self.violations.append(f"[paused] paused trigger {trigger.id} moved: "
+                self.violations.append(f"[paused] paused trigger {trigger.id} ({trigger.target.describe()}) moved: "
                                        f"{self.paused_images[trigger.id][-15:]} -> {self._image(trigger)[-15:]}")
                 self.paused_images[trigger.id] = self._image(trigger)  # report each move once
 
