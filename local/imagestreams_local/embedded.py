@@ -277,11 +277,14 @@ class EmbeddedAws:
 
     # ----------------------------------------------------------------------------------------- deploy
 
-    def deploy(self, template_path: Path = ROOT / "template.yaml", prefix: str = "imagestreams") -> dict[str, str]:
-        """Create what template.yaml declares (tables, queues, functions and their event sources)."""
+    def deploy(self, template_path: Path = ROOT / "template.yaml", prefix: str = "imagestreams",
+               parameters: dict[str, str] | None = None) -> dict[str, str]:
+        """Create what template.yaml declares (tables, queues, functions and their event sources).
+        ``parameters`` override the template's defaults, like ``sam deploy --parameter-overrides``."""
         template = load_template(template_path)
-        resources = template["Resources"]
-        resolve = Resolver(template, self.region, ACCOUNT)
+        resolve = Resolver(template, self.region, ACCOUNT, parameters)
+        resources = {name: res for name, res in template["Resources"].items()
+                     if "Condition" not in res or resolve.condition(res["Condition"])}
         ddb, sqs = self.client("dynamodb"), self.client("sqs")
 
         for name, res in resources.items():
@@ -352,7 +355,7 @@ class EmbeddedAws:
                 queue = sqs.create_queue(QueueName=f"{prefix}-{logical}-{event_name}-delivery")["QueueUrl"]
                 arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
                 rule = f"{prefix}-{logical}-{event_name}"
-                events.put_rule(Name=rule, EventPattern=json.dumps(ep["Pattern"]), State="ENABLED")
+                events.put_rule(Name=rule, EventPattern=json.dumps(resolve(ep["Pattern"])), State="ENABLED")
                 events.put_targets(Rule=rule, Targets=[{"Id": "delivery", "Arn": arn}])
                 self.sources.append(Source("eventbridge", fn, queue_url=queue, max_retries=fn.async_retries,
                                            on_failure_queue=fn.on_failure_queue))
