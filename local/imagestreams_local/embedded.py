@@ -161,6 +161,7 @@ class EmbeddedAws:
         self._overrides: dict[str, str] = {}
         self.schedules: dict[str, Any] = {}
         self._clients: dict[str, Any] = {}
+        self.resolver: Resolver | None = None  # the deployed template's, with its parameters and physical ids
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -282,7 +283,7 @@ class EmbeddedAws:
         """Create what template.yaml declares (tables, queues, functions and their event sources).
         ``parameters`` override the template's defaults, like ``sam deploy --parameter-overrides``."""
         template = load_template(template_path)
-        resolve = Resolver(template, self.region, ACCOUNT, parameters)
+        resolve = self.resolver = Resolver(template, self.region, ACCOUNT, parameters)
         resources = {name: res for name, res in template["Resources"].items()
                      if "Condition" not in res or resolve.condition(res["Condition"])}
         ddb, sqs = self.client("dynamodb"), self.client("sqs")
