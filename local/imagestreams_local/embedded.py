@@ -175,6 +175,11 @@ class EmbeddedAws:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._moto.start()
         self.moto_url = f"http://127.0.0.1:{port}"
+        # moto keeps its state per process, not per server: start from an empty account even if an embedded AWS
+        # ran in this process before (a second demo run, tests after the demo)
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST")).read()
         jar_dir = find_dynamodb_local()
         want_local = self.use_dynamodb_local
         if want_local is None:
