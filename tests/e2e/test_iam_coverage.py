@@ -58,6 +58,10 @@ def iam_requests(aws: EmbeddedAws, service: str, operation: str, params: dict[st
     if service == "ecs":
         cluster = (params.get("cluster") or "default").rsplit("/", 1)[-1]
         cluster_arn = f"arn:aws:ecs:{arn}:cluster/{cluster}"
+        arns = params.get("serviceDeploymentArns") or params.get("serviceRevisionArns") or (
+            [params["resourceArn"]] if params.get("resourceArn") else [])
+        if arns:
+            return [(f"ecs:{operation}", a, {}) for a in arns]
         services = params.get("services") or ([params["service"]] if params.get("service") else [])
         if services:
             return [(f"ecs:{operation}", f"arn:aws:ecs:{arn}:service/{cluster}/{s.rsplit('/', 1)[-1]}",
