@@ -254,7 +254,7 @@ class World:
         self.eks = FlakyEks(self, fault_rate)
         self.queue = ListQueue()
         self.streams = ImageStreams(self.store, self.registry, {"ecs": self.ecs, "eks": self.eks}, self.queue,
-                                    clock=self.clock)
+                                    clock=self.clock, sleep=self._sleep)
         self.store.racer = lambda st: self.streams.observe(st, cause="push")
         self.store.lease_racer = self._lease_race
         self.registry.retag_racer = self._alias_race
@@ -284,6 +284,10 @@ class World:
         self.log: list[str] = []
 
     # ---------------------------------------------------------------------------------------- world
+
+    def _sleep(self, seconds: float) -> None:
+        """A person's call waiting for a busy target: time passes in the model, not on the machine."""
+        self.clock.now += timedelta(seconds=seconds)
 
     def _emit(self, action: str, stream: str, digest: str | None, tag: str | None) -> EcrEvent:
         self.counter += 1

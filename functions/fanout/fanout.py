@@ -21,6 +21,22 @@ metrics = Metrics()
 
 
 def record_handler(record: dict[str, Any]) -> None:
+    try:
+        _handle(record)
+    except Exception:
+        # After the last retry Lambda parks only a pointer into the table stream (shard, sequence numbers) in the
+        # fan-out DLQ, and the stream forgets the record 24 h after the write: log the record itself, so a human
+        # can see what was not fanned out (the reconciler re-fires triggers left behind within one period).
+        dynamodb = record.get("dynamodb") or {}
+        logger.error("fan-out of a head change failed; if this was the last retry, replay with "
+                     "`imagestreams deploy --from <stream>:<tag>` or wait for the reconciler",
+                     event_name=record.get("eventName"), sequence=dynamodb.get("SequenceNumber"),
+                     keys=dynamodb.get("Keys"), new_image=dynamodb.get("NewImage"),
+                     old_image=dynamodb.get("OldImage") if record.get("eventName") == "REMOVE" else None)
+        raise
+
+
+def _handle(record: dict[str, Any]) -> None:
     if record.get("eventName") == "REMOVE":  # a tombstone expired (TTL): its history goes with it
         old_image = record["dynamodb"].get("OldImage") or {}
         if old_image.get("kind", {}).get("S") == "HEAD":

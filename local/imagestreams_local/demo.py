@@ -27,6 +27,8 @@ EKS_CLUSTER = "demo-eks"
 FUNCTION = "web-thumbnailer"
 SIDECAR_IMAGE = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
 ACTOR = "arn:aws:iam::123456789012:user/demo"
+# Lambda targets are off unless the stack names the functions it may update (sam deploy --parameter-overrides)
+PARAMETERS = {"LambdaFunctionPattern": FUNCTION}
 
 
 @dataclass
@@ -112,9 +114,11 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         story.say("ImageStreams for AWS - local demo")
         story.step(f"embedded AWS up: moto server ({aws.moto_url}) for ECR/ECS/SQS/EventBridge, "
                    f"{aws.dynamodb_backend} for DynamoDB")
-        outputs = aws.deploy()
+        outputs = aws.deploy(parameters=PARAMETERS)
         story.say(f"        stack created from template.yaml: {len(aws.functions)} functions, "
                   f"table {outputs['StreamsTableName']}, FIFO fire queue, DLQs, EventBridge rule")
+        story.say("        parameters: " + ", ".join(f"{k}={v}" for k, v in PARAMETERS.items())
+                  + " (Lambda targets are off by default)")
 
         ecr, ecs = aws.client("ecr"), aws.client("ecs")
         registry = ecr.create_repository(repositoryName=REPO)["repository"]["repositoryUri"].split("/")[0]

@@ -161,6 +161,7 @@ class EmbeddedAws:
         self._overrides: dict[str, str] = {}
         self.schedules: dict[str, Any] = {}
         self._clients: dict[str, Any] = {}
+        self.resolver: Resolver | None = None  # the deployed template's, with its parameters and physical ids
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -174,6 +175,11 @@ class EmbeddedAws:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._moto.start()
         self.moto_url = f"http://127.0.0.1:{port}"
+        # moto keeps its state per process, not per server: start from an empty account even if an embedded AWS
+        # ran in this process before (a second demo run, tests after the demo)
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST")).read()
         jar_dir = find_dynamodb_local()
         want_local = self.use_dynamodb_local
         if want_local is None:
@@ -277,11 +283,14 @@ class EmbeddedAws:
 
     # ----------------------------------------------------------------------------------------- deploy
 
-    def deploy(self, template_path: Path = ROOT / "template.yaml", prefix: str = "imagestreams") -> dict[str, str]:
-        """Create what template.yaml declares (tables, queues, functions and their event sources)."""
+    def deploy(self, template_path: Path = ROOT / "template.yaml", prefix: str = "imagestreams",
+               parameters: dict[str, str] | None = None) -> dict[str, str]:
+        """Create what template.yaml declares (tables, queues, functions and their event sources).
+        ``parameters`` override the template's defaults, like ``sam deploy --parameter-overrides``."""
         template = load_template(template_path)
-        resources = template["Resources"]
-        resolve = Resolver(template, self.region, ACCOUNT)
+        resolve = self.resolver = Resolver(template, self.region, ACCOUNT, parameters)
+        resources = {name: res for name, res in template["Resources"].items()
+                     if "Condition" not in res or resolve.condition(res["Condition"])}
         ddb, sqs = self.client("dynamodb"), self.client("sqs")
 
         for name, res in resources.items():
@@ -352,7 +361,7 @@ class EmbeddedAws:
                 queue = sqs.create_queue(QueueName=f"{prefix}-{logical}-{event_name}-delivery")["QueueUrl"]
                 arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
                 rule = f"{prefix}-{logical}-{event_name}"
-                events.put_rule(Name=rule, EventPattern=json.dumps(ep["Pattern"]), State="ENABLED")
+                events.put_rule(Name=rule, EventPattern=json.dumps(resolve(ep["Pattern"])), State="ENABLED")
                 events.put_targets(Rule=rule, Targets=[{"Id": "delivery", "Arn": arn}])
                 self.sources.append(Source("eventbridge", fn, queue_url=queue, max_retries=fn.async_retries,
                                            on_failure_queue=fn.on_failure_queue))

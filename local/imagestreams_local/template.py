@@ -32,18 +32,60 @@ def load_template(path: Path) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
-class Resolver:
-    """Resolves Ref / GetAtt / Sub against the physical resources the runner created."""
+class _NoValue:
+    """``!Ref AWS::NoValue``: the key or list item it stands for is dropped."""
 
-    def __init__(self, template: dict[str, Any], region: str, account: str) -> None:
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE = _NoValue()
+
+
+class Resolver:
+    """Resolves Ref / GetAtt / Sub / If (and the template's Conditions) against the physical resources the runner
+    created. ``parameters`` override the template's parameter defaults, as ``sam deploy --parameter-overrides``."""
+
+    def __init__(self, template: dict[str, Any], region: str, account: str,
+                 parameters: dict[str, str] | None = None) -> None:
         self.template = template
         self.region = region
         self.account = account
         self.refs: dict[str, Any] = {}
         self.attrs: dict[tuple[str, str], Any] = {}
-        for name, spec in (template.get("Parameters") or {}).items():
+        declared = template.get("Parameters") or {}
+        unknown = sorted(set(parameters or {}) - set(declared))
+        if unknown:
+            raise KeyError(f"template.yaml declares no parameter {', '.join(unknown)}")
+        for name, spec in declared.items():
             self.refs[name] = spec.get("Default")
-        self.refs.update({"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws"})
+        self.refs.update(parameters or {})
+        self.refs.update({"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws",
+                          "AWS::NoValue": NO_VALUE})
+        self._conditions: dict[str, bool] = {}
+
+    def condition(self, name: str) -> bool:
+        if name not in self._conditions:
+            spec = (self.template.get("Conditions") or {}).get(name)
+            if spec is None:
+                raise KeyError(f"unknown condition {name}")
+            self._conditions[name] = self._truth(spec)
+        return self._conditions[name]
+
+    def _truth(self, spec: Any) -> bool:
+        (key, arg), = spec.items()
+        if key == "Condition":
+            return self.condition(arg)
+        if key == "Fn::Equals":
+            left, right = (self(v) for v in arg)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            return not self._truth(arg[0])
+        if key == "Fn::And":
+            return all(self._truth(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self._truth(a) for a in arg)
+        raise KeyError(f"unsupported condition function {key}")
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
@@ -58,9 +100,15 @@ class Resolver:
                 text = arg if isinstance(arg, str) else arg[0]
                 for name, ref in self.refs.items():
                     text = text.replace("${" + name + "}", str(ref))
+                for (logical, attr), got in self.attrs.items():
+                    text = text.replace("${" + f"{logical}.{attr}" + "}", str(got))
                 return text
+            if key == "Fn::If":
+                name, when_true, when_false = arg
+                return self(when_true if self.condition(name) else when_false)
         if isinstance(value, dict):
-            return {k: self(v) for k, v in value.items()}
+            resolved = {k: self(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
         if isinstance(value, list):
-            return [self(v) for v in value]
+            return [v for v in (self(item) for item in value) if v is not NO_VALUE]
         return value

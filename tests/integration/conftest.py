@@ -22,10 +22,15 @@ def embedded():
     aws.stop()
 
 
+# The tests aim triggers at Lambda functions and clone task definitions with roles: both are off by default
+# (template.yaml), so the test stack opts in like an operator would with --parameter-overrides.
+TEST_PARAMETERS = {"LambdaFunctionPattern": "*", "TaskRolePattern": "*"}
+
+
 @pytest.fixture
 def stack(embedded):
     embedded.reset()
-    embedded.deploy()
+    embedded.deploy(parameters=TEST_PARAMETERS)
     return embedded
 
 

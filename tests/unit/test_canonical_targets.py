@@ -47,7 +47,7 @@ def world(*, account=ACCOUNT, region=REGION, ecs_allowed="*"):
     store, registry, ecs, fn = MemoryStore(), MemoryRegistry(), MemoryEcs(), FakeLambda()
     ecs.images[("prod", "web")] = {"web": "nginx:latest"}
     streams = ImageStreams(store, registry, {"ecs": ecs, "lambda": fn},
-                           policy=TargetPolicy.from_strings(ecs_allowed, None, None, account, region))
+                           policy=TargetPolicy.from_strings(ecs_allowed, None, "*", account, region))
     for tag, n in (("latest", 1), ("prod", 2)):
         registry.set("team/web", tag, digest(n))
         streams.sync(StreamTag("team/web", tag))

@@ -24,7 +24,7 @@ class Settings(NamedTuple):
     tombstone_ttl_days: int
     allowed_ecs_clusters: str = "*"
     allowed_eks_namespaces: str = "*"
-    allowed_lambda_functions: str = "*"
+    allowed_lambda_functions: str = ""  # empty: Lambda targets are off (LambdaFunctionPattern not set)
     account_id: str | None = None
     region: str | None = None  # the stack's region (Lambda sets AWS_REGION)
     task_role_pattern: str = ""  # IAM role-name pattern ECS fires may pass (TaskRolePattern); empty: none
@@ -42,7 +42,7 @@ class Settings(NamedTuple):
             tombstone_ttl_days=_positive_int("TOMBSTONE_TTL_DAYS", 90),
             allowed_ecs_clusters=os.environ.get("ALLOWED_ECS_CLUSTERS") or "*",
             allowed_eks_namespaces=os.environ.get("ALLOWED_EKS_NAMESPACES") or "*",
-            allowed_lambda_functions=os.environ.get("ALLOWED_LAMBDA_FUNCTIONS") or "*",
+            allowed_lambda_functions=os.environ.get("ALLOWED_LAMBDA_FUNCTIONS", "").strip(),
             account_id=os.environ.get("ACCOUNT_ID") or None,
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
             task_role_pattern=os.environ.get("TASK_ROLE_PATTERN", "").strip(),

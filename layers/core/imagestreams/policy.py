@@ -2,6 +2,11 @@
 
 Patterns are shell-style (``prod-*``); ``*`` allows everything. ECS clusters are matched by name, EKS targets as
 ``<cluster>/<namespace>``, Lambda functions by name. A target named by ARN must be in this stack's account.
+
+A stack builds its policy from its parameters (:meth:`TargetPolicy.from_strings`): an empty ECS or EKS list means
+"any", but an empty Lambda list means *no* Lambda targets. Updating a function's code runs new code with that
+function's role, so Lambda targets stay off until ``LambdaFunctionPattern`` names the functions. (The bare
+``TargetPolicy()`` allows everything: it is for in-process use without a stack.)
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ def _patterns(raw: str | None) -> tuple[str, ...]:
     return items or ("*",)
 
 
+_PARAMETER = {"ECS cluster": "AllowedEcsClusters", "EKS namespace": "AllowedEksNamespaces",
+              "Lambda function": "AllowedLambdaFunctions / LambdaFunctionPattern"}
+
+
 class TargetPolicy(NamedTuple):
     ecs_clusters: tuple[str, ...] = ("*",)
     eks_namespaces: tuple[str, ...] = ("*",)
@@ -31,7 +40,8 @@ class TargetPolicy(NamedTuple):
     @classmethod
     def from_strings(cls, ecs: str | None, eks: str | None, functions: str | None,
                      account: str | None, region: str | None = None) -> TargetPolicy:
-        return cls(_patterns(ecs), _patterns(eks), _patterns(functions), account or None, region or None)
+        lambdas = tuple(p.strip() for p in (functions or "").split(",") if p.strip())  # empty: none
+        return cls(_patterns(ecs), _patterns(eks), lambdas, account or None, region or None)
 
     def canonical(self, target: Target) -> Target:
         """The target in its one stored spelling (names; ARNs checked against this account and region)."""
@@ -51,5 +61,10 @@ class TargetPolicy(NamedTuple):
             subject, allowed, what = f"{target.cluster}/{target.namespace}", self.eks_namespaces, "EKS namespace"
         else:
             subject, allowed, what = function_name(target.function), self.lambda_functions, "Lambda function"
+            if not allowed:
+                raise Forbidden(f"Lambda targets are off in this stack: set the LambdaFunctionPattern parameter "
+                                f"(and optionally AllowedLambdaFunctions) to the functions triggers may update, "
+                                f"e.g. {subject}")
         if not any(fnmatch.fnmatchcase(subject, pattern) for pattern in allowed):
-            raise Forbidden(f"{what} {subject} is not in this stack's allow-list ({', '.join(allowed)})")
+            raise Forbidden(f"{what} {subject} is not in this stack's allow-list ({', '.join(allowed)}; "
+                            f"parameter {_PARAMETER[what]})")

@@ -8,6 +8,8 @@ With ``alias``: wait for the update, publish a version, point the alias at it.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +22,29 @@ from ..ports import DriverResult, TargetState
 from .ecs import classify
 
 ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64"}
+_ECR_IMAGE = re.compile(r"(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?P<cn>\.cn)?/"
+                        r"(?P<repository>[^@:]+)")
+
+
+def pull_denied(image: str, function: str, lambda_says: str) -> TargetError:
+    """Lambda pulls a function's image with its own service principal, so the *repository policy* must let
+    ``lambda.amazonaws.com`` pull. Lambda adds that statement itself only when the caller may read and write
+    repository policies, which this stack's roles deliberately may not. Say exactly what to add."""
+    match = _ECR_IMAGE.match(image)
+    if match is None:
+        return TargetError(f"Lambda may not pull {image} for {function}: let lambda.amazonaws.com pull it "
+                           f"(ecr:BatchGetImage, ecr:GetDownloadUrlForLayer). Lambda said: {lambda_says}")
+    partition = "aws-cn" if match["cn"] else "aws"
+    statement = {
+        "Sid": "LambdaECRImageRetrievalPolicy", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+        "Condition": {"StringLike": {
+            "aws:sourceArn": f"arn:{partition}:lambda:{match['region']}:{match['account']}:function:*"}},
+    }
+    return TargetError(
+        f"Lambda may not pull from ECR repository {match['repository']} for function {function}: add this statement "
+        f"to that repository's policy (ECR console > {match['repository']} > Permissions), then the next retry "
+        f"deploys: {json.dumps(statement, separators=(',', ':'))}. Lambda said: {lambda_says}")
 
 
 class LambdaDriver:
@@ -82,10 +107,9 @@ class LambdaDriver:
         changed = False
         state = "COMPLETED"
         if previous != image:
-            self._call("UpdateFunctionCode", self.client.update_function_code,
-                       FunctionName=target.function, ImageUri=image)
+            self._update_code(target, image)
             changed = True
-            state = self._wait(target)
+            state = self._wait(target, image)
         if target.alias:
             if state != "COMPLETED":
                 raise TransientTargetError(f"{target.describe()}: update still in progress; alias not moved yet")
@@ -99,7 +123,21 @@ class LambdaDriver:
                 changed = True
         return DriverResult(changed, previous, state if changed else "COMPLETED")
 
-    def _wait(self, target: LambdaTarget) -> str:
+    def _update_code(self, target: LambdaTarget, image: str) -> None:
+        try:
+            self.client.update_function_code(FunctionName=target.function, ImageUri=image)
+        except ClientError as exc:
+            error = exc.response["Error"]
+            message = error.get("Message") or ""
+            # Our own role lacking lambda:* permissions says "... is not authorized to perform: lambda:..."; an
+            # AccessDenied without that is Lambda's service principal being refused the image by the repository.
+            if error.get("Code") == "AccessDeniedException" and "not authorized to perform: lambda:" not in message:
+                raise pull_denied(image, target.function, f"AccessDeniedException: {message}") from exc
+            raise classify(exc, "UpdateFunctionCode") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "UpdateFunctionCode") from exc
+
+    def _wait(self, target: LambdaTarget, image: str) -> str:
         """Poll LastUpdateStatus: COMPLETED, FAILED (raises with Lambda's reason) or IN_PROGRESS at the deadline."""
         deadline = time.monotonic() + self.wait_seconds
         while True:
@@ -109,7 +147,10 @@ class LambdaDriver:
             if status == "Successful":
                 return "COMPLETED"
             if status == "Failed":
-                raise TargetError(f"{target.describe()}: update failed: {config.get('LastUpdateStatusReason')}")
+                reason = config.get("LastUpdateStatusReason")
+                if config.get("LastUpdateStatusReasonCode") == "ImageAccessDenied":
+                    raise pull_denied(image, target.function, f"ImageAccessDenied: {reason}")
+                raise TargetError(f"{target.describe()}: update failed: {reason}")
             if time.monotonic() >= deadline:
                 return "IN_PROGRESS"
             self.sleep(self.poll_seconds)
