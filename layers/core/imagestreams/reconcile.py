@@ -126,6 +126,7 @@ class Reconciler:
         return report
 
     def _stop(self, report: dict[str, Any], cursor: dict[str, Any]) -> dict[str, Any]:
+        cursor = {k: v for k, v in cursor.items() if v not in (None, "")}
         self.cursors.save_cursor(cursor)
         report["complete"] = False
         report["cursor"] = cursor
