@@ -122,3 +122,49 @@ def test_a_big_repository_is_finished_over_runs_that_resume_inside_it(stack, rec
     # listing + one presence check per 100 live heads + halving to each gone tag + one resolve per differing tag
     halving = 2 * math.ceil(math.log2(100))
     assert calls["ecr:DescribeImages"] <= 2 + math.ceil(TAGS / 100) + len(gone) * halving + len(gone) + len(moved)
+
+
+def test_head_pages_read_heads_not_history_on_dynamodb(stack):
+    from datetime import datetime, timezone
+
+    from imagestreams.adapters.dynamodb import SEEK_ITEMS, DynamoStore
+    from imagestreams.model import EcsTarget, Head, StreamTag, Trigger, trigger_id
+    from tests.conftest import digest
+    from tests.integration.conftest import REG
+
+    stack.use_function_env("ReconcilerFunction")
+    store = DynamoStore(aws.client("dynamodb"), stack.outputs["StreamsTableName"])
+    now = datetime.now(timezone.utc)
+    long = {"a", "a.b", "z010", "z020", "z030", "z039"}  # full histories (50 entries, the default cap)
+    tags = ["a", "a-1", "a.b", "a_c", "b", "c", *(f"z{n:03d}" for n in range(40))]
+    for tag in tags:
+        previous = None
+        for g in range(1, (50 if tag in long else 1) + 1):
+            head = Head(StreamTag("team/web", tag), digest(f"{tag}-{g}"), g, now, "push", "ecr", REG,
+                        deleted=tag == "c", rev=g)
+            store.commit(previous, head, None)
+            previous = head
+    target = EcsTarget("prod", "web", "web")
+    store.add_trigger(Trigger(trigger_id(StreamTag("team/web", "b"), target), StreamTag("team/web", "b"), target))
+    items = {tag: (51 if tag in long else 2) + (tag == "b") for tag in tags}
+
+    read: Counter[str] = Counter()
+    aws.client("dynamodb").meta.events.register(
+        "after-call.dynamodb.Query", lambda parsed, **_: read.update(items=parsed.get("Count", 0), calls=1),
+        unique_id="reconcile-scale-read")
+    pages, after = [], ""
+    while True:
+        page = store.heads_after("team/web", after, 20)
+        pages.append([h.stream_tag.tag for h in page])
+        if len(page) < 20:
+            break
+        after = page[-1].stream_tag.tag
+    assert [t for p in pages for t in p] == sorted(tags) and [len(p) for p in pages] == [20, 20, 6]
+    # at most one seek's worth of each tag is read (plus one seek per page): the 50-entry histories are skipped
+    assert read["items"] <= sum(min(n, SEEK_ITEMS) for n in items.values()) + SEEK_ITEMS * len(pages)
+    assert read["items"] < sum(items.values()) / 2
+    assert store.heads_after("team/web", "a", 2)[0].stream_tag.tag == "a-1"  # 'a' ends before 'a-1' starts
+    assert store.heads_after("team/web", "z039", 20) == []
+    found = store.heads_of("team/web", [*tags, "missing"])
+    assert sorted(h.stream_tag.tag for h in found) == sorted(tags)
+    assert next(h for h in found if h.stream_tag.tag == "c").deleted
