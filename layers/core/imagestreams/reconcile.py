@@ -89,6 +89,10 @@ class Reconciler:
                                   "repositories": 0, "triggers": 0, "resumed_from": dict(cursor) or None}
         ecr_repos: list[str] | None = None
         for current in PHASES[PHASES.index(phase):]:
+            if current != phase:  # a phase is done: keep that, and start the next one's bulk read only in time
+                if out_of_time():
+                    return self._stop(report, {"phase": current})
+                self.cursors.save_cursor({"phase": current})
             if current == "tags":
                 ecr_repos = sorted(self.catalog.repositories())
                 keys = ecr_repos
