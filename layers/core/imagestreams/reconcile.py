@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -71,6 +72,45 @@ class CursorStore(Protocol):
 
 def _hash(tag: str) -> int:
     return int.from_bytes(hashlib.blake2b(tag.encode(), digest_size=8).digest(), "big")
+
+
+@dataclass
+class _Place:
+    """Where a run is inside one repository: the step, the ECR page token, the last tag done, and the running
+    difference between the tags the listing showed and the live heads (a count and a sum of tag hashes)."""
+
+    step: str
+    token: str | None = None
+    tag: str = ""
+    n: int = 0
+    sum: int = 0
+
+    @classmethod
+    def load(cls, saved: dict[str, Any], first: str) -> _Place:
+        return cls(saved.get("step", first), saved.get("token"), saved.get("tag", ""), int(saved.get("n", 0)),
+                   int(str(saved.get("sum", "0")), 16))
+
+    def add(self, n: int, total: int) -> None:
+        self.n, self.sum = self.n + n, (self.sum + total) % _MOD
+
+    def saved(self) -> dict[str, Any]:
+        saved = {"step": self.step, "token": self.token, "tag": self.tag, "n": self.n, "sum": f"{self.sum:x}"}
+        return {k: v for k, v in saved.items() if v and v != "0"}
+
+
+class _Deadline:
+    """The run's deadline, except at the first question: the caller asked just before, so one step always goes
+    through and every run moves on from where the last one stopped."""
+
+    def __init__(self, out_of_time: Callable[[], bool]) -> None:
+        self.out_of_time = out_of_time
+        self.asked = False
+
+    def __call__(self) -> bool:
+        if not self.asked:
+            self.asked = True
+            return False
+        return self.out_of_time()
 
 
 class Reconciler:
@@ -140,95 +180,85 @@ class Reconciler:
 
     def _tags(self, stream: str, report: dict[str, Any], out_of_time: Callable[[], bool],
               position: dict[str, Any], *, gone: bool) -> dict[str, Any] | None:
-        """Reconcile one repository's stream tags from ``position`` on, page by page. Returns where it stopped
-        when the deadline came (``step``, ``token``, ``tag``, and the running difference ``n``/``sum``), None when
-        the repository is done.
+        """Reconcile one repository's stream tags from ``position`` on, page by page, in three steps:
+        ``ecr`` — each page of the listing against the heads of its tags (missed pushes, re-pushed tombstones);
+        ``count`` — the stream's live heads against the tags the listing showed; ``gone`` — only if those differ
+        (or the whole repository is gone): each live head whose tag ECR no longer has. Returns where it stopped
+        when the deadline came, None when the repository is done."""
+        place = _Place.load(position, "gone" if gone else "ecr")
+        late = _Deadline(out_of_time)
+        if place.step == "ecr" and not self._listing(stream, report, place, late):
+            return place.saved()
+        if place.step == "count" and not self._count(stream, place, late):
+            return place.saved()
+        if place.step == "gone" and not self._gone(stream, report, place, late, repository_gone=gone):
+            return place.saved()
+        return None
 
-        Steps: ``ecr`` — each page of the listing, against the heads of its tags (missed pushes, re-pushed
-        tombstones); ``count`` — the stream's live heads against the tags the listing showed; ``gone`` — only if
-        those differ (or the repository itself is gone): each live head whose tag ECR no longer has."""
-        step = position.get("step", "gone" if gone else "ecr")
-        diff_n, diff_sum = int(position.get("n", 0)), int(str(position.get("sum", "0")), 16)
-        asked = False
-
-        def late() -> bool:
-            """The deadline, except at the first check here: the caller asked just before, so one step always
-            goes through and every run moves on from where the last one stopped."""
-            nonlocal asked
-            if not asked:
-                asked = True
+    def _listing(self, stream: str, report: dict[str, Any], place: _Place, late: _Deadline) -> bool:
+        while True:
+            page = self.catalog.tags(stream, place.token) if place.token else self.catalog.tags(stream)
+            if page is None:
+                place.step = "done"  # not readable with our permissions (outside RepositoryPattern): not ours
+                return True
+            listed, following = page
+            heads = {h.stream_tag.tag: h for h in self.cursors.heads_of(stream, sorted(listed))}
+            suspects, count, total = [], 0, 0
+            for tag, digest in listed.items():
+                head = heads.get(tag)
+                if head is not None and head.deleted and head.kept_in_registry and head.digest == digest:
+                    continue  # untagged from the stream but kept in ECR: no live head expected
+                count, total = count + 1, total + _hash(tag)
+                if head is None or head.digest != digest or head.deleted:
+                    suspects.append(tag)
+            del heads
+            for tag in sorted(suspects):
+                if tag <= place.tag:
+                    continue  # re-resolved by the run that stopped inside this page
+                if late():
+                    return False
+                self._resync(stream, tag, report)
+                place.tag = tag
+            place.add(count, total)  # only once the page is done: a page stopped in is listed again
+            place.token, place.tag = following, ""
+            if not place.token:
+                place.step = "count"
+                return True
+            if late():
                 return False
-            return out_of_time()
 
-        def stop(step_: str, **where: Any) -> dict[str, Any]:
-            totals = {"n": diff_n, "sum": f"{diff_sum:x}"} if step_ != "gone" else {}
-            return {"step": step_, **{k: v for k, v in {**where, **totals}.items() if v and v != "0"}}
-
-        if step == "ecr":
-            token, done = position.get("token"), position.get("tag", "")
-            while True:
-                page = self.catalog.tags(stream, token) if token else self.catalog.tags(stream)
-                if page is None:
-                    return None  # not readable with our permissions (outside RepositoryPattern): not ours, not gone
-                listed, following = page
-                heads = {h.stream_tag.tag: h for h in self.cursors.heads_of(stream, sorted(listed))}
-                suspects, count, total = [], 0, 0
-                for tag, digest in listed.items():
-                    head = heads.get(tag)
-                    if head is not None and head.deleted and head.kept_in_registry and head.digest == digest:
-                        continue  # untagged from the stream but kept in ECR: no live head expected
-                    count, total = count + 1, total + _hash(tag)
-                    if head is None or head.digest != digest or head.deleted:
-                        suspects.append(tag)
-                del heads
-                for tag in sorted(suspects):
-                    if tag <= done:
-                        continue  # re-resolved by the run that stopped inside this page
-                    if late():
-                        return stop("ecr", token=token, tag=done)
-                    self._resync(stream, tag, report)
-                    done = tag
-                diff_n, diff_sum = diff_n + count, (diff_sum + total) % _MOD
-                token, done = following, ""
-                if not token:
-                    break
-                if late():
-                    return stop("ecr", token=token)
-            step, position = "count", {}
-
-        if step == "count":
-            last = position.get("tag", "")
-            while True:
-                if late():
-                    return stop("count", tag=last)
-                page = self.cursors.heads_after(stream, last, HEAD_PAGE)
-                for head in page:
-                    if not head.deleted:
-                        diff_n, diff_sum = diff_n - 1, (diff_sum - _hash(head.stream_tag.tag)) % _MOD
-                if len(page) < HEAD_PAGE:
-                    break
-                last = page[-1].stream_tag.tag
-            if diff_n == 0 and diff_sum == 0:
-                return None  # every live head's tag was in the listing: nothing is gone
-            step, position, diff_n, diff_sum = "gone", {}, 0, 0
-
-        last = position.get("tag", "")
+    def _count(self, stream: str, place: _Place, late: _Deadline) -> bool:
         while True:
             if late():
-                return stop("gone", tag=last)
-            page = self.cursors.heads_after(stream, last, HEAD_PAGE)
-            live = [h.stream_tag.tag for h in page if not h.deleted]
-            there = set() if gone or not live else self.catalog.present(stream, live)
-            live_set = set(live)
+                return False
+            page = self.cursors.heads_after(stream, place.tag, HEAD_PAGE)
+            live = [_hash(h.stream_tag.tag) for h in page if not h.deleted]
+            place.add(-len(live), -sum(live))
+            if len(page) < HEAD_PAGE:
+                break
+            place.tag = page[-1].stream_tag.tag
+        # equal: every live head's tag was in the listing, nothing is gone
+        place.step = "done" if place.n == 0 and place.sum == 0 else "gone"
+        place.tag, place.n, place.sum = "", 0, 0
+        return True
+
+    def _gone(self, stream: str, report: dict[str, Any], place: _Place, late: _Deadline, *,
+              repository_gone: bool) -> bool:
+        while True:
+            if late():
+                return False
+            page = self.cursors.heads_after(stream, place.tag, HEAD_PAGE)
+            live = {h.stream_tag.tag for h in page if not h.deleted}
+            there = set() if repository_gone or not live else self.catalog.present(stream, sorted(live))
             for head in page:
                 tag = head.stream_tag.tag
-                if tag in live_set and tag not in there:
+                if tag in live and tag not in there:
                     if late():
-                        return stop("gone", tag=last)
+                        return False
                     self._resync(stream, tag, report)
-                last = tag
+                place.tag = tag
             if len(page) < HEAD_PAGE:
-                return None
+                return True
 
     def _resync(self, stream: str, tag: str, report: dict[str, Any]) -> None:
         """Re-resolve one stream tag: ``sync`` re-reads both sides, so the bulk reads above are only hints. A tag
