@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+from collections import Counter
 from typing import Any
 
 import boto3
@@ -40,10 +41,11 @@ class Meter:
         self.deadline = math.inf
         self.spent = 0
         self.most_items = 0  # the most items one read handed to the reconciler
+        self.calls: Counter[str] = Counter()
         for owner, names in ((registry, self.READS["registry"]), (store, self.READS["store"])):
             for name in names:
                 if hasattr(owner, name):
-                    setattr(owner, name, self._read(getattr(owner, name), self.slow.get(name, 0)))
+                    setattr(owner, name, self._read(name, getattr(owner, name), self.slow.get(name, 0)))
         registry.resolve = self._fixed(registry.resolve, 5)
         ecs.inspect = self._fixed(ecs.inspect, 5)
 
@@ -53,8 +55,9 @@ class Meter:
         if self.now > self.deadline:
             raise Killed()
 
-    def _read(self, method: Any, extra: int) -> Any:
+    def _read(self, name: str, method: Any, extra: int) -> Any:
         def read(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
             out = method(*args, **kwargs)
             items = out[0] if isinstance(out, tuple) else out
             n = len(items) if items is not None else 0
@@ -232,6 +235,13 @@ def test_memory_is_bounded_by_a_page_for_a_10000_tag_repository():
     # held at once: one page of the listing and its heads (2,000 items)
     assert meter.most_items <= registry.page_size
     assert peak < 200_000, f"peak {peak} bytes while reconciling 10,000 tags"  # the whole listing: ~600 kB
+
+    # in sync: one listing call per 1,000 images, no presence check, no re-resolve; the heads in pages of 100
+    meter.calls.clear()
+    resolves = registry.resolves
+    assert reconciler.run()["moves"] == []
+    assert (meter.calls["tags"], meter.calls["present"], registry.resolves - resolves) == (10, 0, 0)
+    assert meter.calls["heads_after"] == math.ceil((10_000 + 1) / 100)
 
 
 def test_a_tag_that_fails_is_reported_and_its_repository_goes_on():
