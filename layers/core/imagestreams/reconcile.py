@@ -1,23 +1,31 @@
 """The reconciler (DESIGN §3.11): the safety net for best-effort events, run on a schedule.
 
-1. **Tags**: for every ECR repository, list its tags in bulk and re-resolve (``sync``, cause ``import``) every
-   stream tag whose head differs from ECR — missed pushes move, tags gone from ECR become tombstones. Then stream
-   tags of repositories that no longer exist at all.
+1. **Tags**: for every ECR repository, list its tags page by page (one ECR page: up to 1,000 images) and
+   re-resolve (``sync``, cause ``import``) every tag whose head differs from ECR — missed pushes move. Then count
+   the stream's live heads, page by page, against what the listing showed (a count and a sum of tag hashes, so
+   nothing per tag is held): only when they differ does it look for live heads whose tag left ECR, 100 tags per
+   ECR call, and re-resolve those (they become tombstones). Then stream tags of repositories that no longer
+   exist at all.
 2. **Triggers**: for every unpaused trigger, read what its target runs and decide:
    *in sync* (record rollout progress); *behind* (never fired successfully, or still runs exactly what we last put
    while the head moved: a fire was lost or failed on an API error) → fire, through the FIFO queue so it never races
    the deployer; a ``Failed`` fire is retried once its backoff has passed — unless the rollout itself FAILED (§3.8);
    anything else was changed out of band: *drift*, reported on the trigger and left alone.
 
-Everything is paginated. Each run stops before its deadline and saves a cursor (phase + last key), so a large
-account finishes over several runs instead of timing out. Safe to run next to ingest: writes are conditional and
+Everything is paged, and memory is bounded by a page, never by a repository's size. The deadline is checked
+before every page and every per-tag re-resolve; a run that stops saves a cursor (phase, last finished key, and
+where it is inside the current repository: step, ECR page token, last tag done), and the next run resumes
+exactly there, so a repository bigger than one run's budget is finished over several runs and cannot keep the
+repositories and triggers after it from being reached. Safe to run next to ingest: writes are conditional and
 fires go through the same per-trigger FIFO group.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,15 +35,23 @@ from .services import ImageStreams
 
 log = logging.getLogger(__name__)
 PHASES = ("tags", "orphans", "triggers")
+HEAD_PAGE = 100  # heads read per page, and tags asked of ECR per existence check
+_MOD = 1 << 64
+
+# One page of a repository's listing: tag -> digest, and the token of the next page (None after the last).
+TagPage = tuple[dict[str, str], str | None]
 
 
 class Catalog(Protocol):
-    """Bulk reads of the registry, for the reconciler."""
+    """Paged reads of the registry, for the reconciler."""
 
     def repositories(self) -> list[str]: ...
 
-    def tags(self, stream: str) -> dict[str, str] | None:
-        """Every tag of a repository and the digest it points to; None when we may not read it."""
+    def tags(self, stream: str, token: str | None = None) -> TagPage | None:
+        """One page of a repository's tags (the first page without a token); None when we may not read it."""
+
+    def present(self, stream: str, tags: list[str]) -> set[str]:
+        """Which of these tags (at most :data:`HEAD_PAGE`) the repository has now."""
 
 
 class CursorStore(Protocol):
@@ -45,6 +61,56 @@ class CursorStore(Protocol):
 
     def live_streams(self) -> list[str]:
         """Repositories that have at least one live (not deleted) stream tag in the table."""
+
+    def heads_after(self, stream: str, after: str, limit: int) -> list[Head]:
+        """Up to ``limit`` heads (live or tombstones) of a stream with a tag after ``after``, in tag order; fewer
+        only at the end of the stream."""
+
+    def heads_of(self, stream: str, tags: list[str]) -> list[Head]:
+        """The heads of these tags that exist (consistent reads)."""
+
+
+def _hash(tag: str) -> int:
+    return int.from_bytes(hashlib.blake2b(tag.encode(), digest_size=8).digest(), "big")
+
+
+@dataclass
+class _Place:
+    """Where a run is inside one repository: the step, the ECR page token, the last tag done, and the running
+    difference between the tags the listing showed and the live heads (a count and a sum of tag hashes)."""
+
+    step: str
+    token: str | None = None
+    tag: str = ""
+    n: int = 0
+    sum: int = 0
+
+    @classmethod
+    def load(cls, saved: dict[str, Any], first: str) -> _Place:
+        return cls(saved.get("step", first), saved.get("token"), saved.get("tag", ""), int(saved.get("n", 0)),
+                   int(str(saved.get("sum", "0")), 16))
+
+    def add(self, n: int, total: int) -> None:
+        self.n, self.sum = self.n + n, (self.sum + total) % _MOD
+
+    def saved(self) -> dict[str, Any]:
+        saved = {"step": self.step, "token": self.token, "tag": self.tag, "n": self.n, "sum": f"{self.sum:x}"}
+        return {k: v for k, v in saved.items() if v and v != "0"}
+
+
+class _Deadline:
+    """The run's deadline, except at the first question: the caller asked just before, so one step always goes
+    through and every run moves on from where the last one stopped."""
+
+    def __init__(self, out_of_time: Callable[[], bool]) -> None:
+        self.out_of_time = out_of_time
+        self.asked = False
+
+    def __call__(self) -> bool:
+        if not self.asked:
+            self.asked = True
+            return False
+        return self.out_of_time()
 
 
 class Reconciler:
@@ -58,10 +124,15 @@ class Reconciler:
     def run(self, out_of_time: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         cursor = self.cursors.load_cursor() or {}
         phase, after = cursor.get("phase", PHASES[0]), cursor.get("after", "")
+        inside = {k: v for k, v in cursor.items() if k not in ("phase", "after")}  # position within `repo`
         report: dict[str, Any] = {"moves": [], "fired": [], "drift": [], "retried": [], "errors": [],
                                   "repositories": 0, "triggers": 0, "resumed_from": dict(cursor) or None}
         ecr_repos: list[str] | None = None
         for current in PHASES[PHASES.index(phase):]:
+            if current != phase:  # a phase is done: keep that, and start the next one's bulk read only in time
+                if out_of_time():
+                    return self._stop(report, {"phase": current})
+                self.cursors.save_cursor({"phase": current})
             if current == "tags":
                 ecr_repos = sorted(self.catalog.repositories())
                 keys = ecr_repos
@@ -75,17 +146,19 @@ class Reconciler:
             for key in keys:
                 if key <= after:
                     continue
+                position = {k: v for k, v in inside.items() if k != "repo"} if inside.get("repo") == key else {}
+                inside = {}
                 if out_of_time():
-                    self.cursors.save_cursor({"phase": current, "after": after})
-                    report["complete"] = False
-                    report["cursor"] = {"phase": current, "after": after}
-                    return report
+                    return self._stop(report, {"phase": current, "after": after,
+                                               **({"repo": key, **position} if position else {})})
                 try:
                     if current == "triggers":
                         self._check(triggers[key], report, moved)
                         report["triggers"] += 1
                     else:
-                        self._tags(key, report, gone=current == "orphans")
+                        stopped = self._tags(key, report, out_of_time, position, gone=current == "orphans")
+                        if stopped is not None:
+                            return self._stop(report, {"phase": current, "after": after, "repo": key, **stopped})
                         report["repositories"] += 1
                 except Exception as exc:  # noqa: BLE001 - one bad item must not block every later run
                     log.exception("reconcile of %s failed", key)
@@ -96,42 +169,132 @@ class Reconciler:
         report["complete"] = True
         return report
 
+    def _stop(self, report: dict[str, Any], cursor: dict[str, Any]) -> dict[str, Any]:
+        cursor = {k: v for k, v in cursor.items() if v not in (None, "")}
+        self.cursors.save_cursor(cursor)
+        report["complete"] = False
+        report["cursor"] = cursor
+        return report
+
     # ------------------------------------------------------------------------------------------ tags
 
-    def _tags(self, stream: str, report: dict[str, Any], *, gone: bool) -> None:
+    def _tags(self, stream: str, report: dict[str, Any], out_of_time: Callable[[], bool],
+              position: dict[str, Any], *, gone: bool) -> dict[str, Any] | None:
+        """Reconcile one repository's stream tags from ``position`` on, page by page, in three steps:
+        ``ecr`` — each page of the listing against the heads of its tags (missed pushes, re-pushed tombstones);
+        ``count`` — the stream's live heads against the tags the listing showed; ``gone`` — only if those differ
+        (or the whole repository is gone): each live head whose tag ECR no longer has. Returns where it stopped
+        when the deadline came, None when the repository is done."""
         owns = getattr(self.catalog, "owns", None)
         if not gone and owns is not None and not owns(stream):
-            return  # outside RepositoryPattern: not ours (IAM would deny reading it anyway)
-        truth = {} if gone else self.catalog.tags(stream)
-        if truth is None:
-            return  # not readable with our permissions (outside RepositoryPattern): not ours, and not gone
-        heads = {h.stream_tag.tag: h for h in self.streams.store.heads(stream)}
-        suspects = set()
-        for tag, digest in truth.items():
-            head = heads.get(tag)
-            if head is None or head.digest != digest or (head.deleted and not head.kept_in_registry):
-                suspects.add(tag)
-        suspects |= {tag for tag, head in heads.items() if not head.deleted and tag not in truth}
-        for tag in sorted(suspects):  # sync re-reads both sides: the bulk listing is only a hint
+            return None  # outside RepositoryPattern: not ours (IAM would deny reading it anyway)
+        place = _Place.load(position, "gone" if gone else "ecr")
+        late = _Deadline(out_of_time)
+        if place.step == "ecr" and not self._listing(stream, report, place, late):
+            return place.saved()
+        if place.step == "count" and not self._count(stream, report, place, late):
+            return place.saved()
+        if place.step == "gone" and not self._gone(stream, report, place, late, repository_gone=gone):
+            return place.saved()
+        return None
+
+    def _listing(self, stream: str, report: dict[str, Any], place: _Place, late: _Deadline) -> bool:
+        while True:
+            page = self.catalog.tags(stream, place.token) if place.token else self.catalog.tags(stream)
+            if page is None:
+                place.step = "done"  # not readable with our permissions (outside RepositoryPattern): not ours
+                return True
+            listed, following = page
+            heads = {h.stream_tag.tag: h for h in self.cursors.heads_of(stream, sorted(listed))}
+            suspects, count, total = [], 0, 0
+            for tag, digest in listed.items():
+                head = heads.get(tag)
+                if head is not None and head.deleted and head.kept_in_registry and head.digest == digest:
+                    continue  # untagged from the stream but kept in ECR: no live head expected
+                count, total = count + 1, total + _hash(tag)
+                if head is None or head.digest != digest or head.deleted:
+                    suspects.append(tag)
+            del heads
+            for tag in sorted(suspects):
+                if tag <= place.tag:
+                    continue  # re-resolved by the run that stopped inside this page
+                if late():
+                    return False
+                self._resync(stream, tag, report)
+                place.tag = tag
+            place.add(count, total)  # only once the page is done: a page stopped in is listed again
+            place.token, place.tag = following, ""
+            if not place.token:
+                place.step = "count"
+                return True
+            if late():
+                return False
+
+    def _count(self, stream: str, report: dict[str, Any], place: _Place, late: _Deadline) -> bool:
+        while True:
+            if late():
+                return False
+            page = self.cursors.heads_after(stream, place.tag, HEAD_PAGE)
+            live = [_hash(h.stream_tag.tag) for h in page if not h.deleted]
+            for head in page:
+                if head.alias_of and not head.deleted:
+                    self._check_alias(head, report)
+            place.add(-len(live), -sum(live))
+            if len(page) < HEAD_PAGE:
+                break
+            place.tag = page[-1].stream_tag.tag
+        # equal: every live head's tag was in the listing, nothing is gone
+        place.step = "done" if place.n == 0 and place.sum == 0 else "gone"
+        place.tag, place.n, place.sum = "", 0, 0
+        return True
+
+    def _gone(self, stream: str, report: dict[str, Any], place: _Place, late: _Deadline, *,
+              repository_gone: bool) -> bool:
+        while True:
+            if late():
+                return False
+            page = self.cursors.heads_after(stream, place.tag, HEAD_PAGE)
+            live = {h.stream_tag.tag for h in page if not h.deleted}
+            there = set() if repository_gone or not live else self.catalog.present(stream, sorted(live))
+            for head in page:
+                tag = head.stream_tag.tag
+                if tag in live and tag not in there:
+                    if late():
+                        return False
+                    self._resync(stream, tag, report)
+                place.tag = tag
+            if len(page) < HEAD_PAGE:
+                return True
+
+    def _resync(self, stream: str, tag: str, report: dict[str, Any]) -> None:
+        """Re-resolve one stream tag: ``sync`` re-reads both sides, so the bulk reads above are only hints. A tag
+        that fails is reported and the repository goes on."""
+        try:
             report["moves"] += [m.as_dict() for m in self.streams.sync(StreamTag(stream, tag), cause="import",
                                                                         actor="reconciler")]
-        if not gone:
-            self._check_aliases(stream, report)
+        except Exception as exc:  # noqa: BLE001 - one bad tag must not stop the rest of its repository
+            log.exception("reconcile of %s:%s failed", stream, tag)
+            report["errors"].append(f"{stream}:{tag}: {type(exc).__name__}: {exc}")
 
-    def _check_aliases(self, stream: str, report: dict[str, Any]) -> None:
-        """Every live alias must equal its live source (an alias flow that died half-way, or raced, leaves one
-        behind; comparing the table with ECR does not see it). Repairs go through the alias flow of the source,
-        which also restores a missing back-link first. Reported under ``aliases`` as ``alias -> source``."""
-        heads = {h.stream_tag.tag: h for h in self.streams.store.heads(stream)}
-        for tag, head in sorted(heads.items()):
-            source = heads.get(head.alias_of or "")
-            if head.deleted or source is None or source.deleted:
-                continue
-            if head.digest == source.digest and tag in source.aliases:
-                continue
-            report.setdefault("aliases", []).append(f"{stream}:{tag} -> {stream}:{source.stream_tag.tag}")
+    def _check_alias(self, head: Head, report: dict[str, Any]) -> None:
+        """A live alias must equal its live source (an alias flow that died half-way, or raced, leaves one behind;
+        comparing the table with ECR does not see it). Repairs go through the alias flow of the source, which also
+        restores a missing back-link first. Reported under ``aliases`` as ``alias -> source``. Checked while the
+        heads are paged through (one consistent read of the source per alias), so memory stays one page."""
+        stream = head.stream_tag.stream
+        source = self.streams.store.get_head(StreamTag(stream, head.alias_of or ""))
+        if source is None or source.deleted:
+            return
+        if head.digest == source.digest and head.stream_tag.tag in source.aliases:
+            return
+        report.setdefault("aliases", []).append(f"{stream}:{head.stream_tag.tag} -> {stream}:{source.stream_tag.tag}")
+        try:
             moves = self.streams.repair_alias(head.stream_tag, actor="reconciler")
-            report["moves"] += [m.as_dict() for m in moves]
+        except Exception as exc:  # noqa: BLE001 - one bad alias must not stop the rest of its repository
+            log.exception("alias repair of %s failed", head.stream_tag)
+            report["errors"].append(f"{head.stream_tag}: {type(exc).__name__}: {exc}")
+            return
+        report["moves"] += [m.as_dict() for m in moves]
 
     # -------------------------------------------------------------------------------------- triggers
 

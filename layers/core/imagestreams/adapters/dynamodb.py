@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -30,6 +31,7 @@ _ser = TypeSerializer()
 _de = TypeDeserializer()
 TRIGGER_INDEX = "ByKind"
 TARGET_INDEX = "ByTarget"
+SEEK_ITEMS = 10  # items a head seek reads: one head and a little of what follows (one read unit)
 
 
 def pk(stream: str) -> str:
@@ -352,7 +354,8 @@ class DynamoStore:
     def load_cursor(self) -> dict[str, Any]:
         out = self.client.get_item(TableName=self.table, Key=_dump(self._CURSOR_KEY), ConsistentRead=True)
         item = _load(out["Item"]) if "Item" in out else {}
-        return {k: item[k] for k in ("phase", "after") if item.get(k)}
+        return {k: int(v) if isinstance(v, Decimal) else v for k, v in item.items()
+                if k not in ("pk", "sk", "kind") and v not in (None, "")}
 
     def save_cursor(self, cursor: dict[str, Any]) -> None:
         item = {**self._CURSOR_KEY, "kind": "CURSOR", **{k: v for k, v in cursor.items() if v}}
@@ -369,6 +372,44 @@ class DynamoStore:
         for page in pages:
             streams.update(_load(i)["stream"] for i in page["Items"])
         return sorted(streams)
+
+    def heads_after(self, stream: str, after: str, limit: int) -> list[Head]:
+        """Up to ``limit`` heads of a stream with a tag after ``after``, in tag order, without reading the tags'
+        history: a tag's head is its first item (``H`` < ``R`` < ``V``), so each Query seeks to the start of the
+        next tag (``sk > "T#<tag>$"``) and reads a few items; whatever follows a head (its triggers, its history) is
+        skipped by the next seek."""
+        heads: list[Head] = []
+        start = f"T#{after}$" if after else "T#"
+        while len(heads) < limit:
+            out = self.client.query(
+                TableName=self.table, KeyConditionExpression="pk = :pk AND sk > :from",
+                ExpressionAttributeValues=_dump({":pk": pk(stream), ":from": start}),
+                Limit=SEEK_ITEMS, ConsistentRead=True)
+            items = [_load(i) for i in out["Items"]]
+            for item in items:
+                if item.get("kind") == "HEAD" and len(heads) < limit:
+                    heads.append(head_from_item(item))
+            if not items or "LastEvaluatedKey" not in out:
+                break
+            start = f"T#{items[-1]['sk'].split('#')[1]}$"  # past every item of the last tag seen
+        return heads
+
+    def heads_of(self, stream: str, tags: list[str]) -> list[Head]:
+        """BatchGetItem of these tags' heads, 100 keys a call, consistent; unprocessed keys are retried."""
+        heads: list[Head] = []
+        for start in range(0, len(tags), 100):
+            keys = [_dump({"pk": pk(stream), "sk": head_sk(tag)}) for tag in tags[start : start + 100]]
+            pending: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in range(8):
+                out = self.client.batch_get_item(RequestItems=pending)
+                heads += [head_from_item(_load(i)) for i in out.get("Responses", {}).get(self.table, [])]
+                pending = out.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise RuntimeError(f"BatchGetItem kept leaving keys unprocessed for {stream}")
+        return heads
 
     def remove_trigger(self, trigger: Trigger) -> None:
         st = trigger.stream_tag

@@ -99,6 +99,8 @@ class EcrRegistry:
     so is one where ECR answers AccessDenied.
     """
 
+    page_size = 1000  # images per DescribeImages page of the reconciler's listing (ECR's maximum)
+
     def __init__(self, client: Any, *, host: str | None = None, repository_pattern: str = "*") -> None:
         self.client = client
         self.host = host
@@ -148,23 +150,44 @@ class EcrRegistry:
             names += [r["repositoryName"] for r in page["repositories"]]
         return names
 
-    def tags(self, stream: str) -> dict[str, str] | None:
-        """Tag → digest for a whole repository, 1000 images a call; None when IAM does not let us read it."""
-        out: dict[str, str] = {}
+    def tags(self, stream: str, token: str | None = None) -> tuple[dict[str, str], str | None] | None:
+        """One page of a repository's tags, tag → digest: one ``DescribeImages`` of up to ``page_size`` tagged
+        images, and the token of the next page (None after the last). None when IAM does not let us read it."""
+        kwargs: dict[str, Any] = {"repositoryName": stream, "filter": {"tagStatus": "TAGGED"},
+                                  "maxResults": self.page_size}
+        if token:
+            kwargs["nextToken"] = token
         try:
-            pages = self.client.get_paginator("describe_images").paginate(
-                repositoryName=stream, filter={"tagStatus": "TAGGED"}, PaginationConfig={"PageSize": 1000})
-            for page in pages:
-                for detail in page["imageDetails"]:
-                    for tag in detail.get("imageTags") or []:
-                        out[tag] = detail["imageDigest"]
+            out = self.client.describe_images(**kwargs)
         except ClientError as exc:
             if _code(exc) in _GONE:
-                return {}
+                return {}, None
             if _code(exc) in ("AccessDeniedException", "AccessDenied"):
                 return None
             raise
-        return out
+        page = {tag: detail["imageDigest"] for detail in out.get("imageDetails") or []
+                for tag in detail.get("imageTags") or []}
+        return page, out.get("nextToken") or None
+
+    def present(self, stream: str, tags: list[str]) -> set[str]:
+        """Which of these tags (at most 100) the repository has now: one ``DescribeImages`` by tag. ECR refuses
+        the whole call when one tag is missing, so a refused batch is split in halves until the missing tags are
+        found (about two calls per level for each missing tag)."""
+        if not tags:
+            return set()
+        try:
+            out = self.client.describe_images(repositoryName=stream, imageIds=[{"imageTag": t} for t in tags])
+        except ClientError as exc:
+            if _code(exc) == "RepositoryNotFoundException":
+                return set()
+            if _code(exc) != "ImageNotFoundException":
+                raise
+            if len(tags) == 1:
+                return set()
+            half = len(tags) // 2
+            return self.present(stream, tags[:half]) | self.present(stream, tags[half:])
+        found = {tag for detail in out.get("imageDetails") or [] for tag in detail.get("imageTags") or []}
+        return found & set(tags)
 
     def _immutable(self, stream: str) -> Any:
         """A predicate: is this tag immutable in the repository (exclusion filters honoured)?"""

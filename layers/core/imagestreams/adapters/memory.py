@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -134,6 +136,15 @@ class MemoryStore:
     def live_streams(self) -> list[str]:
         return sorted({st.stream for st, h in self.heads_by_tag.items() if not h.deleted})
 
+    def heads_after(self, stream: str, after: str, limit: int) -> list[Head]:
+        """A page of heads in tag order; never copies the stream (like a paged Query)."""
+        return heapq.nsmallest(limit, (h for st, h in self.heads_by_tag.items()
+                                       if st.stream == stream and st.tag > after), key=lambda h: h.stream_tag.tag)
+
+    def heads_of(self, stream: str, tags: list[str]) -> list[Head]:
+        found = (self.heads_by_tag.get(StreamTag(stream, tag)) for tag in tags)
+        return [h for h in found if h is not None]
+
 
 class MemoryRegistry:
     """Tags → digests, as ECR would answer ``describe_images``."""
@@ -148,6 +159,7 @@ class MemoryRegistry:
         self.indexes: dict[str, dict[str, str]] = {}  # index digest -> {architecture: child digest}
         self.resolves = 0
         self.retags = 0
+        self.page_size = 1000  # tags per page of `tags` (ECR: images per DescribeImages page)
 
     def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
         self.tag_map[(stream, tag)] = digest
@@ -185,8 +197,18 @@ class MemoryRegistry:
     def repositories(self) -> list[str]:
         return sorted({stream for stream, _ in self.tag_map} | set(self.images) | self.empty_repositories)
 
-    def tags(self, stream: str) -> dict[str, str]:
-        return {tag: digest for (s, tag), digest in self.tag_map.items() if s == stream}
+    def tags(self, stream: str, token: str | None = None) -> tuple[dict[str, str], str | None]:
+        """One page of ``page_size`` tags, in no particular order (like ECR); the token is an offset."""
+        start = int(token or 0)
+        mine = ((tag, digest) for (s, tag), digest in self.tag_map.items() if s == stream)
+        page = dict(itertools.islice(mine, start, start + self.page_size + 1))
+        more = len(page) > self.page_size
+        if more:
+            page.popitem()
+        return page, str(start + self.page_size) if more else None
+
+    def present(self, stream: str, tags: list[str]) -> set[str]:
+        return {tag for tag in tags if (stream, tag) in self.tag_map}
 
     def resolve(self, stream: str, tag: str) -> Observation | None:
         self.resolves += 1
