@@ -35,10 +35,10 @@ class LazyDrivers(Mapping[str, TargetDriver]):
         return len(self._factories)
 
 
-def _ecs_driver() -> TargetDriver:
+def _ecs_driver(task_role_pattern: str) -> TargetDriver:
     from .adapters.ecs import EcsDriver
 
-    return EcsDriver(aws.client("ecs"))
+    return EcsDriver(aws.client("ecs"), task_role_pattern=task_role_pattern)
 
 
 def _eks_driver() -> TargetDriver:
@@ -63,7 +63,8 @@ def build(settings: Settings) -> ImageStreams:
         store=DynamoStore(aws.client("dynamodb"), settings.table,
                           tombstone_ttl=timedelta(days=settings.tombstone_ttl_days)),
         registry=EcrRegistry(aws.LazyClient("ecr")),
-        drivers=LazyDrivers({"ecs": _ecs_driver, "eks": _eks_driver, "lambda": _lambda_driver}),
+        drivers=LazyDrivers({"ecs": lambda: _ecs_driver(settings.task_role_pattern), "eks": _eks_driver,
+                             "lambda": _lambda_driver}),
         fire_queue=fire_queue,
         history_limit=settings.history_limit,
         policy=TargetPolicy.from_strings(settings.allowed_ecs_clusters, settings.allowed_eks_namespaces,
@@ -72,8 +73,13 @@ def build(settings: Settings) -> ImageStreams:
 
 
 @lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@lru_cache(maxsize=1)
 def services() -> ImageStreams:
-    return build(Settings.from_env())
+    return build(settings())
 
 
 def reconciler() -> Any:
@@ -85,4 +91,5 @@ def reconciler() -> Any:
 
 def reset() -> None:
     services.cache_clear()
+    settings.cache_clear()
     aws.reset()
