@@ -376,3 +376,55 @@ def test_pins_survive_the_dynamodb_item_round_trip():
     for pins in (TaskPins("web", "arn:aws:iam::1:role/a", "arn:aws:iam::1:role/b"), TaskPins("web"), None):
         trigger = Trigger("tr-0123456789ab", WEB, TARGET, pins=pins)
         assert trigger_from_item(trigger_item(trigger)).pins == pins
+
+
+# --------------------------------------------------------------- lagging indexes never undo a newer fire
+
+
+class LaggingIndex(MemoryStore):
+    """The trigger indexes (by target, all triggers) answer from a snapshot, like an eventually consistent GSI."""
+
+    snapshot: dict | None = None
+
+    def freeze(self):
+        self.snapshot = dict(self.triggers)
+
+    def triggers_for_target(self, key):
+        return [t for t in (self.snapshot or self.triggers).values() if target_key(t.target) == key]
+
+    def all_triggers(self):
+        return list((self.snapshot or self.triggers).values())
+
+
+def lagging_world():
+    world = World()
+    world.store = LaggingIndex()
+    world.streams.store = world.store
+    world.reconciler = Reconciler(world.streams, world.registry, world.store)
+    return world
+
+
+def test_a_late_event_for_an_older_deployment_read_from_a_lagging_index_changes_nothing():
+    world = lagging_world()
+    world.push(1)
+    world.add()
+    old = world.trigger.deployment
+    world.store.freeze()  # the index still shows the fire of v1
+    world.push(2)
+    world.fire()
+    newer = world.trigger
+    assert world.streams.rollout_event(KEY, old, "FAILED", "late") == []
+    assert world.trigger == newer and world.trigger.deployment != old
+
+
+def test_the_reconciler_never_overwrites_a_fire_made_while_it_checked():
+    world = lagging_world()
+    world.push(1)
+    world.add()
+    world.ecs.past[SERVICE][-1]["state"] = "COMPLETED"  # v1's rollout completed (its event was lost)
+    world.push(2)
+    world.store.freeze()  # the run lists the triggers, then the deployer fires v2
+    world.fire()
+    newer = world.trigger
+    world.reconciler.run()
+    assert world.trigger == newer and world.trigger.deployed_image == pinned(2)

@@ -123,7 +123,7 @@ class Reconciler:
         head = store.get_head(trigger.stream_tag)
         if head is None or head.deleted:
             if trigger.status != "WaitingForImage":
-                self.streams.record(trigger, trigger.with_outcome(status="WaitingForImage"))
+                self._record(trigger, trigger.with_outcome(status="WaitingForImage"))
             return
         if trigger.status == "Failed" and trigger.rollout_state != "FAILED":
             if trigger.retry_at is None or trigger.retry_at <= self.clock():
@@ -140,7 +140,7 @@ class Reconciler:
         if trigger.status == "Deploying" and state.rollout_state == "FAILED":
             # the rollout event was lost (maybe with the deployment, which a circuit-breaker rollback drops from
             # the service): polling tells us. Record it; what runs now is the rollback's choice, not drift.
-            self.streams.record(trigger, self._rollout(trigger, "FAILED", state.reason))
+            self._record(trigger, self._rollout(trigger, "FAILED", state.reason))
             return
         expected = self.streams.image_for(driver, trigger, head)
         if state.image == expected:
@@ -148,7 +148,7 @@ class Reconciler:
             if trigger.status == "Deploying" and state.rollout_state:
                 after = self._rollout(after, state.rollout_state, state.reason)
             if after != trigger:
-                self.streams.record(trigger, after)
+                self._record(trigger, after)
             return
         behind = (trigger.last_triggered_digest is None or state.image == trigger.deployed_image
                   # the rollout of the last digest failed and was rolled back, and the head has moved since
@@ -162,7 +162,16 @@ class Reconciler:
                  f"{rfc3339(self.clock())} — left alone until `deploy` or the next head move")
         report["drift"].append({"id": trigger.id, "target": trigger.target.describe(), "image": state.image})
         if trigger.drift is None or not trigger.drift.startswith(f"runs {state.image},"):
-            self.streams.record(trigger, trigger.with_outcome(drift=drift))
+            self._record(trigger, trigger.with_outcome(drift=drift))
+
+    def _record(self, seen: Trigger, after: Trigger) -> None:
+        """Write what this check learnt, unless the trigger changed since it was listed (the listing is an
+        eventually consistent index read at the start of the run): a fire's newer record is never overwritten."""
+        fresh = self.streams.store.get_trigger(seen.id)
+        if fresh is None or fresh._replace(paused=seen.paused) != seen:
+            log.info("trigger %s changed while it was checked; the next run looks again", seen.id)
+            return
+        self.streams.record(seen, after)
 
     @staticmethod
     def _inspect(driver: TargetDriver, trigger: Trigger) -> TargetState:

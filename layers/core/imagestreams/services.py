@@ -443,8 +443,11 @@ class ImageStreams:
         else:
             candidates = self.store.triggers_for_target(key)
         updated = []
-        for trigger in candidates:
-            if trigger.deployment != deployment:
+        for listed in candidates:
+            if listed.deployment != deployment:
+                continue
+            trigger = self.store.get_trigger(listed.id)  # the index lags: a newer fire may have replaced it since
+            if trigger is None or trigger.deployment != deployment:
                 continue
             after = advance_rollout(trigger, state, reason)
             if after != trigger:
