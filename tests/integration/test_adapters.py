@@ -117,7 +117,7 @@ def test_ecs_fire_clones_current_revision_and_changes_only_the_image(stack):
     ecs = stack.client("ecs")
     counter = Counting(ecs)
     pinned = f"{REG}/team/web@{digest(1)}"
-    result = EcsDriver(ecs).apply(EcsTarget("prod", "web", "web"), pinned)
+    result = EcsDriver(ecs, task_role_pattern="exec").apply(EcsTarget("prod", "web", "web"), pinned)
     assert result.changed and counter.calls == ["DescribeServices", "DescribeTaskDefinition",
                                                 "RegisterTaskDefinition", "UpdateService"]
     arn, images, td = service_images(stack)
@@ -130,7 +130,7 @@ def test_ecs_fire_clones_current_revision_and_changes_only_the_image(stack):
     assert {"key": "team", "value": "payments"} in td["tags"]
     # already pinned: two reads, nothing registered
     counter.calls.clear()
-    again = EcsDriver(ecs).apply(EcsTarget("prod", "web", "web"), pinned)
+    again = EcsDriver(ecs, task_role_pattern="exec").apply(EcsTarget("prod", "web", "web"), pinned)
     assert not again.changed and counter.calls == ["DescribeServices", "DescribeTaskDefinition"]
     assert service_images(stack)[0].endswith(":2")
 

@@ -134,7 +134,7 @@ def test_transient_ecs_failure_is_retried_then_parked_in_the_dlq(repo, monkeypat
 
     attempts = []
 
-    def throttled(self, target, image):
+    def throttled(self, target, image, **_):
         attempts.append(image)
         raise TransientTargetError("UpdateService: ThrottlingException: Rate exceeded")
 

@@ -202,10 +202,11 @@ def test_too_many_concurrent_revisions_is_transient_and_retried():
     task_def = {"taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1", "family": "web",
                 "containerDefinitions": [{"name": "app", "image": "app:old"}]}
     with Stubber(client) as stub:
-        stub.add_response("describe_services", {"services": [
-            {"serviceName": "web", "status": "ACTIVE", "taskDefinition": task_def["taskDefinitionArn"]}],
-            "failures": []})
-        stub.add_response("describe_task_definition", {"taskDefinition": task_def, "tags": []})
+        for _read in ("what trigger.add records it may clone", "the fire's own read"):
+            stub.add_response("describe_services", {"services": [
+                {"serviceName": "web", "status": "ACTIVE", "taskDefinition": task_def["taskDefinitionArn"]}],
+                "failures": []})
+            stub.add_response("describe_task_definition", {"taskDefinition": task_def, "tags": []})
         stub.add_client_error("register_task_definition", service_error_code="ClientException",
                               service_message="Too many concurrent attempts to create a new revision of the "
                                               "specified family.", http_status_code=400)

@@ -36,10 +36,10 @@ class LazyDrivers(Mapping[str, TargetDriver]):
         return len(self._factories)
 
 
-def _ecs_driver() -> TargetDriver:
+def _ecs_driver(task_role_pattern: str) -> TargetDriver:
     from .adapters.ecs import EcsDriver
 
-    return EcsDriver(aws.client("ecs"))
+    return EcsDriver(aws.client("ecs"), task_role_pattern=task_role_pattern)
 
 
 def _eks_driver(registry: str | None = None) -> TargetDriver:
@@ -74,7 +74,8 @@ def build(settings: Settings) -> ImageStreams:
                           tombstone_ttl=timedelta(days=settings.tombstone_ttl_days)),
         registry=EcrRegistry(aws.LazyClient("ecr"), host=host,
                              repository_pattern=settings.repository_pattern),
-        drivers=LazyDrivers({"ecs": _ecs_driver, "eks": lambda: _eks_driver(host), "lambda": _lambda_driver}),
+        drivers=LazyDrivers({"ecs": lambda: _ecs_driver(settings.task_role_pattern),
+                             "eks": lambda: _eks_driver(host), "lambda": _lambda_driver}),
         fire_queue=fire_queue,
         history_limit=settings.history_limit,
         policy=TargetPolicy.from_strings(settings.allowed_ecs_clusters, settings.allowed_eks_namespaces,
@@ -83,8 +84,13 @@ def build(settings: Settings) -> ImageStreams:
 
 
 @lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@lru_cache(maxsize=1)
 def services() -> ImageStreams:
-    return build(Settings.from_env())
+    return build(settings())
 
 
 def reconciler() -> Any:
@@ -96,4 +102,5 @@ def reconciler() -> Any:
 
 def reset() -> None:
     services.cache_clear()
+    settings.cache_clear()
     aws.reset()

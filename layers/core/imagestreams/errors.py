@@ -62,6 +62,15 @@ class TargetError(Exception):
     """
 
 
+class PinsChanged(TargetError):
+    """An ECS service now runs a revision of another family or with other roles than recorded: a fire would pass
+    roles nobody allowed, so nothing is registered until a person runs ``deploy``."""
+
+    def __init__(self, message: str, seen: object = None) -> None:
+        super().__init__(message)
+        self.seen = seen
+
+
 class TransientTargetError(Exception):
     """The target's API failed in a way worth retrying (throttling, 5xx). The fire is retried, then parked."""
 

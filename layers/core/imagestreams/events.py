@@ -52,20 +52,33 @@ def parse_ecr_event(event: Any) -> EcrEvent:
 
 
 class DeploymentChange(NamedTuple):
-    target_key: str
+    target_key: str  # ``ecs:<cluster>/<service>``; ``ecs:*/<service>`` for an old-format ARN (no cluster in it)
     deployment: str
     state: str  # IN_PROGRESS | COMPLETED | FAILED
     reason: str
 
+    @property
+    def cluster_known(self) -> bool:
+        return not self.target_key.startswith(f"ecs:{ANY_CLUSTER}/")
 
+
+class ForeignEvent(Invalid):
+    """Well formed, but about another account or region than the stack's: not ours to act on."""
+
+
+ANY_CLUSTER = "*"  # no cluster name contains it
 ECS_DEPLOYMENT_EVENTS = {"SERVICE_DEPLOYMENT_IN_PROGRESS": "IN_PROGRESS",
                          "SERVICE_DEPLOYMENT_COMPLETED": "COMPLETED", "SERVICE_DEPLOYMENT_FAILED": "FAILED"}
+# New format arn:aws:ecs:<region>:<account>:service/<cluster>/<service>; old format (services created before the
+# long ARN format was enabled) arn:aws:ecs:<region>:<account>:service/<service>, without the cluster.
 _SERVICE_ARN = re.compile(
-    r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:service/([A-Za-z0-9_-]{1,255})/([A-Za-z0-9_-]{1,255})")
+    r"arn:aws[a-z-]*:ecs:([a-z0-9-]+):([0-9]{12}):service/(?:([A-Za-z0-9_-]{1,255})/)?([A-Za-z0-9_-]{1,255})")
 
 
-def parse_ecs_deployment_event(event: Any) -> DeploymentChange:
-    """``ECS Deployment State Change`` (aws-facts.md §3.2): the service ARN is in ``resources``."""
+def parse_ecs_deployment_event(event: Any, *, account: str | None = None,
+                               region: str | None = None) -> DeploymentChange:
+    """``ECS Deployment State Change`` (aws-facts.md §3.2): the service ARN is in ``resources``. With ``account`` and
+    ``region`` (the stack's), an event about anything else raises :class:`ForeignEvent`."""
     if not isinstance(event, dict) or event.get("source") != "aws.ecs" or \
             event.get("detail-type") != "ECS Deployment State Change":
         raise Invalid("not an ECS Deployment State Change event")
@@ -81,7 +94,13 @@ def parse_ecs_deployment_event(event: Any) -> DeploymentChange:
     match = _SERVICE_ARN.fullmatch(resources[0]) if isinstance(resources, list) and resources and isinstance(
         resources[0], str) else None
     if match is None:
-        raise Invalid("resources[0] must be the ECS service ARN (arn:aws:ecs:…:service/<cluster>/<service>)")
+        raise Invalid("resources[0] must be an ECS service ARN (arn:aws:ecs:…:service/[<cluster>/]<service>)")
+    arn_region, arn_account, cluster, service = match.groups()
+    for what, expected, seen in (("account", account, (event.get("account"), arn_account)),
+                                 ("region", region, (event.get("region"), arn_region))):
+        if expected is not None and any(value != expected for value in seen):
+            raise ForeignEvent(f"event from {what} {show(seen[0])} about {show(resources[0])}; this stack's "
+                               f"{what} is {expected}")
     reason = detail.get("reason") if isinstance(detail.get("reason"), str) else ""
-    return DeploymentChange(f"ecs:{match[1]}/{match[2]}", deployment, ECS_DEPLOYMENT_EVENTS[detail["eventName"]],
-                            reason[:1024])
+    return DeploymentChange(f"ecs:{cluster or ANY_CLUSTER}/{service}", deployment,
+                            ECS_DEPLOYMENT_EVENTS[detail["eventName"]], reason[:1024])

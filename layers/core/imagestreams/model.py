@@ -561,6 +561,32 @@ def parse_discovery(raw: dict[str, Any]) -> str:
 # -------------------------------------------------------------------------------------------- triggers
 
 
+class TaskPins(NamedTuple):
+    """What an ECS fire may clone: a revision of this task-definition family whose tasks get exactly these roles
+    (None: no role). Recorded when a person adds or deploys the trigger; a fire that finds anything else fails."""
+
+    family: str
+    task_role: str | None = None
+    execution_role: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "taskRoleArn": self.task_role, "executionRoleArn": self.execution_role}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TaskPins:
+        return cls(raw["family"], raw.get("taskRoleArn") or None, raw.get("executionRoleArn") or None)
+
+    def changes(self, seen: TaskPins) -> list[str]:
+        """What differs in ``seen`` from these pins, in words (empty when nothing does)."""
+        out = []
+        for what, mine, theirs in (("task-definition family", self.family, seen.family),
+                                   ("task role", self.task_role, seen.task_role),
+                                   ("execution role", self.execution_role, seen.execution_role)):
+            if mine != theirs:
+                out.append(f"{what} changed from {mine or 'none'} to {theirs or 'none'}")
+        return out
+
+
 class Trigger(NamedTuple):
     """Keep ``target`` on the head of ``stream_tag``."""
 
@@ -578,6 +604,7 @@ class Trigger(NamedTuple):
     deployment: str | None = None  # ECS deployment id (or EKS generation) of our last change
     failures: int = 0  # consecutive failed fires
     retry_at: datetime | None = None  # when the reconciler may retry a failed fire (backoff)
+    pins: TaskPins | None = None  # ECS: the family and roles a fire may clone (None: not recorded yet)
 
     def with_outcome(self, **changes: Any) -> Trigger:
         """A copy with new state. Outside text (``last_error``, ``drift``) is capped by :func:`cap_text` here,
@@ -600,6 +627,7 @@ class Trigger(NamedTuple):
             "lastError": self.last_error,
             "rolloutState": self.rollout_state,
             "drift": self.drift,
+            "pins": self.pins.as_dict() if self.pins else None,
         }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from .model import Head, HistoryEntry, Observation, StreamTag, Target, Trigger
+from .model import Head, HistoryEntry, Observation, StreamTag, Target, TaskPins, Trigger
 
 
 class StreamStore(Protocol):
@@ -88,7 +88,9 @@ class DriverResult(NamedTuple):
     previous_image: str | None = None
     rollout_state: str | None = None
     detail: str | None = None
-    deployment: str | None = None  # e.g. the ECS deployment id UpdateService started
+    deployment: str | None = None  # e.g. the ECS deployment id UpdateService started (or that runs the image)
+    pins: TaskPins | None = None  # ECS: the family and roles of the revision the target runs (or was cloned)
+    reason: str | None = None  # why the rollout of ``deployment`` is in its state, when the target says
 
 
 class TargetState(NamedTuple):
@@ -96,12 +98,15 @@ class TargetState(NamedTuple):
 
     image: str
     rollout_state: str | None = None
+    reason: str | None = None  # why the rollout is in that state (e.g. the circuit breaker's message)
 
 
 class TargetDriver(Protocol):
     """Puts one image (a pinned ref) into one target container, changing nothing else."""
 
-    def apply(self, target: Target, image: str) -> DriverResult: ...
+    def apply(self, target: Target, image: str) -> DriverResult:
+        """Drivers that report ``pins`` in their result also take ``apply(target, image, pins=...)``: then they
+        refuse (:class:`~imagestreams.errors.PinsChanged`, nothing written) a target whose pins differ."""
 
     def platform(self, target: Target) -> str | None:
         """The one architecture the target runs, when it cannot take an image index (Lambda); else None."""

@@ -31,7 +31,8 @@ from typing import Any, Protocol
 
 from .errors import TransientTargetError
 from .model import Head, StreamTag, Trigger, rfc3339
-from .services import ImageStreams
+from .ports import TargetDriver, TargetState
+from .services import ROLLOUT_DONE, ImageStreams, advance_rollout
 
 log = logging.getLogger(__name__)
 PHASES = ("tags", "orphans", "triggers")
@@ -305,7 +306,7 @@ class Reconciler:
         head = store.get_head(trigger.stream_tag)
         if head is None or head.deleted:
             if trigger.status != "WaitingForImage":
-                self.streams.record(trigger, trigger.with_outcome(status="WaitingForImage"))
+                self._record(trigger, trigger.with_outcome(status="WaitingForImage"))
             return
         if trigger.status == "Failed" and trigger.rollout_state != "FAILED":
             if trigger.retry_at is None or trigger.retry_at <= self.clock():
@@ -318,20 +319,23 @@ class Reconciler:
             return  # §3.8: the head is the digest whose rollout failed; what runs now is the circuit breaker's
             # choice, not drift. Wait for a new head or an explicit `deploy`.
         driver = self.streams.drivers[trigger.target.type]
-        state = driver.inspect(trigger.target, trigger.deployment)
+        state = self._inspect(driver, trigger)
         if trigger.status == "Deploying" and state.rollout_state == "FAILED":
-            # the rollout event was lost; polling tells us: record it, and §3.8 applies from now on
-            self.streams.record(trigger, self._rollout(trigger, "FAILED"))
+            # the rollout event was lost (maybe with the deployment, which a circuit-breaker rollback drops from
+            # the service): polling tells us. Record it; what runs now is the rollback's choice, not drift.
+            self._record(trigger, self._rollout(trigger, "FAILED", state.reason))
             return
         expected = self.streams.image_for(driver, trigger, head)
         if state.image == expected:
             after = trigger.with_outcome(drift=None)
             if trigger.status == "Deploying" and state.rollout_state:
-                after = self._rollout(after, state.rollout_state)
+                after = self._rollout(after, state.rollout_state, state.reason)
             if after != trigger:
-                self.streams.record(trigger, after)
+                self._record(trigger, after)
             return
-        behind = trigger.last_triggered_digest is None or state.image == trigger.deployed_image
+        behind = (trigger.last_triggered_digest is None or state.image == trigger.deployed_image
+                  # the rollout of the last digest failed and was rolled back, and the head has moved since
+                  or (trigger.rollout_state == "FAILED" and trigger.last_triggered_digest != head.digest))
         if behind:
             report["fired"].append(trigger.id)
             self._fire(trigger, head)
@@ -341,16 +345,31 @@ class Reconciler:
                  f"{rfc3339(self.clock())} — left alone until `deploy` or the next head move")
         report["drift"].append({"id": trigger.id, "target": trigger.target.describe(), "image": state.image})
         if trigger.drift is None or not trigger.drift.startswith(f"runs {state.image},"):
-            self.streams.record(trigger, trigger.with_outcome(drift=drift))
+            self._record(trigger, trigger.with_outcome(drift=drift))
+
+    def _record(self, seen: Trigger, after: Trigger) -> None:
+        """Write what this check learnt, unless the trigger changed since it was listed (the listing is an
+        eventually consistent index read at the start of the run): a fire's newer record is never overwritten."""
+        fresh = self.streams.store.get_trigger(seen.id)
+        if fresh is None or fresh._replace(paused=seen.paused) != seen:
+            log.info("trigger %s changed while it was checked; the next run looks again", seen.id)
+            return
+        self.streams.record(seen, after)
 
     @staticmethod
-    def _rollout(trigger: Trigger, state: str) -> Trigger:
-        if state == "COMPLETED":
-            return trigger.with_outcome(status="Deployed", rollout_state="COMPLETED")
-        if state == "FAILED":
-            return trigger.with_outcome(status="Failed", rollout_state="FAILED",
-                                        last_error=f"rollout of {trigger.last_triggered_digest} failed")
-        return trigger.with_outcome(rollout_state=state)
+    def _inspect(driver: TargetDriver, trigger: Trigger) -> TargetState:
+        """Read the target. While our rollout is open, a driver that can also tells what became of our
+        deployment after the target dropped it (from what we put there)."""
+        if (getattr(driver, "finds_past_rollouts", False) and trigger.deployment and trigger.deployed_image
+                and trigger.rollout_state not in ROLLOUT_DONE):
+            return driver.inspect(trigger.target, trigger.deployment,  # type: ignore[call-arg]
+                                  image=trigger.deployed_image)
+        return driver.inspect(trigger.target, trigger.deployment)
+
+    @staticmethod
+    def _rollout(trigger: Trigger, state: str, reason: str | None = None) -> Trigger:
+        """Polled rollout state, under the same rule as rollout events: it only moves forward."""
+        return advance_rollout(trigger, state, reason or "seen by the reconciler")
 
     def _fire(self, trigger: Trigger, head: Head) -> None:
         queue = self.streams.fire_queue

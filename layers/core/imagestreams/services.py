@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from .errors import (
     ConcurrentUpdate,
@@ -18,11 +19,13 @@ from .errors import (
     Forbidden,
     Invalid,
     NotFound,
+    PinsChanged,
     TargetChanged,
     TargetError,
     TransientTargetError,
 )
 from .model import (
+    EcsTarget,
     Head,
     HistoryEntry,
     ImageRef,
@@ -34,13 +37,14 @@ from .model import (
     rfc3339,
     runs_digest,
     same_slot,
+    short_name,
     target_identity,
     target_key,
     trigger_id,
     utcnow,
 )
 from .policy import TargetPolicy
-from .ports import FireQueue, Registry, StreamStore, TargetDriver
+from .ports import DriverResult, FireQueue, Registry, StreamStore, TargetDriver
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,26 @@ MAX_ALIASES = 100  # tags tracking one tag (each is listed on the source's head 
 MAX_RETRY_DELAY = timedelta(hours=6)
 FIRE_LEASE_SECONDS = 90  # longer than any function that fires may run (60 s): a live fire never outlasts its lease
 MAX_TARGET_CHANGES = 3  # a target written by someone else between our read and write: fresh attempts per fire
+
+
+ROLLOUT_DONE = ("COMPLETED", "FAILED")
+
+
+def advance_rollout(trigger: Trigger, state: str | None, reason: str | None = None) -> Trigger:
+    """The trigger after learning that its deployment is in ``state``. A deployment only moves forward
+    (IN_PROGRESS → COMPLETED or FAILED): a late, duplicated or reordered report never moves it back, never clears
+    ``Failed`` and never re-opens a digest whose rollout failed."""
+    current = trigger.rollout_state
+    if state not in ("IN_PROGRESS", *ROLLOUT_DONE) or state == current or current in ROLLOUT_DONE:
+        return trigger
+    if state == "IN_PROGRESS":
+        return trigger.with_outcome(rollout_state="IN_PROGRESS")
+    if state == "COMPLETED":  # a Failed of a later fire (API error) or a deleted tag keeps its status
+        done = {"status": "Deployed", "last_error": None} if trigger.status == "Deploying" else {}
+        return trigger.with_outcome(rollout_state="COMPLETED", **done)
+    return trigger.with_outcome(status="Failed", rollout_state="FAILED",
+                                last_error=f"rollout of {trigger.last_triggered_digest} failed: "
+                                           f"{reason or 'no reason given'}")
 
 
 def _move(old: Head | None, new: Head) -> Move:
@@ -514,9 +538,11 @@ class ImageStreams:
             return self.record(trigger, self._failed(trigger, exc.message))
         try:
             image = self.image_for(driver, trigger, head)
-            result = driver.apply(trigger.target, image)
+            result = self._drive(driver, trigger, image, force=force)
         except NotFound as exc:
             return self.record(trigger, self._failed(trigger, exc.message))
+        except PinsChanged as exc:  # a fire would pass roles nobody allowed: out of band, and nothing written
+            return self.record(trigger, self._failed(trigger, str(exc)).with_outcome(drift=str(exc)))
         except TargetError as exc:
             return self.record(trigger, self._failed(trigger, str(exc)))
         except TargetChanged:
@@ -524,20 +550,43 @@ class ImageStreams:
         except TransientTargetError as exc:
             self.record(trigger, self._failed(trigger, f"will retry: {exc}"))
             raise
+        return self.record(trigger, self._applied(trigger, head, image, result))
+
+    @staticmethod
+    def _drive(driver: TargetDriver, trigger: Trigger, image: str, *, force: bool) -> DriverResult:
+        """Apply through the driver; the recorded pins are checked unless a person deploys (which re-records)."""
+        if force or trigger.pins is None:
+            return driver.apply(trigger.target, image)
+        return driver.apply(trigger.target, image, pins=trigger.pins)  # type: ignore[call-arg]
+
+    def _applied(self, trigger: Trigger, head: Head, image: str, result: DriverResult) -> Trigger:
+        """The trigger after its target took (or already had) ``image``."""
+        pins = result.pins or trigger.pins
         if result.changed:
             status = "Deployed" if result.rollout_state == "COMPLETED" else "Deploying"
-            updated = trigger.with_outcome(
+            return trigger.with_outcome(
                 status=status, last_triggered_digest=head.digest, last_triggered_at=self.clock(),
                 last_error=None, rollout_state=result.rollout_state, drift=None, deployed_image=image,
-                deployment=result.deployment, failures=0, retry_at=None)
-        else:
-            updated = trigger.with_outcome(
+                deployment=result.deployment, failures=0, retry_at=None, pins=pins)
+        settled = trigger.with_outcome(last_triggered_digest=head.digest, last_error=None, drift=None,
+                                       deployed_image=image, failures=0, retry_at=None, pins=pins)
+        if trigger.deployed_image == image and trigger.last_triggered_digest == head.digest:
+            # what we recorded: only the rollout of our own deployment can move on
+            rollout = result.rollout_state if result.deployment in (None, trigger.deployment) else None
+            return advance_rollout(settled.with_outcome(
                 status="Deployed" if trigger.status != "Deploying" else trigger.status,
-                last_triggered_digest=head.digest,
-                last_triggered_at=trigger.last_triggered_at or self.clock(),
-                last_error=None, drift=None, deployed_image=image, failures=0, retry_at=None,
-                rollout_state=result.rollout_state or trigger.rollout_state)
-        return self.record(trigger, updated)
+                last_triggered_at=trigger.last_triggered_at or self.clock()), rollout, result.reason)
+        if result.deployment is not None and result.deployment != trigger.deployment:
+            # The target runs our image, but our record says we put something else there: the record of the fire
+            # that did it was lost (e.g. the trigger write failed after UpdateService), or the head moved to what
+            # it already runs. Adopt the deployment that runs it, so its rollout events (FAILED too) reach us.
+            adopted = settled.with_outcome(status="Deploying", deployment=result.deployment, rollout_state=None,
+                                           last_triggered_at=self.clock())
+            return advance_rollout(adopted, result.rollout_state or "IN_PROGRESS", result.reason)
+        # another digest, already there: the old rollout state says nothing about it
+        return advance_rollout(settled.with_outcome(
+            status="Deployed" if trigger.status != "Deploying" else trigger.status, rollout_state=None,
+            last_triggered_at=trigger.last_triggered_at or self.clock()), result.rollout_state, result.reason)
 
     def queue_fires(self, triggers: list[Trigger], *, reason: str, force: bool = False) -> list[str]:
         """Hand fires to the fire queue instead of firing here (an admin call must never run out of time midway).
@@ -569,20 +618,25 @@ class ImageStreams:
 
     def rollout_event(self, key: str, deployment: str, state: str, reason: str = "") -> list[Trigger]:
         """A target reports how one deployment went (ECS Deployment State Change). Only triggers whose last
-        change started that deployment are updated; a circuit-breaker rollback is another deployment."""
+        change started that deployment are updated, and only forward (:func:`advance_rollout`); a circuit-breaker
+        rollback is another deployment. ``key`` ``ecs:*/<service>`` (an old-format service ARN names no cluster)
+        finds the trigger among the ECS triggers of that service name by the deployment id alone."""
+        if key.startswith("ecs:*/"):
+            service = key.split("/", 1)[1]
+            candidates = [t for t in self.store.all_triggers()
+                          if isinstance(t.target, EcsTarget) and short_name(t.target.service) == service]
+        else:
+            candidates = self.store.triggers_for_target(key)
         updated = []
-        for trigger in self.store.triggers_for_target(key):
-            if trigger.deployment != deployment:
+        for listed in candidates:
+            if listed.deployment != deployment:
                 continue
-            if state == "COMPLETED":
-                after = trigger.with_outcome(status="Deployed", rollout_state="COMPLETED", last_error=None)
-            elif state == "FAILED":
-                after = trigger.with_outcome(status="Failed", rollout_state="FAILED",
-                                             last_error=f"rollout of {trigger.last_triggered_digest} failed: "
-                                                        f"{reason or 'no reason given'}")
-            else:
-                after = trigger.with_outcome(rollout_state="IN_PROGRESS")
-            updated.append(self.record(trigger, after))
+            trigger = self.store.get_trigger(listed.id)  # the index lags: a newer fire may have replaced it since
+            if trigger is None or trigger.deployment != deployment:
+                continue
+            after = advance_rollout(trigger, state, reason)
+            if after != trigger:
+                updated.append(self.record(trigger, after))
         return updated
 
     def image_for(self, driver: TargetDriver, trigger: Trigger, head: Head) -> str:
@@ -626,6 +680,7 @@ class ImageStreams:
             # one writer per container, or two tags would fight over it
             raise Conflict(f"{target.describe()} already follows {other.stream_tag} (trigger {other.id}, target "
                            f"{other.target.describe()}); remove that trigger first")
+        trigger = trigger.with_outcome(pins=self._current_pins(driver, target))
         if not self.store.add_trigger(trigger):
             existing = self.store.get_trigger(trigger.id)
             if existing is not None:
@@ -634,6 +689,20 @@ class ImageStreams:
         if paused:
             return trigger
         return fire(trigger, head) if fire is not None else self.fire(trigger, head)
+
+    @staticmethod
+    def _current_pins(driver: TargetDriver | None, target: Target) -> Any:
+        """What fires of a new trigger may clone (ECS: the family and roles the service runs now), recorded at
+        ``trigger.add``; None when the driver has none, or the target cannot be read yet (then its first fire
+        records them)."""
+        read = getattr(driver, "current_pins", None)
+        if read is None:
+            return None
+        try:
+            return read(target)
+        except (TargetError, TransientTargetError) as exc:
+            log.info("cannot read %s now (%s); its first fire records what it may clone", target.describe(), exc)
+            return None
 
     def list_triggers(self, stream_tag: StreamTag | None = None) -> list[Trigger]:
         if stream_tag is None:

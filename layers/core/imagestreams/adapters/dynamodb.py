@@ -25,7 +25,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ..errors import ConcurrentUpdate
-from ..model import Head, HistoryEntry, StreamTag, Target, Trigger, cap_text, parse_target, target_key
+from ..model import Head, HistoryEntry, StreamTag, Target, TaskPins, Trigger, cap_text, parse_target, target_key
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -106,6 +106,7 @@ def _trigger_state(trigger: Trigger) -> dict[str, Any]:
         "deployment": trigger.deployment,
         "failures": trigger.failures or None,
         "retryAt": trigger.retry_at.isoformat() if trigger.retry_at else None,
+        "pins": {k: v for k, v in trigger.pins.as_dict().items() if v} if trigger.pins else None,
     }
 
 
@@ -126,6 +127,7 @@ def trigger_from_item(item: dict[str, Any]) -> Trigger:
         item.get("status", "WaitingForImage"), item.get("lastTriggeredDigest"), _dt(item.get("lastTriggeredAt")),
         item.get("lastError"), item.get("rolloutState"), item.get("drift"), item.get("deployedImage"),
         item.get("deployment"), int(item.get("failures") or 0), _dt(item.get("retryAt")),
+        TaskPins.from_dict(item["pins"]) if item.get("pins") else None,
     )
 
 

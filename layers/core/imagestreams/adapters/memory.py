@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import ClassVar
 
-from ..errors import ConcurrentUpdate, Conflict, NotFound, TargetError
-from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, Trigger, target_key
+from ..errors import ConcurrentUpdate, Conflict, NotFound, PinsChanged, TargetError
+from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, TaskPins, Trigger, target_key
 from ..ports import DriverResult, TargetState
 
 
@@ -220,24 +222,46 @@ class MemoryRegistry:
 
 @dataclass
 class MemoryEcs:
-    """Services → {container: image}. ``missing`` services raise like ECS's MISSING failure."""
+    """Services → {container: image}. ``missing`` services raise like ECS's MISSING failure.
+
+    Set ``pins[(cluster, service)]`` to model the service's task-definition family and roles (then fires report and
+    check them, and ``task_role_pattern`` limits the roles a fire may pass); ``circuit_breaker`` fails the current
+    deployment and restores the images before it, like ECS's rollback."""
 
     images: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     revisions: dict[tuple[str, str], int] = field(default_factory=dict)
     rollouts: dict[tuple[str, str], str] = field(default_factory=dict)
     calls: int = 0
+    pins: dict[tuple[str, str], TaskPins] = field(default_factory=dict)
+    task_role_pattern: str = "*"
+    registered: int = 0  # task-definition revisions registered by fires
+    deployments: dict[tuple[str, str], str] = field(default_factory=dict)  # the deployment running now
+    past: dict[tuple[str, str], list[dict]] = field(default_factory=dict)  # deployment history, oldest first
+    finds_past_rollouts: ClassVar[bool] = True
 
     def platform(self, target: EcsTarget) -> str | None:
         return None
 
-    def inspect(self, target: EcsTarget, deployment: str | None) -> TargetState:
+    def _pins(self, key: tuple[str, str]) -> TaskPins | None:
+        return self.pins.get(key)
+
+    def current_pins(self, target: EcsTarget) -> TaskPins | None:  # (``calls`` counts fires and inspections)
+        return self._pins((target.cluster, target.service))
+
+    def inspect(self, target: EcsTarget, deployment: str | None, *, image: str | None = None) -> TargetState:
         self.calls += 1
         key = (target.cluster, target.service)
         if key not in self.images or target.container not in self.images[key]:
             raise TargetError(f"ECS service {target.service} or container {target.container} not found")
-        return TargetState(self.images[key][target.container], self.rollouts.get(key))
+        now = self.deployments.get(key)
+        if now is None or deployment == now:
+            return TargetState(self.images[key][target.container], self.rollouts.get(key))
+        for entry in reversed(self.past.get(key, []) if image else []):  # dropped: read the history
+            if entry["images"].get(target.container) == image:
+                return TargetState(self.images[key][target.container], entry["state"], entry["reason"])
+        return TargetState(self.images[key][target.container], None)
 
-    def apply(self, target: EcsTarget, image: str) -> DriverResult:
+    def apply(self, target: EcsTarget, image: str, *, pins: TaskPins | None = None) -> DriverResult:
         self.calls += 1
         key = (target.cluster, target.service)
         if key not in self.images:
@@ -245,14 +269,42 @@ class MemoryEcs:
         containers = self.images[key]
         if target.container not in containers:
             raise TargetError(f"container {target.container} not found in the service's task definition")
+        seen = self._pins(key)
+        changes = pins.changes(seen) if pins is not None and seen is not None else []
+        if changes:
+            raise PinsChanged(f"ECS service {target.service}: {'; '.join(changes)}", seen)
         previous = containers[target.container]
         if previous == image:
-            return DriverResult(changed=False, previous_image=previous)
+            return DriverResult(changed=False, previous_image=previous, rollout_state=self.rollouts.get(key),
+                                deployment=self.deployments.get(key), pins=seen)
+        patterns = [p.strip() for p in self.task_role_pattern.split(",") if p.strip()]
+        for role in (seen.task_role, seen.execution_role) if seen else ():
+            if role and not any(fnmatchcase(role.rsplit("/", 1)[-1], p) for p in patterns):
+                raise TargetError(f"role {role} is not allowed by the TaskRolePattern parameter "
+                                  f"({self.task_role_pattern or 'empty'})")
+        before = dict(containers)
         containers[target.container] = image
         self.revisions[key] = self.revisions.get(key, 1) + 1
+        self.registered += 1
         self.rollouts[key] = "IN_PROGRESS"
+        deployment = f"ecs-svc/{self.revisions[key]}"
+        self.deployments[key] = deployment
+        self.past.setdefault(key, []).append({"id": deployment, "images": dict(containers), "before": before,
+                                              "state": "IN_PROGRESS", "reason": None})
         return DriverResult(changed=True, previous_image=previous, rollout_state="IN_PROGRESS",
-                            deployment=f"ecs-svc/{self.revisions[key]}")
+                            deployment=deployment, pins=seen)
+
+    def circuit_breaker(self, cluster: str, service: str, reason: str = "tasks failed to start") -> str:
+        """The current deployment fails; ECS rolls back to the images before it in a new deployment. Returns the
+        id of the deployment that failed."""
+        key = (cluster, service)
+        failed = self.past[key][-1]
+        failed.update(state="FAILED", reason=f"ECS deployment circuit breaker: {reason}")
+        self.images[key] = dict(failed["before"])
+        self.revisions[key] = self.revisions.get(key, 1) + 1
+        self.deployments[key] = f"ecs-svc/{self.revisions[key]}"
+        self.rollouts[key] = "COMPLETED"
+        return failed["id"]
 
 
 class ListQueue:
