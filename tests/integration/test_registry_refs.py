@@ -115,10 +115,12 @@ def test_push_to_a_denied_repository_is_ignored_not_parked_in_the_dlq(repos, iam
 
 
 def test_repository_pattern_keeps_ingest_away_from_other_repositories(repos, monkeypatch):
-    from imagestreams import bootstrap
+    from tests.integration.conftest import TEST_PARAMETERS
 
-    monkeypatch.setenv("REPOSITORY_PATTERN", "team/*")
-    bootstrap.reset()
+    repos.reset()  # a stack deployed with RepositoryPattern=team/* (the functions read it from their environment)
+    repos.deploy(parameters={**TEST_PARAMETERS, "RepositoryPattern": "team/*"})
+    for name in ("team/web", "other/app"):
+        repos.client("ecr").create_repository(repositoryName=name)
     calls = []
     original = BaseClient._make_api_call
 

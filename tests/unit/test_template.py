@@ -187,7 +187,7 @@ EXPECTED_TABLE_ACTIONS = {  # what each handler's code path calls (see tests/int
     "IngestFunction": {"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"},
     "FanoutFunction": {"Query", "UpdateItem", "BatchWriteItem"},
     "DeployerFunction": {"GetItem", "Query", "UpdateItem", "PutItem", "DeleteItem"},
-    "ReconcilerFunction": {"GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
+    "ReconcilerFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
     "RolloutFunction": {"GetItem", "Query", "UpdateItem"},
     "AdminFunction": {"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"},
 }
