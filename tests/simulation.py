@@ -101,11 +101,11 @@ class OutboxStore(MemoryStore):
         super().commit(expected, new, drop_generation)
         self.outbox.append(new)
 
-    def save_trigger(self, trigger: Trigger) -> bool:
+    def save_trigger(self, trigger: Trigger, **kwargs: Any) -> bool:
         if self.crash_on_save is not None and self.crash_on_save == trigger.id:
             self.crash_on_save = None
             raise Crash(f"Task timed out after the target call, before trigger {trigger.id} was written")
-        return super().save_trigger(trigger)
+        return super().save_trigger(trigger, **kwargs)
 
     def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
         if self.lease_racer is not None:

@@ -37,7 +37,12 @@ def record_handler(record: dict[str, Any]) -> None:
                 error=trigger.last_error)
 
 
+# A fire may wait up to 40 s for a Lambda target's update; one is not started with less than this left.
+FIRE_BUDGET_MS = 45_000
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return batch.process(event, record_handler, identifier=batch.sqs_message_id, group=batch.sqs_group)
+    return batch.process(event, record_handler, identifier=batch.sqs_message_id, group=batch.sqs_group,
+                         out_of_time=lambda: context.get_remaining_time_in_millis() < FIRE_BUDGET_MS)

@@ -61,7 +61,7 @@ class Resolver:
             self.refs[name] = spec.get("Default")
         self.refs.update(parameters or {})
         self.refs.update({"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws",
-                          "AWS::NoValue": NO_VALUE})
+                          "AWS::StackName": "imagestreams", "AWS::NoValue": NO_VALUE})
         self._conditions: dict[str, bool] = {}
 
     def condition(self, name: str) -> bool:

@@ -253,3 +253,35 @@ def test_roles_the_task_role_pattern_does_not_allow_are_never_passed(stack, patt
     stack.functions["AdminFunction"].environment["TASK_ROLE_PATTERN"] = "svc-*, ex*"
     assert admin(stack, action="deploy", id=trigger["id"])["triggers"][0]["status"] == "Deploying"
     assert task_definition_count(stack) == revisions + 1
+
+
+def test_every_call_the_rollout_function_makes_is_allowed_by_its_role(deployed, monkeypatch):
+    """The local ECS never finishes a deployment, so the demo's IAM check sees no rollout event: here both event
+    forms (the service ARN, and an old-format ARN without the cluster) run the rollout function's whole path —
+    index read, consistent re-read, conditional write — and every call must be allowed by its role in
+    template.yaml."""
+    import botocore.client
+
+    from tests.e2e.test_iam_coverage import allowed, iam_requests, role_statements
+
+    stack = deployed
+    calls = []
+    make_api_call = botocore.client.BaseClient._make_api_call
+
+    def record(client, operation, params):
+        calls.append((client.meta.service_model.service_name, operation, params))
+        return make_api_call(client, operation, params)
+
+    ours = primary_deployment(stack)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    stack.invoke("RolloutFunction", deployment_event(ours, "IN_PROGRESS",
+                                                     resource=f"arn:aws:ecs:us-east-1:{ACCOUNT}:service/web"))
+    stack.invoke("RolloutFunction", deployment_event(ours, "FAILED"))
+    monkeypatch.undo()
+    statements = role_statements(stack, "RolloutFunction")
+    requests = [r for service, operation, params in calls for r in iam_requests(stack, service, operation, params)]
+    assert {action for action, _, _ in requests} >= {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem"}
+    denied = sorted({f"{action} on {resource}" for action, resource, context in requests
+                     if not allowed(statements, action, resource, context)})
+    assert denied == []
+    assert (the_trigger(stack)["status"], the_trigger(stack)["rolloutState"]) == ("Failed", "FAILED")

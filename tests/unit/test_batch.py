@@ -42,3 +42,25 @@ def test_all_failed_fails_the_invocation():
 
 def test_empty_batch_is_fine():
     assert batch.process({"Records": []}, lambda r: None, identifier=batch.sqs_message_id) == {"batchItemFailures": []}
+
+
+def test_a_batch_running_out_of_time_hands_the_rest_back_untried():
+    from imagestreams import batch
+
+    done = []
+    records = [{"messageId": f"m{i}", "attributes": {"MessageGroupId": f"g{i}"}} for i in range(4)]
+    answer = batch.process({"Records": records}, lambda r: done.append(r["messageId"]),
+                           identifier=batch.sqs_message_id, group=batch.sqs_group,
+                           out_of_time=lambda: len(done) >= 2)
+    assert done == ["m0", "m1"]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]}
+
+
+def test_the_first_record_always_runs_even_when_time_is_short():
+    from imagestreams import batch
+
+    done = []
+    answer = batch.process({"Records": [{"messageId": "m0"}, {"messageId": "m1"}]},
+                           lambda r: done.append(r["messageId"]), identifier=batch.sqs_message_id,
+                           out_of_time=lambda: True)
+    assert done == ["m0"] and answer == {"batchItemFailures": [{"itemIdentifier": "m1"}]}

@@ -36,7 +36,7 @@ class CloningEcs(MemoryEcs):
         super().__init__()
         self.between: Any = None
 
-    def apply(self, target: EcsTarget, image: str) -> DriverResult:
+    def apply(self, target: EcsTarget, image: str, **_: Any) -> DriverResult:
         self.calls += 1
         key = (target.cluster, target.service)
         clone = dict(self.images[key])  # DescribeServices + DescribeTaskDefinition
@@ -503,6 +503,8 @@ def test_a_single_fire_late_in_the_call_is_queued_instead(bulk, monkeypatch):
 
 class DiscoveringEks(MemoryEcs):
     """Discovery finds ``n`` annotated workloads; firing one is slow (counted in ``calls``)."""
+
+    current_pins = None  # an EKS driver: no task-definition family or roles to record
 
     def __init__(self, n: int) -> None:
         super().__init__()

@@ -63,7 +63,7 @@ def world(images=None):
 
 
 class HugeErrors(MemoryEcs):
-    def apply(self, target, image):
+    def apply(self, target, image, **_):
         raise TargetError("RegisterTaskDefinition: ClientException: " + HUGE)
 
 

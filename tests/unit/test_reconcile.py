@@ -149,7 +149,7 @@ def test_api_error_is_retried_with_backoff(env):
     registry.set("team/web", "latest", digest(1))
     streams.sync(WEB)
     original = ecs.apply
-    ecs.apply = lambda t, i: (_ for _ in ()).throw(TransientTargetError("ThrottlingException"))
+    ecs.apply = lambda t, i, **_: (_ for _ in ()).throw(TransientTargetError("ThrottlingException"))
     with pytest.raises(TransientTargetError):
         streams.add_trigger(WEB, target())
     trigger = next(iter(store.triggers.values()))

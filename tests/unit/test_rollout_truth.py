@@ -155,11 +155,11 @@ class Crashing(MemoryStore):
 
     crash_next = False
 
-    def save_trigger(self, trigger):
+    def save_trigger(self, trigger, **kwargs):
         if self.crash_next:
             self.crash_next = False
             raise RuntimeError("DynamoDB: InternalServerError")
-        return super().save_trigger(trigger)
+        return super().save_trigger(trigger, **kwargs)
 
 
 def test_retry_after_a_lost_trigger_write_adopts_the_deployment_and_honours_its_failure():

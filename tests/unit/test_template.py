@@ -264,3 +264,18 @@ def test_repository_pattern_refuses_what_eventbridge_cannot_match():
         assert allowed.fullmatch(good), good
     for bad in ("team/**", "**", "a*b*c*d*", "Team/*", "team?"):
         assert not allowed.fullmatch(bad), bad
+
+
+def test_the_deployer_takes_one_fire_per_invocation():
+    """A Lambda target's update may take most of the deployer's timeout: a batch of fires would time out and hand
+    back messages it never tried, each with a receive used up."""
+    fires = FUNCTIONS["DeployerFunction"]["Events"]["Fires"]["Properties"]
+    assert fires["BatchSize"] == 1
+
+
+def test_metrics_and_the_reconcile_errors_alarm_are_per_stack():
+    """Two stacks in one region must not page each other: the metrics' service dimension is the stack name."""
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}
+    alarm = TEMPLATE["Resources"]["ReconcileErrorsAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}]

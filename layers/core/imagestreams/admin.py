@@ -39,10 +39,13 @@ class Action(NamedTuple):
     optional: frozenset[str]
 
 
+MAX_ACTOR = 1024  # stored on every head and history entry it writes: outside text, held to the 1 KB rule
+
+
 def _actor(params: dict[str, Any]) -> str:
     actor = params.get("actor", "unknown")
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 2048 or not actor.isprintable():
-        raise Invalid("actor must be a non-empty string of at most 2048 printable characters")
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ACTOR or not actor.isprintable():
+        raise Invalid(f"actor must be a non-empty string of at most {MAX_ACTOR} printable characters")
     return actor
 
 

@@ -8,6 +8,9 @@ protocol itself is the few lines below. Semantics follow Powertools' processors:
 * SQS FIFO: after a record fails, the rest of *its message group* in the batch is reported failed without being
   processed (Powertools' ``skip_group_on_error=True``), so per-target ordering holds and other targets go on.
 * If every record failed, the invocation raises, like Powertools' ``BatchProcessingError``.
+* ``out_of_time``: asked before every record after the first; once it says yes, the rest of the batch is reported
+  failed without being processed (retried by the event source) instead of running into the function's timeout,
+  which would return the whole batch, records already done included.
 """
 
 from __future__ import annotations
@@ -25,12 +28,17 @@ class BatchFailed(Exception):
 
 def process(event: dict[str, Any], handle: Callable[[dict[str, Any]], None], *,
             identifier: Callable[[dict[str, Any]], str], group: Callable[[dict[str, Any]], str | None] | None = None,
-            ) -> dict[str, list[dict[str, str]]]:
+            out_of_time: Callable[[], bool] | None = None) -> dict[str, list[dict[str, str]]]:
     records = event.get("Records") or []
     failures: list[str] = []
     failed_groups: set[str] = set()
     errors: list[BaseException] = []
-    for record in records:
+    for index, record in enumerate(records):
+        if index and out_of_time is not None and out_of_time():
+            rest = [identifier(r) for r in records[index:]]
+            log.warning("out of time: %d record(s) left for the event source to deliver again", len(rest))
+            failures += rest
+            break
         key = group(record) if group else None
         if key is not None and key in failed_groups:
             failures.append(identifier(record))
@@ -43,7 +51,7 @@ def process(event: dict[str, Any], handle: Callable[[dict[str, Any]], None], *,
             errors.append(exc)
             if key is not None:
                 failed_groups.add(key)
-    if records and len(failures) == len(records):
+    if records and len(failures) == len(records) and errors:
         raise BatchFailed(f"all {len(records)} records failed; first error: {errors[0]!r}") from errors[0]
     return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}
 

@@ -46,8 +46,13 @@ class StreamStore(Protocol):
     def add_trigger(self, trigger: Trigger) -> bool:
         """Insert if absent; False when a trigger with this id already exists."""
 
-    def save_trigger(self, trigger: Trigger) -> bool:
-        """Persist a trigger's state if it still exists; False when it was removed meanwhile."""
+    def save_trigger(self, trigger: Trigger, *, expect: Trigger | None = None) -> bool:
+        """Persist a trigger's state if it still exists; False when it was removed meanwhile. With ``expect``, only
+        if the stored record of the last fire (deployment, lastTriggeredAt) is still ``expect``'s: a fire made since
+        that read wins over what was learnt from it (False)."""
+
+    def refresh_trigger(self, trigger: Trigger) -> Trigger | None:
+        """A consistent read of this trigger's own record (indexes lag); None when it was removed."""
 
     def set_paused(self, trigger: Trigger, paused: bool) -> bool:
         """Set only ``paused``; False when the trigger no longer exists."""

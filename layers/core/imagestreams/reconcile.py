@@ -350,11 +350,10 @@ class Reconciler:
     def _record(self, seen: Trigger, after: Trigger) -> None:
         """Write what this check learnt, unless the trigger changed since it was listed (the listing is an
         eventually consistent index read at the start of the run): a fire's newer record is never overwritten."""
-        fresh = self.streams.store.get_trigger(seen.id)
-        if fresh is None or fresh._replace(paused=seen.paused) != seen:
+        fresh = self.streams.store.refresh_trigger(seen)
+        if fresh is None or fresh._replace(paused=seen.paused) != seen or (
+                after != seen and not self.streams.store.save_trigger(after, expect=seen)):
             log.info("trigger %s changed while it was checked; the next run looks again", seen.id)
-            return
-        self.streams.record(seen, after)
 
     @staticmethod
     def _inspect(driver: TargetDriver, trigger: Trigger) -> TargetState:

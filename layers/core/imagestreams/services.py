@@ -516,7 +516,10 @@ class ImageStreams:
                 log.info("trigger %s was paused or rolled back after this deploy was queued; that wins", current.id)
                 return current
             try:
-                return self._apply(current, head if exact else current_head, force=force)
+                # only a person's `deploy` accepts (and re-records) what the service runs now; a target rollback,
+                # though forced, still clones only the recorded family and roles
+                return self._apply(current, head if exact else current_head, force=force,
+                                   rerecord=force and not exact)
             except TargetChanged as exc:
                 log.info("%s; reading it again", exc)
                 trigger = current
@@ -524,7 +527,7 @@ class ImageStreams:
         self.record(trigger, self._failed(trigger, f"will retry: {error}"))
         raise TransientTargetError(error)
 
-    def _apply(self, trigger: Trigger, head: Head | None, *, force: bool) -> Trigger:
+    def _apply(self, trigger: Trigger, head: Head | None, *, force: bool, rerecord: bool | None = None) -> Trigger:
         if head is None or head.deleted:
             return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
         if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
@@ -538,7 +541,7 @@ class ImageStreams:
             return self.record(trigger, self._failed(trigger, exc.message))
         try:
             image = self.image_for(driver, trigger, head)
-            result = self._drive(driver, trigger, image, force=force)
+            result = self._drive(driver, trigger, image, rerecord=force if rerecord is None else rerecord)
         except NotFound as exc:
             return self.record(trigger, self._failed(trigger, exc.message))
         except PinsChanged as exc:  # a fire would pass roles nobody allowed: out of band, and nothing written
@@ -553,9 +556,20 @@ class ImageStreams:
         return self.record(trigger, self._applied(trigger, head, image, result))
 
     @staticmethod
-    def _drive(driver: TargetDriver, trigger: Trigger, image: str, *, force: bool) -> DriverResult:
-        """Apply through the driver; the recorded pins are checked unless a person deploys (which re-records)."""
-        if force or trigger.pins is None:
+    def _drive(driver: TargetDriver, trigger: Trigger, image: str, *, rerecord: bool) -> DriverResult:
+        """Apply through the driver; the recorded pins are checked unless a person deploys (which re-records).
+        A driver that records pins (ECS) never fires a trigger that has none recorded: trusting whatever the
+        service runs at its first fire would let an out-of-band switch of family or roles in before anyone saw it."""
+        if rerecord:
+            return driver.apply(trigger.target, image)
+        if trigger.pins is None:
+            read = getattr(driver, "current_pins", None)
+            if read is not None:
+                read(trigger.target)  # a service that is gone (or unreadable) says so first
+                raise TargetError(
+                    f"no task-definition family and roles are recorded for {trigger.target.describe()} (its service "
+                    "could not be read when the trigger was added, or the trigger predates this check): nothing was "
+                    "registered; run `deploy` once to record what its fires may clone")
             return driver.apply(trigger.target, image)
         return driver.apply(trigger.target, image, pins=trigger.pins)  # type: ignore[call-arg]
 
@@ -631,12 +645,13 @@ class ImageStreams:
         for listed in candidates:
             if listed.deployment != deployment:
                 continue
-            trigger = self.store.get_trigger(listed.id)  # the index lags: a newer fire may have replaced it since
+            trigger = self.store.refresh_trigger(listed)  # the index lags: a newer fire may have replaced it since
             if trigger is None or trigger.deployment != deployment:
                 continue
             after = advance_rollout(trigger, state, reason)
-            if after != trigger:
-                updated.append(self.record(trigger, after))
+            # conditional on the fire we read: a fire that lands between our read and this write wins
+            if after != trigger and self.store.save_trigger(after, expect=trigger):
+                updated.append(after)
         return updated
 
     def image_for(self, driver: TargetDriver, trigger: Trigger, head: Head) -> str:
@@ -700,8 +715,9 @@ class ImageStreams:
             return None
         try:
             return read(target)
-        except (TargetError, TransientTargetError) as exc:
-            log.info("cannot read %s now (%s); its first fire records what it may clone", target.describe(), exc)
+        except TargetError as exc:  # e.g. not created yet; a transient fault fails the add (nothing written)
+            log.info("cannot read %s now (%s); its first fire asks for a `deploy` to record what it may clone",
+                     target.describe(), exc)
             return None
 
     def list_triggers(self, stream_tag: StreamTag | None = None) -> list[Trigger]:

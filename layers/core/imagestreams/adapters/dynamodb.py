@@ -320,29 +320,49 @@ class DynamoStore:
             raise
         return True
 
-    def save_trigger(self, trigger: Trigger) -> bool:
-        """Update the trigger's state fields only; ``paused`` is owned by :meth:`set_paused`."""
+    def save_trigger(self, trigger: Trigger, *, expect: Trigger | None = None) -> bool:
+        """Update the trigger's state fields only; ``paused`` is owned by :meth:`set_paused`. With ``expect``, on
+        condition that the stored ``deployment`` and ``lastTriggeredAt`` are still ``expect``'s."""
         state = _trigger_state(trigger)
         sets = {k: v for k, v in state.items() if v is not None}
         removes = [k for k, v in state.items() if v is None]
         names = {f"#{k}": k for k in state}
+        values = {f":{k}": v for k, v in sets.items()}
         expression = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
         if removes:
             expression += " REMOVE " + ", ".join(f"#{k}" for k in removes)
+        condition = ""
+        if expect is not None:
+            seen = _trigger_state(expect)
+            parts = []
+            for field in ("deployment", "lastTriggeredAt"):
+                if seen[field] is None:
+                    parts.append(f"attribute_not_exists(#{field})")
+                else:
+                    parts.append(f"#{field} = :seen_{field}")
+                    values[f":seen_{field}"] = seen[field]
+            condition = " AND ".join(parts)
         return self._update_trigger(trigger, UpdateExpression=expression, ExpressionAttributeNames=names,
-                                    ExpressionAttributeValues=_dump({f":{k}": v for k, v in sets.items()}))
+                                    ExpressionAttributeValues=_dump(values), condition=condition)
+
+    def refresh_trigger(self, trigger: Trigger) -> Trigger | None:
+        st = trigger.stream_tag
+        got = self.client.get_item(TableName=self.table, ConsistentRead=True,
+                                   Key=_dump({"pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id)}))
+        return trigger_from_item(_load(got["Item"])) if "Item" in got else None
 
     def set_paused(self, trigger: Trigger, paused: bool) -> bool:
         return self._update_trigger(trigger, UpdateExpression="SET paused = :p",
                                     ExpressionAttributeValues=_dump({":p": paused}))
 
-    def _update_trigger(self, trigger: Trigger, **update: Any) -> bool:
-        """UpdateItem on an existing trigger; False when it was removed meanwhile."""
+    def _update_trigger(self, trigger: Trigger, condition: str = "", **update: Any) -> bool:
+        """UpdateItem on an existing trigger (and ``condition``); False when it was removed or the condition
+        failed meanwhile."""
         st = trigger.stream_tag
         try:
             self.client.update_item(
                 TableName=self.table, Key=_dump({"pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id)}),
-                ConditionExpression="attribute_exists(pk)", **update)
+                ConditionExpression="attribute_exists(pk)" + (f" AND {condition}" if condition else ""), **update)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False

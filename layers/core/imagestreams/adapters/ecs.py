@@ -64,11 +64,10 @@ def pins_of(task_def: dict[str, Any]) -> TaskPins:
 
 
 def role_allowed(role: str, patterns: list[str]) -> bool:
-    """``role`` (an ARN or a name) matches one of the IAM role-name ``patterns`` (``*`` and ``?`` wildcards), by
-    its name or by its path and name (what the ``iam:PassRole`` resource ``role/<pattern>`` matches)."""
+    """``role`` (an ARN or a name) matches one of the IAM role ``patterns`` (``*`` and ``?`` wildcards, ``*`` also
+    across ``/``) the way the ``iam:PassRole`` resource ``role/<pattern>`` matches it: against its path and name."""
     path_and_name = role.split(":role/", 1)[1] if ":role/" in role else role
-    name = path_and_name.rsplit("/", 1)[-1]
-    return any(fnmatchcase(name, p) or fnmatchcase(path_and_name, p) for p in patterns)
+    return any(fnmatchcase(path_and_name, p) for p in patterns)
 
 
 class EcsDriver:
@@ -79,7 +78,8 @@ class EcsDriver:
         model = client.meta.service_model.operation_model("RegisterTaskDefinition")
         self._register_fields = set(model.input_shape.members)
         self.task_role_pattern = task_role_pattern
-        self._role_patterns = [p.strip() for p in task_role_pattern.split(",") if p.strip()]
+        # one pattern, exactly as IAM uses it in the PassRole resource (a comma is a valid role-name character)
+        self._role_patterns = [task_role_pattern.strip()] if task_role_pattern.strip() else []
 
     def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
         try:

@@ -94,14 +94,20 @@ class MemoryStore:
             self.writes += 1
             return True
 
-    def save_trigger(self, trigger: Trigger) -> bool:
+    def save_trigger(self, trigger: Trigger, *, expect: Trigger | None = None) -> bool:
         with self._lock:
             current = self.triggers.get(trigger.id)
             if current is None:
                 return False
+            if expect is not None and (current.deployment, current.last_triggered_at) != (
+                    expect.deployment, expect.last_triggered_at):
+                return False
             self.triggers[trigger.id] = trigger.with_outcome(paused=current.paused)  # paused is set_paused's
             self.writes += 1
             return True
+
+    def refresh_trigger(self, trigger: Trigger) -> Trigger | None:
+        return self.triggers.get(trigger.id)
 
     def set_paused(self, trigger: Trigger, paused: bool) -> bool:
         with self._lock:
@@ -243,10 +249,15 @@ class MemoryEcs:
         return None
 
     def _pins(self, key: tuple[str, str]) -> TaskPins | None:
-        return self.pins.get(key)
+        """Like ECS: a service always runs a revision of some family (by default one named like the service,
+        passing no role)."""
+        return self.pins.get(key) or (TaskPins(key[1]) if key in self.images else None)
 
-    def current_pins(self, target: EcsTarget) -> TaskPins | None:  # (``calls`` counts fires and inspections)
-        return self._pins((target.cluster, target.service))
+    def current_pins(self, target: EcsTarget) -> TaskPins:  # (``calls`` counts fires and inspections)
+        key = (target.cluster, target.service)
+        if key not in self.images:
+            raise TargetError(f"ECS service {target.service} not found in cluster {target.cluster}")
+        return self._pins(key)  # type: ignore[return-value]
 
     def inspect(self, target: EcsTarget, deployment: str | None, *, image: str | None = None) -> TargetState:
         self.calls += 1
@@ -277,9 +288,9 @@ class MemoryEcs:
         if previous == image:
             return DriverResult(changed=False, previous_image=previous, rollout_state=self.rollouts.get(key),
                                 deployment=self.deployments.get(key), pins=seen)
-        patterns = [p.strip() for p in self.task_role_pattern.split(",") if p.strip()]
+        pattern = self.task_role_pattern.strip()  # one IAM pattern, matched like the PassRole resource
         for role in (seen.task_role, seen.execution_role) if seen else ():
-            if role and not any(fnmatchcase(role.rsplit("/", 1)[-1], p) for p in patterns):
+            if role and not (pattern and fnmatchcase(role.split(":role/", 1)[-1], pattern)):
                 raise TargetError(f"role {role} is not allowed by the TaskRolePattern parameter "
                                   f"({self.task_role_pattern or 'empty'})")
         before = dict(containers)
