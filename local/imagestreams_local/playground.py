@@ -234,8 +234,8 @@ def up(out: TextIO = sys.stdout, *, state: Path | None = None, fast: bool = Fals
             signal.signal(sig, lambda *_: stop.set())
     params = {**PARAMETERS, **(parameters or {})}
     state_file = state / STATE_FILE if state else None
-    work = Path(tempfile.mkdtemp(prefix="imagestreams-local-"))
-    stack_file = (state or work) / "stack.json"
+    work = state if state is not None else Path(tempfile.mkdtemp(prefix="imagestreams-local-"))
+    stack_file = work / "stack.json"
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
@@ -266,19 +266,25 @@ def up(out: TextIO = sys.stdout, *, state: Path | None = None, fast: bool = Fals
             "schedules": aws.schedules, "exports": exports,
         }, indent=1))
         period = 10.0 if fast else _parse_rate(str(aws.resolver.refs.get("ReconcileSchedule")))
-        say(f"# imagestreams-local: the stack from template.yaml on the embedded AWS (moto {aws.moto_url}, "
-            f"{aws.dynamodb_backend} for DynamoDB), {len(aws.functions)} functions, table "
-            f"{outputs.get('StreamsTableName', '?')}")
-        say("# parameters: " + ", ".join(f"{k}={v}" for k, v in params.items())
-            + " (the defaults refuse Lambda targets and task roles; these allow the sample targets)")
+        lines = [f"export {key}={shlex.quote(value)}" for key, value in exports.items()]
+        env_file = stack_file.with_name("env.sh")
+        env_file.write_text("\n".join(lines) + "\n")
+        say("# imagestreams-local up: the stack from template.yaml on an embedded AWS")
+        say(f"#   moto {aws.moto_url} (ECR, ECS, EKS, Lambda, SQS, EventBridge), "
+            + (f"DynamoDB Local {aws.dynamodb_url}" if aws.dynamodb_url else "moto for DynamoDB"))
+        say(f"#   {len(aws.functions)} functions, table {outputs.get('StreamsTableName', '?')}, reconciler every "
+            f"{period:g} s")
+        say("#   parameters " + ", ".join(f"{k}={v}" for k, v in params.items()))
+        say("#   (the stack's defaults refuse Lambda targets and task roles; these let triggers use the samples)")
         if restored:
             say(f"# state restored from {state}")
         else:
-            say(f"# sample targets: ECS service {CLUSTER}/{SERVICE} (container web, image {REPO}:latest), EKS "
-                f"Deployment {EKS_CLUSTER}/apps/deployment/web, Lambda function {FUNCTION} (arm64)")
-        say(f"# reconciler every {period:g} s; Ctrl-C stops. In another terminal, paste:")
-        for key, value in exports.items():
-            say(f"export {key}={shlex.quote(value)}")
+            say(f"# sample targets, all on {REPO}:latest: ECS service {CLUSTER}/{SERVICE} (container web),")
+            say(f"#   EKS Deployment {EKS_CLUSTER}/apps/deployment/web, Lambda function {FUNCTION} (arm64)")
+        say(f"# in another terminal: source {env_file}")
+        say("#   (or paste the export lines below); Ctrl-C here stops everything")
+        for line in lines:
+            say(line)
         say("# ready")
         next_reconcile = time.monotonic() + period
         while not stop.is_set():
@@ -297,9 +303,10 @@ def up(out: TextIO = sys.stdout, *, state: Path | None = None, fast: bool = Fals
         if state_file is not None:
             _save_state(aws, kube, state_file)
             say(f"# state saved to {state}")
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # the other terminal's commands now say the playground is not running
+        for name in ("stack.json", "env.sh"):
+            (work / name).unlink(missing_ok=True)
         if state is None:
-            (work / "stack.json").unlink()
             work.rmdir()
     say("# stopped")
     return 0
