@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.test_playground import ROOT, Playground
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 EVENTS = ROOT / "events"
 PLACEHOLDER = "tr-0123456789ab"
 

@@ -118,3 +118,15 @@ def test_a_hand_session_then_ctrl_c_leaves_nothing_and_state_survives_a_restart(
     finally:
         again.stop()
     assert again.proc.returncode == 0
+
+
+def test_demo_output_tells_revisions_from_image_versions_and_explains_in_progress():
+    import io
+
+    from imagestreams_local.demo import run
+
+    out = io.StringIO()
+    assert run(out, use_dynamodb_local=False) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "service now on task definition web:2 (a new revision)" in text
+    assert "the local ECS never finishes a deployment" in text
