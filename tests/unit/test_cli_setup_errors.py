@@ -47,6 +47,9 @@ CASES = [
      ["access denied", "AccessDeniedException"]),
     ("bad --ecs", {**CREDS}, ["trigger", "add", "team/web:latest", "--ecs", "prod-web"], False, None, 2,
      ["'prod-web'", "CLUSTER/SERVICE:CONTAINER"]),
+    ("typo before configuration", {}, ["describe", "../etc"], False, None, 2, ["'../etc'", "Invalid"]),
+    ("bad tag before configuration", {}, ["tag", "team/web:latest", "team/web:bad!tag"], False, None, 2,
+     ["'bad!tag'"]),
     ("two targets", {**CREDS}, ["trigger", "add", "team/web:latest", "--ecs", "p/w:w", "--lambda", "f"], False,
      None, 2, ["exactly one"]),
 ]

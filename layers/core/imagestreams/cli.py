@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .errors import ImageStreamsError
 from .model import function_name, short_name
 
 MUTATING = {"tag", "untag", "rollback", "import", "trigger.add", "trigger.remove", "trigger.pause",
@@ -327,6 +329,33 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return cmd
 
 
+def precheck(command: dict[str, Any]) -> None:
+    """Check the names the user typed before any configuration is read, so a typo is reported as a typo (exit 2)
+    even without a stack. Full registry URIs are left to the stack, which knows its own registry."""
+    from .model import ImageRef, StreamTag, parse_target, validate_repository
+
+    def plain(value: Any) -> bool:  # not a full URI whose first part is a registry host
+        first, slash, _ = value.partition("/") if isinstance(value, str) else ("", "", "")
+        return isinstance(value, str) and not (slash and re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?",
+                                                                      first))
+
+    action = command["action"]
+    stream = command.get("stream")
+    if stream is not None and plain(stream):
+        validate_repository(stream)
+    targets = command.get("target")
+    if action in ("history", "untag", "import", "tag") or (action == "rollback" and "target" in command):
+        for ref in targets if isinstance(targets, list) else [targets] if targets is not None else []:
+            if plain(ref):
+                StreamTag.parse(ref, "target")
+    if action == "tag" and plain(command.get("source")):
+        ImageRef.parse(command["source"], "source")
+    if "from" in command and command["from"] != "*" and plain(command["from"]):
+        StreamTag.parse(command["from"], "from")
+    if action == "trigger.add" and isinstance(targets, dict) and not targets.get("discover"):
+        parse_target(targets)
+
+
 def _put_selector(cmd: dict[str, Any], args: argparse.Namespace) -> None:
     if args.id:
         cmd["id"] = args.id
@@ -421,9 +450,13 @@ def main(argv: Sequence[str] | None = None, *,
     args = parser.parse_args(argv)
     try:
         command = command_from_args(args)
+        precheck(command)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"imagestreams: error: {clean(exc)}", file=sys.stderr)
+        return 2
+    except ImageStreamsError as exc:
+        print(f"imagestreams: {clean(exc.type)}: {clean(exc.message)}", file=sys.stderr)
         return 2
     try:
         if command["action"] in MUTATING:
