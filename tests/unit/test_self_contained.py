@@ -78,3 +78,14 @@ def test_help_texts_mention_no_outside_document(module):
     assert len(texts) > 5
     for text in texts:
         assert not OUTSIDE.search(text), text
+
+
+def test_tool_versions_the_makefile_installs_are_the_ones_pyproject_pins():
+    makefile = (ROOT / "Makefile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for tool, variable in (("aws-sam-cli", "SAM_CLI_VERSION"), ("checkov", "CHECKOV_VERSION")):
+        version = re.search(rf"^{variable} := (\S+)$", makefile, re.M).group(1)
+        assert f'"{tool}=={version}"' in pyproject, tool
+        assert f"{tool}==$({variable})" in makefile, tool
+    assert re.search(r'"cfn-lint==[\d.]+"', pyproject) and re.search(r'"aws-sam-translator==[\d.]+"', pyproject)
+    assert 'license = "Apache-2.0"' in pyproject and "Apache License" in (ROOT / "LICENSE").read_text()
