@@ -351,10 +351,10 @@ def _client(service: str) -> Any:
     return boto3.client(service)
 
 
-def parse_ref(ref: str) -> tuple[str, str]:
+def parse_ref(ref: str, verb: str = "push") -> tuple[str, str]:
     repo, sep, tag = ref.rpartition(":")
     if not sep or not repo or not tag or "/" in tag or "@" in ref:
-        raise PlaygroundError(f"push takes REPOSITORY:TAG (like team/web:latest), got {ref!r}")
+        raise PlaygroundError(f"{verb} takes REPOSITORY:TAG (like team/web:latest), got {ref!r}")
     return repo, tag
 
 
@@ -362,8 +362,8 @@ def push(ref: str, *, platforms: list[str] | None = None, emit: bool = True, wai
          out: TextIO = sys.stdout) -> int:
     """Build a small image (random config: real manifest bytes, digest = sha256 of them), put it in the running
     ECR and send the ECR event AWS would send; then wait until the stream tag's head moved."""
-    stack = _stack()
     repo, tag = parse_ref(ref)
+    stack = _stack()
     ecr, events = _client("ecr"), _client("events")
     try:
         ecr.create_repository(repositoryName=repo)
@@ -442,8 +442,8 @@ def _wait_for_head(repo: str, tag: str, digest: str, wait: float, out: TextIO) -
 
 def delete(ref: str, *, emit: bool = True, out: TextIO = sys.stdout) -> int:
     """Delete a tag from the running ECR (like ``aws ecr batch-delete-image``) and send the ECR DELETE event."""
+    repo, tag = parse_ref(ref, "delete")
     stack = _stack()
-    repo, tag = parse_ref(ref)
     got = _client("ecr").batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": tag}])
     if not got.get("imageIds"):
         raise PlaygroundError(f"{repo}:{tag} is not in ECR")
