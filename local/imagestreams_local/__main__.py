@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:  # an unknown template parameter
         print(f"imagestreams-local: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # e.g. DynamoDB Local asked for but Java or the jar missing
+        print(f"imagestreams-local: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
