@@ -6,15 +6,20 @@ PYTHON ?= $(shell for p in python3.12 python3; do $$p -c 'import sys; assert sys
 PY := $(VENV)/bin/python
 DDB_LOCAL_VERSION := 10.3.0
 SAM_VENV := .cache/sam-venv
+# Tool versions (also listed in pyproject.toml's "tools" extra): pinned so lint and CI runs are reproducible.
+SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev deps demo test test-unit lint validate build bench soak corpus load checkov clean
+.PHONY: help dev deps demo up test test-unit lint validate build deploy sam bench soak corpus load checkov clean
 
 help:
 	@echo "make demo      set up and run the local demo (embedded AWS: moto server + DynamoDB Local)"
+	@echo "make up        the playground: the stack on the embedded AWS until Ctrl-C (prints export lines)"
 	@echo "make test      set up and run the tests (unit, integration, e2e) on the embedded AWS"
 	@echo "make lint      ruff, cfn-lint, sam validate --lint"
 	@echo "make build     sam build (python3.12, arm64)"
+	@echo "make deploy    sam build, then sam deploy --guided (your AWS account; sam is $(SAM_VENV)/bin/sam)"
 	@echo "make bench     benchmark: AWS calls per push/fire, ingest overhead, import cost -> bench/results.json"
 	@echo "make soak      2,000 randomized scenarios (lossy, reordered, faulty delivery); prints violations (must be 0)"
 	@echo "make corpus    the bad-input corpus; prints the count"
@@ -42,6 +47,9 @@ deps: dev
 demo: deps
 	$(PY) -m imagestreams_local demo
 
+up: deps
+	$(PY) -m imagestreams_local up
+
 test: deps
 	$(PY) -m pytest
 
@@ -50,20 +58,26 @@ test-unit: dev
 
 $(SAM_VENV)/bin/sam:
 	python3 -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+
+sam: $(SAM_VENV)/bin/sam
+	@echo "sam is $(SAM_VENV)/bin/sam ($$($(SAM_VENV)/bin/sam --version))"
 
 lint: dev $(SAM_VENV)/bin/sam
 	$(VENV)/bin/ruff check layers local functions tests bench
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint
 
-# sam build needs python3.12 on PATH; pyenv provides it through .python-version (local-aws.md §3.2).
+# sam build needs python3.12 on PATH; pyenv provides it through .python-version.
 # Then ship .pyc files (unchecked-hash: used as is): Lambda's code directories are read-only, so without them every
 # cold start compiles our modules from source (bench/run.py measures both).
 build: $(SAM_VENV)/bin/sam
 	$(SAM_VENV)/bin/sam build
 	@if python3.12 -c pass 2>/dev/null; then python3.12 -m compileall -q --invalidation-mode unchecked-hash .aws-sam/build; \
 	else echo "python3.12 not found: shipping source only (slower cold start)"; fi
+
+deploy: build
+	$(SAM_VENV)/bin/sam deploy --guided
 
 bench: deps
 	$(PY) bench/run.py
@@ -80,7 +94,7 @@ load: deps
 CHECKOV_VENV := .cache/checkov-venv
 $(CHECKOV_VENV)/bin/checkov:
 	python3 -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet checkov
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 # --skip-download and BC_SKIP_MAPPING: no calls home (the machine reaches only package registries).
 checkov: $(CHECKOV_VENV)/bin/checkov

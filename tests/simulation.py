@@ -1,7 +1,7 @@
 """Randomized model test: a seeded world of pushes, retags, deletes, aliases, triggers and rollbacks, with ECR events
 duplicated, reordered, delayed and dropped, and injected faults (throttling, 5xx, conditional-check races, rollouts
 that fail and are rolled back by the circuit breaker). After quiescence plus reconciler runs, the invariants of
-DESIGN §3 must hold. Reproducible by seed: ``python bench/soak.py --seed N -v``.
+docs/concepts.md describes must hold. Reproducible by seed: ``python bench/soak.py --seed N -v``.
 
 It drives the real domain (ImageStreams, ingest, admin dispatch, Reconciler) on in-memory ports that keep the
 adapters' contracts; the adapters themselves are covered by the integration tests.

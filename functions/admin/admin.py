@@ -1,4 +1,4 @@
-"""Admin: the manual-invoke JSON contract of DESIGN §4.2 (``aws lambda invoke``, ``sam remote invoke``, CLI).
+"""Admin: the manual-invoke JSON contract (docs/concepts.md) (``aws lambda invoke``, ``sam remote invoke``, CLI).
 
 Not reachable without IAM: no function URL, no API. ``actor`` is self-asserted by the caller; CloudTrail's record
 of the Invoke is the verified attribution.

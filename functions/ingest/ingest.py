@@ -1,6 +1,6 @@
 """Ingest: EventBridge ``ECR Image Action`` (PUSH, DELETE) and ``ECR Replication Action`` (REPLICATE).
 
-Events are hints; ECR is the truth (DESIGN §3.1). Errors propagate so the asynchronous invoke retries and then
+Events are hints; ECR is the truth. Errors propagate so the asynchronous invoke retries and then
 parks the event in the on-failure destination; a malformed event raises at once with a clear message. An event for
 a repository we may not read (outside RepositoryPattern, or denied by IAM) is not ours: logged, counted
 (``EventsNotOurs``) and ignored, never a failed invocation.

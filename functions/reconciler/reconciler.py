@@ -1,5 +1,5 @@
 """Reconciler: scheduled (EventBridge Scheduler), re-resolves every stream tag from ECR and re-checks every trigger's
-target (DESIGN §3.11). Stops ~20 s before its timeout and resumes from a saved cursor on the next run.
+target. Stops ~20 s before its timeout and resumes from a saved cursor on the next run.
 
 One run at a time without reserved concurrency: a run holds the lease ``reconciler`` (a conditional write with an
 expiry a little beyond the function's timeout, so a crashed run never blocks the next for longer); a run that finds

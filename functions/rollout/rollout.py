@@ -1,5 +1,5 @@
 """Rollout tracking: EventBridge ``ECS Deployment State Change`` → the trigger whose fire started that deployment
-gets ``rolloutState`` IN_PROGRESS / COMPLETED / FAILED (a FAILED digest is then not re-fired automatically, §3.8).
+gets ``rolloutState`` IN_PROGRESS / COMPLETED / FAILED (a FAILED digest is then not re-fired automatically).
 
 Events are hints, and anyone allowed to invoke this function can send one: an event about another account or
 region, or of any other shape, is ignored with a log line and a metric (never a failed invocation, which would

@@ -156,7 +156,8 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         aws.pump()
         d1 = v1["detail"]["image-digest"]
         revision, images = _service_state(aws)
-        story.check(images["web"] == f"{registry}/{REPO}@{d1}", f"service now on {revision}, web = {REPO}@{short(d1)}")
+        story.check(images["web"] == f"{registry}/{REPO}@{d1}",
+                    f"service now on task definition {revision} (a new revision), web = {REPO}@{short(d1)}")
         story.check(images["log-router"] == SIDECAR_IMAGE, "sidecar image untouched")
         _check_eks_and_lambda(aws, kube, story, f"{registry}/{REPO}@{d1}")
 
@@ -165,7 +166,8 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         aws.pump()
         d2 = v2["detail"]["image-digest"]
         revision2, images = _service_state(aws)
-        story.check(images["web"] == f"{registry}/{REPO}@{d2}", f"service now on {revision2}, web = {REPO}@{short(d2)}")
+        story.check(images["web"] == f"{registry}/{REPO}@{d2}",
+                    f"service now on task definition {revision2}, web = {REPO}@{short(d2)}")
 
         story.step("EventBridge redelivers v1's old PUSH event late (out of order)")
         aws.emit(v1)
@@ -175,7 +177,7 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         aws.pump()
         revision3, images = _service_state(aws)
         story.check(revision3 == revision2 and images["web"].endswith(d2),
-                    f"nothing moved: service still on {revision3} with v2")
+                    f"nothing moved: service still on task definition {revision3} with v2")
 
         story.step(f"push by digest (no tag) to {REPO}: moves no tag")
         aws.push_image(REPO, None, seed="scratch")
@@ -245,6 +247,8 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         _cli(aws, story, ["describe", REPO])
         story.step("triggers (imagestreams trigger list)")
         _cli(aws, story, ["trigger", "list"])
+        story.say("        (ECS triggers stay Deploying/IN_PROGRESS here: the local ECS never finishes a deployment;")
+        story.say("        on AWS the ECS deployment events move them to Deployed/COMPLETED, or Failed if it fails)")
         story.step("what ran, per function")
         counts: dict[str, int] = {}
         for inv in aws.invocations:

@@ -547,7 +547,7 @@ class EmbeddedAws:
 
     def add_eks_cluster(self, name: str, kube: Any) -> None:
         """Create an EKS cluster in moto whose endpoint and CA are the fake Kubernetes API server's: moto's own are
-        random and unusable (local-aws.md §4.4). The functions then reach it exactly as they reach EKS:
+        random and unusable. The functions then reach it exactly as they reach EKS:
         DescribeCluster, TLS verified against the CA, an STS-presigned token."""
         from moto.eks.models import eks_backends
 
@@ -587,7 +587,7 @@ class EmbeddedAws:
 
     def push_multiarch(self, repository: str, tag: str, *, seed: str, emit: bool = True) -> dict[str, Any]:
         """Push per-platform manifests by digest (no tag, one untagged PUSH event each), then the index with the
-        tag — the likely sequence of ``docker buildx --push`` (aws-facts.md §1.2)."""
+        tag — the likely sequence of ``docker buildx --push``."""
         children = []
         for arch in ("amd64", "arm64"):
             child = _image_manifest(f"{seed}-{arch}", arch, media_type=OCI_MANIFEST)
@@ -648,7 +648,7 @@ def _image_manifest(seed: str, architecture: str, media_type: str = DOCKER_MANIF
 
 def ecr_event(action: str, repository: str, digest: str | None, tag: str | None,
               media_type: str | None) -> dict[str, Any]:
-    """An ``ECR Image Action`` event exactly as AWS sends it (aws-facts.md §1.2)."""
+    """An ``ECR Image Action`` event exactly as AWS sends it."""
     detail: dict[str, Any] = {"result": "SUCCESS", "repository-name": repository, "action-type": action}
     if digest:
         detail["image-digest"] = digest

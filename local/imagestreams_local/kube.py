@@ -1,6 +1,6 @@
 """A small fake Kubernetes API server — a **test double**, not Kubernetes.
 
-There is no kube-apiserver to be had on these machines (local-aws.md §6), so the EKS driver is exercised against
+There is no kube-apiserver to be had on these machines, so the EKS driver is exercised against
 this: real HTTP over TLS (a CA generated per instance; clients verify it exactly as they verify an EKS cluster CA),
 real bearer-token shape checks, and the wire protocol of the calls ImageStreams makes.
 

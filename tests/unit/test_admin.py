@@ -1,4 +1,4 @@
-"""The manual-invoke contract (DESIGN §4.2) on in-memory ports."""
+"""The manual-invoke contract on in-memory ports."""
 
 from __future__ import annotations
 

@@ -99,8 +99,11 @@ def test_every_verb_has_help_with_an_example(capsys):
         (["rollback", "--trigger", "tr-0123456789ab", "--to", "sha256:x"],
          {"action": "rollback", "trigger": "tr-0123456789ab", "to": "sha256:x"}),
         (["import", "--stream", "team/web"], {"action": "import", "stream": "team/web"}),
-        (["trigger", "add", "team/web:a", "--target", '{"type": "ecs"}'],
-         {"action": "trigger.add", "from": "team/web:a", "target": {"type": "ecs"}}),
+        # a complete target (an incomplete one is now refused before any configuration is read: exit 2)
+        (["trigger", "add", "team/web:a", "--target",
+          '{"type": "ecs", "cluster": "p", "service": "w", "container": "c"}'],
+         {"action": "trigger.add", "from": "team/web:a",
+          "target": {"type": "ecs", "cluster": "p", "service": "w", "container": "c"}}),
     ],
 )
 def test_arguments_become_the_admin_command(argv, command):

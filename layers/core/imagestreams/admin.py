@@ -1,4 +1,4 @@
-"""The manual-invoke contract (DESIGN §4.2): one JSON command in, ``{"ok": …}`` out.
+"""The manual-invoke contract (docs/concepts.md): one JSON command in, ``{"ok": …}`` out.
 
 Caller errors become ``{"ok": false, "error": {"type", "message"}}`` and change nothing; anything else is an
 unexpected fault and raises, so the invoke reports ``FunctionError``.

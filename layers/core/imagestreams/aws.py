@@ -1,6 +1,6 @@
 """The one place boto3 clients are built.
 
-Endpoints come from botocore's own ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` variables (DESIGN §4.3),
+Endpoints come from botocore's own ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` variables,
 so the same code talks to AWS, moto and DynamoDB Local. Retries use botocore's ``standard`` mode (throttling and
 5xx retried with jittered backoff); override with ``AWS_RETRY_MODE`` / ``AWS_MAX_ATTEMPTS``.
 """

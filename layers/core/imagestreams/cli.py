@@ -1,8 +1,9 @@
-"""``imagestreams``: the admin actions of DESIGN §4.2 from a terminal (DESIGN §4.4).
+"""``imagestreams``: image streams, their history and triggers, from a terminal.
 
 Two transports: ``--function NAME`` invokes the deployed admin function; without it the same operation runs
-in-process against the configured endpoints (``TABLE_NAME`` and the standard ``AWS_ENDPOINT_URL*`` variables).
-Exit codes: 0 ok, 1 caller error (the message is printed), 2 usage.
+in-process against the configured endpoints (``TABLE_NAME`` and the standard ``AWS_ENDPOINT_URL*`` variables, as
+``imagestreams-local up`` prints them). The concepts are explained in docs/concepts.md.
+Exit codes: 0 ok; 1 the operation failed, or a fire it started failed (the reason is printed); 2 usage.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .errors import ImageStreamsError
 from .model import function_name, short_name
 
 MUTATING = {"tag", "untag", "rollback", "import", "trigger.add", "trigger.remove", "trigger.pause",
@@ -124,6 +127,10 @@ def render_discovery(result: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------- parser
 
+
+class UsageError(Exception):
+    """An argument the parser could not check by itself (exit 2, before any configuration is read)."""
+
 EXAMPLES = {
     "describe": "imagestreams describe team/web",
     "history": "imagestreams history team/web:prod --limit 10",
@@ -152,13 +159,33 @@ def _selector(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="from_", metavar="REF", help="every trigger on this stream tag instead")
 
 
+def _common(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The options every verb takes, accepted before or after the verb (``imagestreams history X --output json``)."""
+    parser.add_argument("--function", default=default,
+                        help="deployed admin function name or ARN (default: run in-process)")
+    parser.add_argument("--output", choices=("table", "json"), default="table" if default is None else default)
+    parser.add_argument("--actor", default=default,
+                        help="recorded in history (default: your ARN from sts:GetCallerIdentity)")
+    parser.add_argument("--region", default=default, help="AWS region (default: from the environment/profile)")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("imagestreams")
+    except Exception:  # noqa: BLE001 - running from a checkout without an install
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imagestreams", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--function", help="deployed admin function name or ARN (default: run in-process)")
-    parser.add_argument("--output", choices=("table", "json"), default="table")
-    parser.add_argument("--actor", help="recorded in history (default: your ARN from sts:GetCallerIdentity)")
-    parser.add_argument("--region", help="AWS region (default: from the environment/profile)")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    parser = argparse.ArgumentParser(prog="imagestreams", description=__doc__.split("\n\n")[0],
+                                     epilog="Concepts: docs/concepts.md. Example: imagestreams describe team/web")
+    parser.add_argument("--version", action="version", version=f"imagestreams {_version()}")
+    _common(parser, None)
+    verbs = _Verbs(parser.add_subparsers(dest="verb", required=True, metavar="VERB"))
 
     p = _sub(verbs, "describe", "tags of a stream with head digest, generation and triggers")
     p.add_argument("stream")
@@ -184,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _selector(p)
 
     trig = verbs.add_parser("trigger", help="add, remove, pause, resume or list triggers")
-    tverbs = trig.add_subparsers(dest="tverb", required=True, metavar="ACTION")
+    tverbs = _Verbs(trig.add_subparsers(dest="tverb", required=True, metavar="ACTION"))
     p = _sub(tverbs, "add", "keep a target on the head of a stream tag", "trigger add")
     p.add_argument("from_", metavar="FROM")
     p.add_argument("--ecs", metavar="CLUSTER/SERVICE:CONTAINER", help="an ECS service container")
@@ -192,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an EKS workload container, KIND one of deployment, statefulset, daemonset, cronjob")
     p.add_argument("--lambda", dest="lambda_", metavar="FUNCTION[:ALIAS]",
                    help="a container-image Lambda function: name, name:alias, or its ARN (stored by name)")
-    p.add_argument("--target", metavar="JSON", help="a target object as JSON (DESIGN §4.2)")
+    p.add_argument("--target", metavar="JSON", help='a target object as JSON, e.g. {"type": "ecs", "cluster": '
+                   '"prod", "service": "web", "container": "web"} (docs/concepts.md lists every field)')
     p.add_argument("--paused", action="store_true")
     for name in ("remove", "pause", "resume"):
         _selector(_sub(tverbs, name, f"{name} triggers", f"trigger {name}"))
@@ -201,11 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Verbs:
+    """Sub-parsers that also take the common options after the verb."""
+
+    def __init__(self, action: Any) -> None:
+        self._action = action
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser = self._action.add_parser(name, **kwargs)
+        _common(parser, argparse.SUPPRESS)
+        return parser
+
+
 def _ecs_target(spec: str) -> dict[str, Any]:
     cluster, _, rest = spec.partition("/")
     service, _, container = rest.partition(":")
     if not (cluster and service and container):
-        raise SystemExit("imagestreams: --ecs takes CLUSTER/SERVICE:CONTAINER")
+        raise UsageError(f"--ecs takes CLUSTER/SERVICE:CONTAINER (like prod/web:web), got {spec!r}")
     return {"type": "ecs", "cluster": cluster, "service": service, "container": container}
 
 
@@ -216,8 +256,8 @@ def _eks_target(spec: str) -> dict[str, Any]:
     path, _, container = spec.partition(":")
     parts = path.split("/")
     if len(parts) != 4 or not container or parts[2].lower() not in KINDS:
-        raise SystemExit("imagestreams: --eks takes CLUSTER/NAMESPACE/KIND/NAME:CONTAINER "
-                         "(KIND: deployment, statefulset, daemonset, cronjob)")
+        raise UsageError("--eks takes CLUSTER/NAMESPACE/KIND/NAME:CONTAINER (KIND: deployment, statefulset, "
+                         f"daemonset, cronjob), got {spec!r}")
     cluster, namespace, kind, name = parts
     return {"type": "eks", "cluster": cluster, "namespace": namespace, "kind": KINDS[kind.lower()], "name": name,
             "container": container}
@@ -227,7 +267,7 @@ def _json(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"imagestreams: --target is not valid JSON: {exc}") from exc
+        raise UsageError(f"--target is not valid JSON: {exc}") from exc
 
 
 def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -239,7 +279,8 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if args.tverb == "add":
             given = [x for x in (args.ecs, args.eks, args.lambda_, args.target) if x]
             if len(given) != 1:
-                raise SystemExit("imagestreams: give exactly one of --ecs, --eks, --lambda or --target")
+                raise UsageError("trigger add needs exactly one of --ecs, --eks, --lambda or --target"
+                                 + (f" (got {len(given)})" if given else ""))
             if args.ecs:
                 target = _ecs_target(args.ecs)
             elif args.eks:
@@ -288,6 +329,33 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return cmd
 
 
+def precheck(command: dict[str, Any]) -> None:
+    """Check the names the user typed before any configuration is read, so a typo is reported as a typo (exit 2)
+    even without a stack. Full registry URIs are left to the stack, which knows its own registry."""
+    from .model import ImageRef, StreamTag, parse_target, validate_repository
+
+    def plain(value: Any) -> bool:  # not a full URI whose first part is a registry host
+        first, slash, _ = value.partition("/") if isinstance(value, str) else ("", "", "")
+        return isinstance(value, str) and not (slash and re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?",
+                                                                      first))
+
+    action = command["action"]
+    stream = command.get("stream")
+    if stream is not None and plain(stream):
+        validate_repository(stream)
+    targets = command.get("target")
+    if action in ("history", "untag", "import", "tag") or (action == "rollback" and "target" in command):
+        for ref in targets if isinstance(targets, list) else [targets] if targets is not None else []:
+            if plain(ref):
+                StreamTag.parse(ref, "target")
+    if action == "tag" and plain(command.get("source")):
+        ImageRef.parse(command["source"], "source")
+    if "from" in command and command["from"] != "*" and plain(command["from"]):
+        StreamTag.parse(command["from"], "from")
+    if action == "trigger.add" and isinstance(targets, dict) and not targets.get("discover"):
+        parse_target(targets)
+
+
 def _put_selector(cmd: dict[str, Any], args: argparse.Namespace) -> None:
     if args.id:
         cmd["id"] = args.id
@@ -326,24 +394,93 @@ def run_in_process(command: dict[str, Any]) -> dict[str, Any]:
     return dispatch(services, command)
 
 
+NO_STACK = ("no stack configured: run `imagestreams-local up` and paste the export lines it prints, or pass "
+            "--function with the deployed admin function's name (the stack's AdminFunctionName output)")
+
+
+def setup_problem(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """A one-line message with the fix for the setup problems a user hits first, or None for anything else.
+    Matched by class name and error code so this module needs no botocore import."""
+    name = type(exc).__name__
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if name == "NotConfigured":
+        return NO_STACK
+    if name == "NoRegionError":
+        return "no AWS region: pass --region, or set AWS_DEFAULT_REGION (the playground's export lines set it)"
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return ("no AWS credentials: run `aws configure` or `aws sso login` (or set AWS_PROFILE); for the "
+                "playground, paste the export lines `imagestreams-local up` prints")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError"):
+        where = getattr(exc, "kwargs", {}).get("endpoint_url") or endpoint or "AWS"
+        hint = ("is `imagestreams-local up` still running? Its export lines set AWS_ENDPOINT_URL" if endpoint
+                else "check your network and --region")
+        return f"cannot reach {where}: {hint}"
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    error = response.get("Error") or {}
+    code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+    operation = getattr(exc, "operation_name", "")
+    if code == "ResourceNotFoundException" and operation == "Invoke":
+        return (f"no function {args.function!r}: pass --function with the admin function's name or ARN (the "
+                "stack's AdminFunctionName output), in the stack's region")
+    if code == "ResourceNotFoundException":
+        table = os.environ.get("TABLE_NAME", "?")
+        return (f"table {table!r} not found (TABLE_NAME) in {os.environ.get('AWS_REGION') or 'this region'}: use "
+                "the StreamsTableName output of the deployed stack, or restart `imagestreams-local up` and paste "
+                "its export lines again")
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
+                "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "InvalidSignatureException"):
+        return (f"access denied ({code}) on {operation or 'an AWS call'}: {message} - use credentials allowed to "
+                "invoke the admin function (--function), or renew them (`aws sso login`)")
+    return None
+
+
+def _failed_fires(action: str, result: dict[str, Any]) -> list[str]:
+    if action not in ("trigger.add", "deploy", "trigger.resume"):
+        return []
+    triggers = [result["trigger"]] if result.get("trigger") else result.get("triggers") or []
+    return [f"trigger {clean(t['id'])}: fire failed: {clean(t.get('lastError') or t.get('status'))}"
+            for t in triggers if t.get("status") in ("Failed", "Blocked")]
+
+
 def main(argv: Sequence[str] | None = None, *,
          transport: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = command_from_args(args)
-    if command["action"] in MUTATING:
-        command["actor"] = args.actor or caller_arn(args.region)
-    if transport is None:
-        if args.function:
-            def transport(cmd: dict[str, Any]) -> dict[str, Any]:
-                return invoke_function(args.function, cmd, args.region)
-        else:
-            if args.region:
-                os.environ["AWS_DEFAULT_REGION"] = args.region
-            transport = run_in_process
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        command = command_from_args(args)
+        precheck(command)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"imagestreams: error: {clean(exc)}", file=sys.stderr)
+        return 2
+    except ImageStreamsError as exc:
+        print(f"imagestreams: {clean(exc.type)}: {clean(exc.message)}", file=sys.stderr)
+        return 2
+    try:
+        if command["action"] in MUTATING:
+            command["actor"] = args.actor or caller_arn(args.region)
+        if transport is None:
+            if args.function:
+                def transport(cmd: dict[str, Any]) -> dict[str, Any]:
+                    return invoke_function(args.function, cmd, args.region)
+            else:
+                if args.region:
+                    os.environ["AWS_DEFAULT_REGION"] = args.region
+                transport = run_in_process
         answer = transport(command)
-    except RuntimeError as exc:
-        print(f"imagestreams: {clean(exc)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("imagestreams: interrupted", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback, for what a user can fix
+        problem = setup_problem(exc, args)
+        if problem is None and not isinstance(exc, RuntimeError):
+            if os.environ.get("IMAGESTREAMS_DEBUG"):
+                raise
+            problem = (f"unexpected error {type(exc).__name__}: {exc} (set IMAGESTREAMS_DEBUG=1 to see where it "
+                       "came from)")
+        print(f"imagestreams: {clean(problem or exc)}", file=sys.stderr)
         return 1
     if args.output == "json":
         print(json.dumps(answer, indent=2, sort_keys=True))
@@ -354,7 +491,10 @@ def main(argv: Sequence[str] | None = None, *,
             print(f"imagestreams: {clean(answer['error']['type'])}: {clean(answer['error']['message'])}",
                   file=sys.stderr)
         return 1
-    return 0
+    failed = _failed_fires(command["action"], answer["result"])
+    for line in failed:
+        print(f"imagestreams: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

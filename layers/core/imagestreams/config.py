@@ -17,6 +17,10 @@ def _positive_int(name: str, default: int) -> int:
     return int(raw)
 
 
+class NotConfigured(RuntimeError):
+    """The stack's settings are missing from the environment (the CLI says how to point it at a stack)."""
+
+
 class Settings(NamedTuple):
     table: str
     fire_queue_url: str | None
@@ -34,7 +38,8 @@ class Settings(NamedTuple):
     def from_env(cls) -> Settings:
         table = os.environ.get("TABLE_NAME", "").strip()
         if not table:
-            raise RuntimeError("TABLE_NAME is not set: the function must be deployed by template.yaml")
+            raise NotConfigured("TABLE_NAME is not set: deploy the function with template.yaml, or (locally) run "
+                                "`imagestreams-local up` and paste the export lines it prints")
         return cls(
             table=table,
             fire_queue_url=os.environ.get("FIRE_QUEUE_URL") or None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class ImageStreamsError(Exception):
-    """A caller error with one of the public error types of DESIGN §4.2."""
+    """A caller error with one of the public error types (NotFound, Invalid, Conflict, Forbidden)."""
 
     type = "Invalid"
 
@@ -52,7 +52,7 @@ class NotOurs(Exception):
 
 
 class ConcurrentUpdate(Exception):
-    """The head changed between our read and our conditional write: start over (DESIGN §3.1)."""
+    """The head changed between our read and our conditional write: start over."""
 
 
 class TargetError(Exception):

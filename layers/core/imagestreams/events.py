@@ -1,4 +1,4 @@
-"""ECR events as EventBridge delivers them (DESIGN §4.1, aws-facts.md §1), validated before use."""
+"""ECR events as EventBridge delivers them, validated before use."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ _SERVICE_ARN = re.compile(
 
 def parse_ecs_deployment_event(event: Any, *, account: str | None = None,
                                region: str | None = None) -> DeploymentChange:
-    """``ECS Deployment State Change`` (aws-facts.md §3.2): the service ARN is in ``resources``. With ``account`` and
+    """``ECS Deployment State Change``: the service ARN is in ``resources``. With ``account`` and
     ``region`` (the stack's), an event about anything else raises :class:`ForeignEvent`."""
     if not isinstance(event, dict) or event.get("source") != "aws.ecs" or \
             event.get("detail-type") != "ECS Deployment State Change":

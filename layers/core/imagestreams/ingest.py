@@ -1,4 +1,4 @@
-"""What an ECR event means for the streams (DESIGN §3.1, §3.3, §3.4)."""
+"""What an ECR event means for the streams."""
 
 from __future__ import annotations
 

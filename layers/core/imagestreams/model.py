@@ -1,4 +1,4 @@
-"""Domain vocabulary (DESIGN.md §2): streams, stream tags, heads, history, triggers, targets.
+"""Domain vocabulary (docs/concepts.md): streams, stream tags, heads, history, triggers, targets.
 
 Standard library only. Value types are ``NamedTuple``s: immutable, hashable, and about six times cheaper to
 define than dataclasses, which matters at Lambda cold start (bench/run.py measures handler imports).
@@ -220,7 +220,7 @@ def pinned_ref(registry: str, stream: str, digest: str) -> str:
 
 
 def runs_digest(image: str, registry: str, stream: str) -> str | None:
-    """The digest a target runs, if its image string is this registry/repository pinned by digest (DESIGN §3.5).
+    """The digest a target runs, if its image string is this registry/repository pinned by digest.
 
     An image given by tag, or from another repository, runs no known digest: it always counts as behind.
     """

@@ -1,4 +1,4 @@
-"""Which targets triggers may touch: an allow-list per target kind, plus "same account" (DESIGN §4.2, issue 5).
+"""Which targets triggers may touch: an allow-list per target kind, plus "same account".
 
 Patterns are shell-style (``prod-*``); ``*`` allows everything. ECS clusters are matched by name, EKS targets as
 ``<cluster>/<namespace>``, Lambda functions by name. A target named by ARN must be in this stack's account.

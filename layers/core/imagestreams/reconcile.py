@@ -1,4 +1,4 @@
-"""The reconciler (DESIGN §3.11): the safety net for best-effort events, run on a schedule.
+"""The reconciler: the safety net for best-effort events, run on a schedule.
 
 1. **Tags**: for every ECR repository, list its tags page by page (one ECR page: up to 1,000 images) and
    re-resolve (``sync``, cause ``import``) every tag whose head differs from ECR — missed pushes move. Then count
@@ -9,7 +9,7 @@
 2. **Triggers**: for every unpaused trigger, read what its target runs and decide:
    *in sync* (record rollout progress); *behind* (never fired successfully, or still runs exactly what we last put
    while the head moved: a fire was lost or failed on an API error) → fire, through the FIFO queue so it never races
-   the deployer; a ``Failed`` fire is retried once its backoff has passed — unless the rollout itself FAILED (§3.8);
+   the deployer; a ``Failed`` fire is retried once its backoff has passed — unless the rollout itself FAILED;
    anything else was changed out of band: *drift*, reported on the trigger and left alone.
 
 Everything is paged, and memory is bounded by a page, never by a repository's size. The deadline is checked
@@ -316,7 +316,7 @@ class Reconciler:
         if str(trigger.stream_tag) in moved:
             return  # this run just moved the head: the table stream fans that move out like any other
         if trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
-            return  # §3.8: the head is the digest whose rollout failed; what runs now is the circuit breaker's
+            return  # no loop: the head is the digest whose rollout failed; what runs now is the circuit breaker's
             # choice, not drift. Wait for a new head or an explicit `deploy`.
         driver = self.streams.drivers[trigger.target.type]
         state = self._inspect(driver, trigger)

@@ -98,10 +98,10 @@ class ImageStreams:
         self.policy = policy or TargetPolicy()
         self.sleep = sleep
 
-    # ------------------------------------------------------------------------------------ ingest (§3.1)
+    # ------------------------------------------------------------------------------------ ingest
 
     def sync(self, stream_tag: StreamTag, *, cause: str = "push", actor: str = "ecr", _depth: int = 0) -> list[Move]:
-        """Bring a stream tag in line with ECR, then every tag tracking it (alias, §3.10). Returns the moves."""
+        """Bring a stream tag in line with ECR, then every tag tracking it (alias). Returns the moves."""
         move, head = self._observe(stream_tag, cause, actor)
         moves = [move] if move else []
         if head is not None and not head.deleted and head.aliases:
@@ -208,7 +208,7 @@ class ImageStreams:
                     source_tag, alias_tag)
         return moves
 
-    # ------------------------------------------------------------------------------- manual (§4.2, §3.9)
+    # ------------------------------------------------------------------------------- manual
 
     def tag(self, source: ImageRef, targets: list[StreamTag], *, alias: bool = False,
             actor: str = "unknown") -> list[Move]:
@@ -354,7 +354,7 @@ class ImageStreams:
     def rollback_tag(self, target: StreamTag, *, to: str | None = None, steps: int | None = None,
                      actor: str = "unknown") -> list[Move]:
         """Move a tag back to a digest of its history (in ECR too): a new head with cause ``rollback``; its
-        triggers fire like after any move (§3.7)."""
+        triggers fire like after any move."""
         head = self.store.get_head(target)
         if head is None or head.deleted:
             raise NotFound(f"{target} is not a live tag of the stream")
@@ -380,7 +380,7 @@ class ImageStreams:
     def rollback_target(self, trigger_id_: str, *, to: str | None = None, actor: str = "unknown",
                         wait: float | None = None) -> Trigger:
         """Redeploy one trigger's target to an older digest and pause the trigger, so the next move of the tag
-        does not undo the rollback (§3.7). ``resume`` or ``deploy`` brings it back to the head.
+        does not undo the rollback. ``resume`` or ``deploy`` brings it back to the head.
 
         Holds the target's lease from the pause to the write: a fire queued before it finds the trigger paused
         once it gets the target, and leaves the rolled-back image alone. ``wait``: see :meth:`fire`."""
@@ -420,7 +420,7 @@ class ImageStreams:
     def head_moved(self, head: Head) -> list[Trigger]:
         """A head changed (from the table's change stream): queue a fire for every unpaused trigger on it.
 
-        A tombstone fires nothing: its triggers keep their digest and report ``WaitingForImage`` (§3.4).
+        A tombstone fires nothing: its triggers keep their digest and report ``WaitingForImage``.
         """
         _, triggers = self.store.head_and_triggers(head.stream_tag)
         if head.deleted:
@@ -436,7 +436,7 @@ class ImageStreams:
         return due
 
     def tombstone_expired(self, tombstone: Head) -> int:
-        """DynamoDB TTL removed a tombstone (§3.4: history is kept for audit until then): drop its history too.
+        """DynamoDB TTL removed a tombstone (history is kept for audit until then): drop its history too.
         Only entries up to the tombstone's generation go; a tag pushed again since starts a fresh history."""
         if not tombstone.deleted:
             return 0
@@ -458,9 +458,9 @@ class ImageStreams:
 
     def fire(self, trigger: Trigger, head: Head | None, *, force: bool = False, wait: float | None = None,
              queued_at: datetime | None = None, was_paused: bool = False) -> Trigger:
-        """Put the head's pinned ref into the trigger's target if it runs anything else (§3.5, §3.6).
+        """Put the head's pinned ref into the trigger's target if it runs anything else.
 
-        One writer per target resource (§3.12): the fire holds the lease ``target:<target_key>`` from its reads to
+        One writer per target resource: the fire holds the lease ``target:<target_key>`` from its reads to
         its write, and once it holds it re-reads the trigger and the head — a trigger paused (or rolled back) since
         the caller looked is left alone unless ``force``, and a head that moved since is the one deployed. ``head``
         is what the caller saw; only the re-read one is used.
@@ -531,7 +531,7 @@ class ImageStreams:
         if head is None or head.deleted:
             return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
         if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
-            return trigger  # §3.8: a digest whose rollout failed is not re-fired until the head moves or `deploy`
+            return trigger  # no loop: a digest whose rollout failed is not re-fired until the head moves or `deploy`
         driver = self.drivers.get(trigger.target.type)
         if driver is None:
             return self.record(trigger, self._failed(trigger, f"no driver for target type {trigger.target.type}"))
@@ -656,7 +656,7 @@ class ImageStreams:
 
     def image_for(self, driver: TargetDriver, trigger: Trigger, head: Head) -> str:
         """The pinned ref for this target: the head itself, or for a target that takes no image index (Lambda)
-        the child manifest of its architecture (§3.3)."""
+        the child manifest of its architecture."""
         architecture = driver.platform(trigger.target)
         if architecture is None:
             return head.pinned

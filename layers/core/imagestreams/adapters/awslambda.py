@@ -2,7 +2,7 @@
 
 Lambda resolves a tag once and never follows it ("if you update the image tag to a new image, Lambda does not
 automatically update the function", UpdateFunctionCode API reference), and it takes no image index: the services
-layer asks :meth:`LambdaDriver.platform` and pins the child manifest of that architecture (DESIGN §3.3).
+layer asks :meth:`LambdaDriver.platform` and pins the child manifest of that architecture.
 With ``alias``: wait for the update, publish a version, point the alias at it.
 """
 

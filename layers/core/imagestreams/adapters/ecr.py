@@ -1,4 +1,4 @@
-"""Registry port on ECR: where a tag points right now, and byte-exact retags (aws-facts.md §2.1)."""
+"""Registry port on ECR: where a tag points right now, and byte-exact retags."""
 
 from __future__ import annotations
 

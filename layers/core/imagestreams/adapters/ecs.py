@@ -1,6 +1,6 @@
 """Target driver for ECS services: new task-definition revision with one container's image replaced.
 
-Recipe (aws-facts.md §3.1): DescribeServices → DescribeTaskDefinition(include TAGS) → RegisterTaskDefinition
+Recipe: DescribeServices → DescribeTaskDefinition(include TAGS) → RegisterTaskDefinition
 (cloned from the service's *current* revision, read-only fields dropped by the live service model) →
 UpdateService. Already pinned: two calls, nothing written, and the deployment running that revision is reported
 (so a retry after a lost trigger write adopts it).

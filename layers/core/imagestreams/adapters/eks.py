@@ -1,6 +1,6 @@
 """Target driver for EKS workloads, over a small Kubernetes client built on the standard library.
 
-Why not the official ``kubernetes`` package: importing it costs ~210 ms (local-aws.md §9; as much as boto3), it
+Why not the official ``kubernetes`` package: importing it costs ~210 ms (as much as boto3), it
 drags aiohttp and a python-dateutil that conflicts with botocore's pin, and we need exactly two calls (GET and
 PATCH) plus a list for discovery. ``urllib`` with an ``ssl`` context built from the cluster CA does that.
 
