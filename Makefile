@@ -97,9 +97,11 @@ $(CHECKOV_VENV)/bin/checkov:
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 # --skip-download and BC_SKIP_MAPPING: no calls home (the machine reaches only package registries).
+# checkov exits 0 when it cannot parse the template (it then checks nothing): a parsing error fails here too.
 checkov: $(CHECKOV_VENV)/bin/checkov
-	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download -f template.yaml \
-		--framework cloudformation
+	set -o pipefail; BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download -f template.yaml \
+		--framework cloudformation | tee .cache/checkov.out
+	@! grep -Eq 'Parsing errors: [1-9]|Passed checks: 0,' .cache/checkov.out || { echo "checkov parsed nothing"; exit 1; }
 
 clean:
 	rm -rf .aws-sam $(VENV) .cache
