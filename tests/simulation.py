@@ -32,19 +32,20 @@ from typing import Any
 
 from imagestreams.adapters.memory import ListQueue, MemoryEcs, MemoryRegistry, MemoryStore
 from imagestreams.admin import dispatch
-from imagestreams.errors import ConcurrentUpdate, ImageStreamsError, TargetError, TransientTargetError
+from imagestreams.errors import (
+    ConcurrentUpdate,
+    ImageStreamsError,
+    NotOurs,
+    TargetChanged,
+    TargetError,
+    TransientTargetError,
+)
 from imagestreams.events import EcrEvent
 from imagestreams.ingest import handle_ecr_event
-from imagestreams.model import EcsTarget, EksTarget, Head, StreamTag, Target, Trigger, pinned_ref, target_key
+from imagestreams.model import EcsTarget, EksTarget, Head, StreamTag, Target, TaskPins, Trigger, pinned_ref, target_key
 from imagestreams.ports import DriverResult, TargetState
 from imagestreams.reconcile import Reconciler
 from imagestreams.services import ImageStreams
-
-try:  # the registry adapter's "IAM will not let us read this repository"
-    from imagestreams.errors import NotOurs
-except ImportError:  # not on this code yet: a stand-in with the same meaning
-    class NotOurs(Exception):  # type: ignore[no-redef]
-        """AccessDenied on a repository outside what we may read."""
 
 REPOS = ("team/web", "team/api")
 FOREIGN = "vendor/base"  # exists in the account; our role may not read it
@@ -122,13 +123,13 @@ class FlakyRegistry(MemoryRegistry):
 
     def resolve(self, stream: str, tag: str) -> Any:
         if stream in self.foreign:
-            raise NotOurs(f"AccessDeniedException: not authorized to perform ecr:DescribeImages on {stream}")
+            raise NotOurs(stream, "AccessDeniedException: not authorized to perform ecr:DescribeImages")
         if self.faults_on and self.rng.random() < self.fault_rate:
             raise Throttled("ThrottlingException: Rate exceeded")
         return super().resolve(stream, tag)
 
-    def tags(self, stream: str) -> dict[str, str] | None:  # type: ignore[override]
-        return None if stream in self.foreign else super().tags(stream)
+    def tags(self, stream: str, token: str | None = None) -> tuple[dict[str, str], str | None] | None:
+        return None if stream in self.foreign else super().tags(stream, token)  # like the adapter on AccessDenied
 
     def retag(self, stream: str, digest: str, tag: str) -> None:
         if self.retag_racer is not None:
@@ -137,23 +138,24 @@ class FlakyRegistry(MemoryRegistry):
 
 
 class FlakyEcs(MemoryEcs):
-    """ECS with throttling, digests whose rollout fails (the circuit breaker restores the previous revision), one
-    deployment id per UpdateService, and a target write split like the real driver's: read the service's current
-    task definition (every container), then register a clone of *that* with one image replaced and update the
-    service — a write by someone else in between is lost, exactly as on ECS."""
+    """ECS with throttling, digests whose rollout fails (the circuit breaker restores the previous revision in a
+    new deployment, and the failed one leaves the service's ``deployments``: only the deployment history still
+    knows how it went, as the real driver reads it), one deployment id per UpdateService, and a target write split
+    like the real driver's: read the service's current task definition (every container), then register a clone of
+    *that* with one image replaced and update the service — a write by someone else in between is lost, exactly as
+    on ECS."""
 
     def __init__(self, world: World, fault_rate: float) -> None:
         super().__init__()
         self.world, self.rng, self.fault_rate, self.faults_on = world, world.rng, fault_rate, True
-        self.deployment_state: dict[tuple[tuple[str, str], str], str] = {}
 
-    def apply(self, target: EcsTarget, image: str) -> DriverResult:
+    def apply(self, target: EcsTarget, image: str, *, pins: TaskPins | None = None) -> DriverResult:
         world = self.world
         if self.faults_on and self.rng.random() < self.fault_rate:
             raise TransientTargetError("UpdateService: 500 InternalFailure")
         key = (target.cluster, target.service)
         if key not in self.images or target.container not in self.images[key]:
-            return super().apply(target, image)  # raises like the real driver
+            return super().apply(target, image, pins=pins)  # raises like the real driver
         world.race(target, "before-read")
         read = dict(self.images[key])  # DescribeServices + DescribeTaskDefinition: the whole revision
         world.race(target, "between-read-and-write")
@@ -165,28 +167,35 @@ class FlakyEcs(MemoryEcs):
                                         f"{', '.join(lost)}")
             self.images[key] = read  # RegisterTaskDefinition clones what we read: a write in between is lost
             world.check_refire(target, image)
-        result = super().apply(target, image)
+        result = super().apply(target, image, pins=pins)
         if result.changed:
             world.deployed(target, image, result)
         return result
 
-    def fail_rollout(self, target: EcsTarget, result: DriverResult) -> None:
-        """The circuit breaker rolls the service back to the revision before: another deployment, not ours."""
+    def finish_rollout(self, target: EcsTarget, bad: bool) -> None:
+        """The deployment just started settles: COMPLETED, or FAILED and rolled back by the circuit breaker (a new
+        deployment with the revision before; the failed one is only in the history from then on)."""
         key = (target.cluster, target.service)
-        self.images[key][target.container] = result.previous_image or ""
-        self.revisions[key] = self.revisions.get(key, 1) + 1
-        self.rollouts[key] = "FAILED"
+        if bad:
+            failed = self.past[key][-1]
+            self.circuit_breaker(target.cluster, target.service)
+            self.past[key].append({"id": self.deployments[key], "images": dict(self.images[key]),
+                                   "before": dict(failed["images"]), "state": "COMPLETED",
+                                   "reason": "ECS deployment circuit breaker: rolled back"})
+        else:
+            self.past[key][-1].update(state="COMPLETED", reason="ECS deployment completed.")
+            self.rollouts[key] = "COMPLETED"
 
-    def inspect(self, target: EcsTarget, deployment: str | None) -> TargetState:
-        state = super().inspect(target, deployment)
-        key = (target.cluster, target.service)
-        return TargetState(state.image, self.deployment_state.get((key, deployment)) if deployment else None)
+    def outcome(self, key: tuple[str, str], deployment: str | None) -> str | None:
+        """How a deployment went, from the history (the model's own view; the domain only sees inspect)."""
+        return next((e["state"] for e in self.past.get(key, []) if e["id"] == deployment), None)
 
 
 class FlakyEks:
     """Kubernetes workloads → {container: image}, written like the real driver: GET (resourceVersion), then a
-    strategic-merge PATCH of one container with that resourceVersion as precondition; a 409 is retried with a
-    fresh read (another container's patch is merged, never lost)."""
+    strategic-merge PATCH of one container with that resourceVersion as precondition; a 409 writes nothing and
+    raises ``TargetChanged`` (the fire starts over, re-reading the trigger; another container's patch is never
+    lost)."""
 
     def __init__(self, world: World, fault_rate: float) -> None:
         self.world, self.rng, self.fault_rate, self.faults_on = world, world.rng, fault_rate, True
@@ -212,21 +221,17 @@ class FlakyEks:
         key = self._key(target)
         if target.container not in self.workloads.get(key, {}):
             raise TargetError(f"{target.describe()} not found")
-        for attempt in range(3):
-            if attempt == 0:
-                self.world.race(target, "before-read")
-            version, previous = self.versions[key], self.workloads[key][target.container]  # GET
-            if attempt == 0:
-                self.world.race(target, "between-read-and-write")
-            if previous == image:
-                return DriverResult(changed=False, previous_image=previous)
-            if self.versions[key] != version:
-                continue  # 409 Conflict: read again and re-apply
-            self.world.check_refire(target, image)
-            self.workloads[key][target.container] = image
-            self.versions[key] += 1
-            return DriverResult(True, previous, "IN_PROGRESS", None, str(self.versions[key]))
-        raise TransientTargetError("PATCH: 409 Conflict three times")
+        self.world.race(target, "before-read")
+        version, previous = self.versions[key], self.workloads[key][target.container]  # GET
+        self.world.race(target, "between-read-and-write")
+        if previous == image:
+            return DriverResult(changed=False, previous_image=previous, rollout_state="COMPLETED")
+        if self.versions[key] != version:  # 409 Conflict: nothing written; the fire starts over
+            raise TargetChanged(f"{target.describe()} was changed by someone else since our read")
+        self.world.check_refire(target, image)
+        self.workloads[key][target.container] = image
+        self.versions[key] += 1
+        return DriverResult(True, previous, "IN_PROGRESS", None, str(self.versions[key]))
 
 
 class World:
@@ -312,15 +317,12 @@ class World:
         """UpdateService started deployment ``result.deployment``: its rollout goes its way (synchronously here:
         a bad digest trips the circuit breaker), its events go out, and the function may die before it records
         what it did."""
-        key = (target.cluster, target.service)
         deployment = result.deployment or ""
         trigger = self._trigger_on(target)
         if trigger is not None:
             self.made.append((trigger.id, target.container, image, deployment))
         bad = image.rsplit("@", 1)[-1] in self.bad_digests
-        if bad:
-            self.ecs.fail_rollout(target, result)
-        self.ecs.deployment_state[(key, deployment)] = "FAILED" if bad else "COMPLETED"
+        self.ecs.finish_rollout(target, bad)
         args = (target_key(target), deployment)
         if "rollout_reorder" in self.faults:
             self.events.append(("rollout", (*args, "IN_PROGRESS", "ECS deployment in progress.")))
@@ -703,17 +705,24 @@ class World:
                                        f"(status {trigger.status}, drift {bool(trigger.drift)})")
 
     def _check_deployments(self) -> None:
-        """A trigger whose image runs names the deployment that put it there: the one whose events tell how it
-        went. (A fire that died and was never received again cannot have recorded anything.)"""
+        """A trigger whose image runs names a deployment whose revision has that image in the trigger's container:
+        the one whose events tell how it went (the one its fire started, or one running the image it adopted after
+        finding it in place, e.g. a clone by another container's fire, or the circuit breaker's rollback to it). A
+        deployment from before, with another image there, would leave the trigger deaf to its own rollout. (A fire
+        that died and was never received again cannot have recorded anything.)"""
         for trigger in self.store.all_triggers():
             if not isinstance(trigger.target, EcsTarget) or not trigger.deployed_image or \
                     self._image(trigger) != trigger.deployed_image:
                 continue
             mine = [m for m in self.made[self.added_at.get(trigger.id, 0):]
                     if m[0] == trigger.id and m[1] == trigger.target.container and m[2] == trigger.deployed_image]
-            if mine and trigger.deployment != mine[-1][3]:
-                self.violations.append(f"[deployment] trigger {trigger.id} records deployment {trigger.deployment} "
-                                       f"but {trigger.deployed_image[-15:]} went out with {mine[-1][3]}")
+            history = self.ecs.past.get((trigger.target.cluster, trigger.target.service), [])
+            runs_it = any(e["id"] == trigger.deployment and
+                          e["images"].get(trigger.target.container) == trigger.deployed_image for e in history)
+            if mine and not runs_it:
+                self.violations.append(f"[deployment] trigger {trigger.id} records deployment {trigger.deployment}, "
+                                       f"whose revision does not run {trigger.deployed_image[-15:]} (that went out "
+                                       f"with {mine[-1][3]})")
 
     def _check_history(self) -> None:
         for stream in REPOS:
