@@ -20,7 +20,8 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
 - ``alias_race``: a push to the source of an alias is ingested while another ingest is about to retag the alias.
 
 Every violation starts with its class in brackets (``[pins]``, ``[target]``, ``[paused]``, ``[redeploy]``, ``[alias]``,
-``[foreign]``, ``[deployment]``, ``[tags]``, ``[history]``, ``[reconciler]``), so a soak can count them per class.
+``[foreign]``, ``[deployment]``, ``[rollout]``, ``[tags]``, ``[history]``, ``[reconciler]``), so a soak can count them
+per class.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ TAGS = ("latest", "prod", "edge")
 REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 CONTAINERS = ("app", "sidecar", "worker")
 FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply", "foreign_repo", "alias_race"})
-VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "tags", "history",
-                     "reconciler")
+VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "rollout", "tags",
+                     "history", "reconciler")
 MAX_RECEIVES = 5  # the fire queue's maxReceiveCount, then the DLQ
 
 
@@ -474,6 +475,7 @@ class World:
         if command["action"] in ("deploy", "rollback", "trigger.resume") and ("id" in command or "trigger" in command):
             self.explicit.add(command.get("id") or command["trigger"])  # a person asks for this target's image
         existing = {t.id for t in self.store.all_triggers()}
+        self._reopen(command)
         try:
             answer = dispatch(self.streams, {**command, "actor": "sim"})
         except (Throttled, TransientTargetError, ConcurrentUpdate, Crash) as exc:
@@ -500,6 +502,20 @@ class World:
         self._track_paused(moved={command.get("id") or command.get("trigger")}
                            if command["action"] in ("deploy", "rollback") else set())
         return answer
+
+    def _reopen(self, command: dict[str, Any]) -> None:
+        """A person asks for the head: ``deploy`` always, ``trigger.resume`` when the trigger does not record that
+        the head's rollout FAILED (e.g. a target rollback since replaced that record). The head's digest may go out
+        again for that trigger — also by the queued retry of the command, or the reconciler's retry of it."""
+        trigger = self.store.get_trigger(command.get("id") or "")
+        if command["action"] not in ("deploy", "trigger.resume") or trigger is None:
+            return
+        head = self.store.get_head(trigger.stream_tag)
+        if head is None or head.deleted:
+            return
+        if command["action"] == "deploy" or not (trigger.rollout_state == "FAILED"
+                                                 and trigger.last_triggered_digest == head.digest):
+            self.failed_known.pop((trigger.id, head.digest), None)
 
     def _track_paused(self, moved: set[Any]) -> None:
         """After each admin command (the only explicit moves of a paused target: deploy, target rollback), note
@@ -695,6 +711,14 @@ class World:
         for trigger in self.streams.list_triggers():
             head = self.store.get_head(trigger.stream_tag)
             if trigger.paused or head is None or head.deleted or trigger.rollout_state == "FAILED":
+                continue
+            if isinstance(trigger.target, EcsTarget) and self.ecs.outcome(
+                    (trigger.target.cluster, trigger.target.service), trigger.deployment) == "FAILED":
+                # its FAILED event was lost, and the circuit breaker's rollback took the deployment off the
+                # service: only the deployment history still tells
+                self.violations.append(f"[rollout] trigger {trigger.id} ({trigger.target.describe()}) never learnt "
+                                       f"that its deployment {trigger.deployment} FAILED (status {trigger.status}, "
+                                       f"rollout {trigger.rollout_state}, drift {bool(trigger.drift)})")
                 continue
             expected = pinned_ref(head.registry, head.stream_tag.stream, head.digest)
             if self._image(trigger) != expected:
