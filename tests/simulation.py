@@ -13,9 +13,10 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
   on the same resource, through ``fire_by_id`` like a second deployer) or a target rollback may run in between,
   or just before the target is read.
 - ``rollout_reorder``: every ECS deployment reports IN_PROGRESS, then COMPLETED or FAILED, each event delayed,
-  duplicated, dropped and reordered (FAILED before IN_PROGRESS) like any other event.
-- ``crash_after_apply``: the function dies after the target call succeeded and before the trigger write; the
-  message is received again (SQS retry).
+  duplicated, dropped and reordered (FAILED before IN_PROGRESS) like any other event. (Every rollout event, with
+  or without this kind, is sometimes keyed by an old-format service ARN, which names no cluster.)
+- ``crash_after_apply``: the function dies after the target call succeeded and before the trigger write (its
+  target lease stays held until it expires); the message is received again (SQS retry).
 - ``foreign_repo``: pushes to a repository IAM does not let us read (``describe_images`` answers AccessDenied).
 - ``alias_race``: a push to the source of an alias is ingested while another ingest is about to retag the alias.
 
@@ -57,6 +58,7 @@ FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply
 VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "rollout", "tags",
                      "history", "reconciler")
 MAX_RECEIVES = 5  # the fire queue's maxReceiveCount, then the DLQ
+VISIBILITY_TIMEOUT = timedelta(seconds=360)  # the fire queue's: a failed receive is seen again this much later
 
 
 class Throttled(Exception):
@@ -84,8 +86,10 @@ class OutboxStore(MemoryStore):
     """MemoryStore plus the table's change stream (head writes, in order), injected write races, a crash after a
     target call, and a hook where another writer may get in just before a target lease is taken."""
 
-    def __init__(self, rng: random.Random, race_rate: float) -> None:
+    def __init__(self, rng: random.Random, race_rate: float, clock: Clock) -> None:
         super().__init__()
+        self.lease_clock = lambda: clock.now.timestamp()  # leases expire in model time
+        self.dead = False  # the function died: its finally blocks never run, its lease stays until it expires
         self.outbox: list[Head] = []
         self.rng, self.race_rate = rng, race_rate
         self.racer: Callable[[StreamTag], None] | None = None
@@ -106,6 +110,7 @@ class OutboxStore(MemoryStore):
     def save_trigger(self, trigger: Trigger) -> bool:
         if self.crash_on_save is not None and self.crash_on_save == trigger.id:
             self.crash_on_save = None
+            self.dead = True
             raise Crash(f"Task timed out after the target call, before trigger {trigger.id} was written")
         return super().save_trigger(trigger)
 
@@ -113,6 +118,10 @@ class OutboxStore(MemoryStore):
         if self.lease_racer is not None:
             self.lease_racer(name)  # a rival writer of the same resource gets there first
         return super().acquire_lease(name, owner, seconds)  # type: ignore[misc]
+
+    def release_lease(self, name: str, owner: str) -> None:
+        if not self.dead:
+            super().release_lease(name, owner)
 
 
 class FlakyRegistry(MemoryRegistry):
@@ -250,7 +259,7 @@ class World:
         self.crashes = crashes if "crash_after_apply" in self.faults else 0.0
         self.alias_races = alias_races if "alias_race" in self.faults else 0.0
         self.clock = Clock()
-        self.store = OutboxStore(self.rng, races)
+        self.store = OutboxStore(self.rng, races, self.clock)
         self.registry = FlakyRegistry(self.rng, fault_rate)
         if "foreign_repo" in self.faults:
             self.registry.foreign.add(FOREIGN)
@@ -324,7 +333,8 @@ class World:
             self.made.append((trigger.id, target.container, image, deployment))
         bad = image.rsplit("@", 1)[-1] in self.bad_digests
         self.ecs.finish_rollout(target, bad)
-        args = (target_key(target), deployment)
+        # an old-format service ARN names no cluster: the event then reaches us keyed by the service name alone
+        args = (f"ecs:*/{target.service}" if self.rng.random() < 0.2 else target_key(target), deployment)
         if "rollout_reorder" in self.faults:
             self.events.append(("rollout", (*args, "IN_PROGRESS", "ECS deployment in progress.")))
             self.events.append(("rollout", (*args, "FAILED", "circuit breaker")) if bad else
@@ -627,10 +637,13 @@ class World:
     def _fire_message(self, message: list[Any]) -> None:
         """One receive of a fire message by the deployer; on a transient error SQS delivers it again later."""
         (stream_tag, trigger_id, _digest), receives = message
+        if receives and not self._racing:  # (a rival deployer runs during another fire: no time passes)
+            self.clock.now += VISIBILITY_TIMEOUT  # received again once the failed receive's visibility timed out
         from_queue, self._from_queue = self._from_queue, True
         try:
             self.streams.fire_by_id(stream_tag, trigger_id)
         except (TransientTargetError, Throttled, Crash):
+            self.store.dead = False  # the next invocation is a fresh process
             if receives + 1 < MAX_RECEIVES:
                 self.fires.append([message[0], receives + 1])
         finally:

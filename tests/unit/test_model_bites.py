@@ -182,4 +182,4 @@ def test_lost_failed_event_after_the_deployment_left_the_service(monkeypatch):
     def mutate(mp: pytest.MonkeyPatch) -> None:
         mp.setattr(Reconciler, "_inspect", staticmethod(inspect_without_history))
 
-    assert_bites(monkeypatch, mutate, {"rollout"}, {"rollout_reorder"}, at_least=4, bad=0.5, drop=0.3)
+    assert_bites(monkeypatch, mutate, {"rollout"}, {"rollout_reorder"}, at_least=5, bad=0.5, drop=0.5)
