@@ -19,10 +19,13 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
   target lease stays held until it expires); the message is received again (SQS retry).
 - ``foreign_repo``: pushes to a repository IAM does not let us read (``describe_images`` answers AccessDenied).
 - ``alias_race``: a push to the source of an alias is ingested while another ingest is about to retag the alias.
+- ``index_lag``: the trigger indexes (every trigger, the triggers of a target) are eventually consistent: a read
+  may return trigger records as they were at the start of the step (a rollout event or a reconciler run then acts
+  on an older record than a fire just wrote).
 
 Every violation starts with its class in brackets (``[pins]``, ``[target]``, ``[paused]``, ``[redeploy]``, ``[alias]``,
-``[foreign]``, ``[deployment]``, ``[rollout]``, ``[tags]``, ``[history]``, ``[reconciler]``), so a soak can count them
-per class.
+``[foreign]``, ``[deployment]``, ``[rollout]``, ``[record]``, ``[tags]``, ``[history]``, ``[reconciler]``), so a soak
+can count them per class.
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ FOREIGN = "vendor/base"  # exists in the account; our role may not read it
 TAGS = ("latest", "prod", "edge")
 REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 CONTAINERS = ("app", "sidecar", "worker")
-FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply", "foreign_repo", "alias_race"})
-VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "rollout", "tags",
-                     "history", "reconciler")
+FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply", "foreign_repo", "alias_race",
+                         "index_lag"})
+VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "rollout", "record",
+                     "tags", "history", "reconciler")
 MAX_RECEIVES = 5  # the fire queue's maxReceiveCount, then the DLQ
 VISIBILITY_TIMEOUT = timedelta(seconds=360)  # the fire queue's: a failed receive is seen again this much later
 
@@ -90,6 +94,9 @@ class OutboxStore(MemoryStore):
         super().__init__()
         self.lease_clock = lambda: clock.now.timestamp()  # leases expire in model time
         self.dead = False  # the function died: its finally blocks never run, its lease stays until it expires
+        self.index_lag = 0.0
+        self.indexed: dict[str, Trigger] = {}
+        self.violations: list[str] = []  # the World's own list (set by it)
         self.outbox: list[Head] = []
         self.rng, self.race_rate = rng, race_rate
         self.racer: Callable[[StreamTag], None] | None = None
@@ -112,7 +119,39 @@ class OutboxStore(MemoryStore):
             self.crash_on_save = None
             self.dead = True
             raise Crash(f"Task timed out after the target call, before trigger {trigger.id} was written")
+        stored = self.triggers.get(trigger.id)
+        if stored is not None and stored.last_triggered_at is not None and (
+                trigger.last_triggered_at is None or trigger.last_triggered_at < stored.last_triggered_at):
+            # only a fire (or a target rollback) sets it, to the time it wrote: older is a stale record written back
+            self.violations.append(f"[record] trigger {trigger.id}: a write put back an older record (fired at "
+                                   f"{trigger.last_triggered_at}, deployment {trigger.deployment}) over a newer one "
+                                   f"(fired at {stored.last_triggered_at}, deployment {stored.deployment})")
         return super().save_trigger(trigger)
+
+    # The trigger indexes (all_triggers, triggers_for_target) are eventually consistent: with ``index_lag`` a read
+    # may return the records as they were at the start of the step. The model's own bookkeeping reads them fresh.
+    def snapshot_index(self) -> None:
+        self.indexed = {t.id: t for t in super().all_triggers()}
+
+    def _lagged(self, triggers: list[Trigger]) -> list[Trigger]:
+        if not self.index_lag or self.rng.random() >= self.index_lag:
+            return triggers
+        return [self.indexed.get(t.id, t) for t in triggers]
+
+    def all_triggers(self) -> list[Trigger]:
+        return self._lagged(super().all_triggers())
+
+    def triggers_for_target(self, key: str) -> list[Trigger]:
+        return self._lagged(super().triggers_for_target(key))
+
+    def fresh_triggers(self) -> list[Trigger]:
+        return super().all_triggers()
+
+    def fresh_for_target(self, key: str) -> list[Trigger]:
+        return super().triggers_for_target(key)
+
+    def listed(self) -> list[Trigger]:
+        return sorted(super().all_triggers(), key=lambda t: (str(t.stream_tag), t.id))
 
     def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
         if self.lease_racer is not None:
@@ -247,7 +286,7 @@ class FlakyEks:
 class World:
     def __init__(self, seed: int, *, faults: Iterable[str] = FAULT_KINDS, drop: float = 0.1, dup: float = 0.15,
                  fault_rate: float = 0.1, races: float = 0.1, bad: float = 0.05, target_races: float = 0.3,
-                 crashes: float = 0.2, alias_races: float = 0.5) -> None:
+                 crashes: float = 0.2, alias_races: float = 0.5, index_lag: float = 0.3) -> None:
         self.faults = frozenset(faults)
         unknown = self.faults - FAULT_KINDS
         if unknown:
@@ -260,6 +299,7 @@ class World:
         self.alias_races = alias_races if "alias_race" in self.faults else 0.0
         self.clock = Clock()
         self.store = OutboxStore(self.rng, races, self.clock)
+        self.store.index_lag = index_lag if "index_lag" in self.faults else 0.0
         self.registry = FlakyRegistry(self.rng, fault_rate)
         if "foreign_repo" in self.faults:
             self.registry.foreign.add(FOREIGN)
@@ -296,6 +336,7 @@ class World:
         self._from_queue = False
         self._racing = False
         self.violations: list[str] = []
+        self.store.violations = self.violations
         self.log: list[str] = []
 
     # ---------------------------------------------------------------------------------------- world
@@ -321,7 +362,7 @@ class World:
         return sorted(self.registry.images.get(stream, set()))
 
     def _trigger_on(self, target: Target) -> Trigger | None:
-        return next((t for t in self.store.triggers_for_target(target_key(target)) if t.target == target), None)
+        return next((t for t in self.store.fresh_for_target(target_key(target)) if t.target == target), None)
 
     def deployed(self, target: EcsTarget, image: str, result: DriverResult) -> None:
         """UpdateService started deployment ``result.deployment``: its rollout goes its way (synchronously here:
@@ -362,7 +403,7 @@ class World:
         return trigger.target if trigger else None
 
     def _keys_of(self, key: str, target: Target) -> list[Target]:
-        return [t.target for t in self.store.triggers_for_target(key) if t.target != target]
+        return [t.target for t in self.store.fresh_for_target(key) if t.target != target]
 
     def _lease_race(self, name: str) -> None:
         if self._racing or not self.target_races or self.rng.random() >= self.target_races:
@@ -370,7 +411,7 @@ class World:
         self._race_on(name.removeprefix("target:"), None)
 
     def _race_on(self, key: str, target: Target | None) -> None:
-        triggers = sorted(self.store.triggers_for_target(key), key=lambda t: t.id)
+        triggers = sorted(self.store.fresh_for_target(key), key=lambda t: t.id)
         if not triggers:
             return
         self._racing = True
@@ -422,6 +463,7 @@ class World:
 
     def step(self) -> None:
         self.unsettled.clear()
+        self.store.snapshot_index()
         r = self.rng.random()
         stream, tag = self.rng.choice(REPOS), self.rng.choice(TAGS)
         ref = f"{stream}:{tag}"
@@ -453,7 +495,7 @@ class World:
                 ref = f"{REPOS[0]}:{TAGS[0]}"  # containers built together follow one tag: their fires coincide
             self._admin({"action": "trigger.add", "from": ref, "target": self._new_target()})
         elif r < 0.88:
-            triggers = self.streams.list_triggers()
+            triggers = self.store.listed()
             if triggers:
                 trigger = self.rng.choice(triggers)
                 action = self.rng.choice(["trigger.pause", "trigger.resume", "rollback", "deploy"])
@@ -484,7 +526,7 @@ class World:
         from_queue, self._from_queue = self._from_queue, False
         if command["action"] in ("deploy", "rollback", "trigger.resume") and ("id" in command or "trigger" in command):
             self.explicit.add(command.get("id") or command["trigger"])  # a person asks for this target's image
-        existing = {t.id for t in self.store.all_triggers()}
+        existing = {t.id for t in self.store.fresh_triggers()}
         self._reopen(command)
         try:
             answer = dispatch(self.streams, {**command, "actor": "sim"})
@@ -493,7 +535,7 @@ class World:
             answer = None
         finally:
             self.explicit, self._from_queue = before, from_queue
-        for trigger in self.store.all_triggers():
+        for trigger in self.store.fresh_triggers():
             if trigger.id not in existing:  # registered now: a new trigger, with a fresh record
                 self.added_at[trigger.id] = len(self.made)
                 self.failed_known = {k: g for k, g in self.failed_known.items() if k[0] != trigger.id}
@@ -531,7 +573,7 @@ class World:
         """After each admin command (the only explicit moves of a paused target: deploy, target rollback), note
         what every paused target runs: nothing else may change it until it is resumed."""
         self.check_paused(skip=moved)
-        self.paused_images = {t.id: self._image(t) for t in self.streams.list_triggers()
+        self.paused_images = {t.id: self._image(t) for t in self.store.listed()
                               if t.paused and t.id not in self.unsettled}
 
     def _behind(self, trigger: Trigger) -> bool:
@@ -545,7 +587,7 @@ class World:
         return self.ecs.images[(target.cluster, target.service)][target.container]
 
     def check_paused(self, skip: set[Any] = frozenset()) -> None:  # type: ignore[assignment]
-        for trigger in self.streams.list_triggers():
+        for trigger in self.store.listed():
             if trigger.paused and trigger.id in self.paused_images and trigger.id not in skip and \
                     self._image(trigger) != self.paused_images[trigger.id]:
                 self.violations.append(f"[paused] paused trigger {trigger.id} ({trigger.target.describe()}) moved: "
@@ -569,7 +611,7 @@ class World:
 
     def note_failed(self) -> None:
         """Remember when each trigger first recorded a FAILED rollout for a digest (and at which head)."""
-        for trigger in self.store.all_triggers():
+        for trigger in self.store.fresh_triggers():
             if trigger.rollout_state != "FAILED" or not trigger.last_triggered_digest:
                 continue
             seen = (trigger.id, trigger.last_triggered_digest, trigger.deployment)
@@ -672,7 +714,7 @@ class World:
     def quiesce_and_check(self) -> list[str]:
         self.deliver_some(all_=True)  # the stragglers, still lossy
         self.registry.faults_on = self.ecs.faults_on = self.eks.faults_on = False
-        self.store.race_rate = self.target_races = self.crashes = self.alias_races = 0.0
+        self.store.race_rate = self.store.index_lag = self.target_races = self.crashes = self.alias_races = 0.0
         self.store.crash_on_save = None
         self.clock.now += timedelta(days=1)  # every backoff has passed
         for _ in range(2):  # twice: what one run repairs or records may need the next one
@@ -721,7 +763,7 @@ class World:
     def _check_targets(self) -> None:
         """Every container of every target (shared ones included) runs its own trigger's head, unless the trigger
         is paused, its tag is gone, or the rollout of the head FAILED."""
-        for trigger in self.streams.list_triggers():
+        for trigger in self.store.listed():
             head = self.store.get_head(trigger.stream_tag)
             if trigger.paused or head is None or head.deleted or trigger.rollout_state == "FAILED":
                 continue
@@ -735,7 +777,7 @@ class World:
                 continue
             expected = pinned_ref(head.registry, head.stream_tag.stream, head.digest)
             if self._image(trigger) != expected:
-                shared = len(self.store.triggers_for_target(target_key(trigger.target))) > 1
+                shared = len(self.store.fresh_for_target(target_key(trigger.target))) > 1
                 self.violations.append(f"[target] trigger {trigger.id} ({trigger.stream_tag} -> "
                                        f"{trigger.target.describe()}{', shared' if shared else ''}) runs "
                                        f"{self._image(trigger)[-15:]}, head is {head.digest[:15]} "
@@ -747,7 +789,7 @@ class World:
         finding it in place, e.g. a clone by another container's fire, or the circuit breaker's rollback to it). A
         deployment from before, with another image there, would leave the trigger deaf to its own rollout. (A fire
         that died and was never received again cannot have recorded anything.)"""
-        for trigger in self.store.all_triggers():
+        for trigger in self.store.fresh_triggers():
             if not isinstance(trigger.target, EcsTarget) or not trigger.deployed_image or \
                     self._image(trigger) != trigger.deployed_image:
                 continue

@@ -16,10 +16,10 @@ import pytest
 
 from imagestreams import ingest
 from imagestreams.adapters.memory import MemoryStore
-from imagestreams.model import Head, Move, StreamTag, Trigger
+from imagestreams.model import EcsTarget, Head, Move, StreamTag, Trigger, short_name
 from imagestreams.ports import DriverResult, TargetDriver, TargetState
 from imagestreams.reconcile import Reconciler
-from imagestreams.services import MAX_ALIAS_DEPTH, ImageStreams
+from imagestreams.services import MAX_ALIAS_DEPTH, ImageStreams, advance_rollout
 from tests import simulation
 from tests.simulation import VIOLATION_CLASSES, run_scenario, violation_class
 
@@ -74,6 +74,25 @@ def old_rollout_event(self: ImageStreams, key: str, deployment: str, state: str,
         else:
             after = trigger.with_outcome(rollout_state="IN_PROGRESS")
         updated.append(self.record(trigger, after))
+    return updated
+
+
+def rollout_event_on_the_listed_record(self: ImageStreams, key: str, deployment: str, state: str,
+                                       reason: str = "") -> list[Trigger]:
+    """ImageStreams.rollout_event acting on the record the (eventually consistent) trigger index returned, without
+    reading the trigger again: a late event writes an older record back over a newer fire's."""
+    if key.startswith("ecs:*/"):  # an old-format service ARN: the ECS triggers of that service name
+        candidates = [t for t in self.store.all_triggers()
+                      if isinstance(t.target, EcsTarget) and short_name(t.target.service) == key.split("/", 1)[1]]
+    else:
+        candidates = self.store.triggers_for_target(key)
+    updated = []
+    for trigger in candidates:
+        if trigger.deployment != deployment:
+            continue
+        after = advance_rollout(trigger, state, reason)
+        if after != trigger:
+            updated.append(self.record(trigger, after))
     return updated
 
 
@@ -145,6 +164,17 @@ def test_in_progress_after_failed_reopens_a_failed_digest(monkeypatch):
         mp.setattr(ImageStreams, "rollout_event", old_rollout_event)
 
     assert_bites(monkeypatch, mutate, {"redeploy"}, {"rollout_reorder"}, at_least=4, bad=0.5)
+
+
+def test_rollout_event_on_a_lagging_index_record_writes_an_older_record_back(monkeypatch):
+    """Defect class: the trigger index lags behind the table; a late rollout event of an older deployment, acting
+    on the record the index returned, puts that older record back over the one a newer fire wrote. Mutation:
+    ImageStreams.rollout_event without re-reading the trigger."""
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(ImageStreams, "rollout_event", rollout_event_on_the_listed_record)
+
+    assert_bites(monkeypatch, mutate, {"record"}, {"index_lag", "rollout_reorder"}, at_least=3, bad=0.5,
+                 index_lag=1.0)
 
 
 def test_alias_follow_with_the_committed_digest_leaves_the_alias_behind(monkeypatch):
