@@ -21,7 +21,8 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
 - ``alias_race``: a push to the source of an alias is ingested while another ingest is about to retag the alias.
 - ``index_lag``: the trigger indexes (every trigger, the triggers of a target) are eventually consistent: a read
   may return trigger records as they were at the start of the step (a rollout event or a reconciler run then acts
-  on an older record than a fire just wrote).
+  on an older record than a fire just wrote); and a reconciler run is long: while it reads a target, a push to
+  that trigger's tag is ingested and fired.
 
 Every violation starts with its class in brackets (``[pins]``, ``[target]``, ``[paused]``, ``[redeploy]``, ``[alias]``,
 ``[foreign]``, ``[deployment]``, ``[rollout]``, ``[record]``, ``[tags]``, ``[history]``, ``[reconciler]``), so a soak
@@ -62,6 +63,7 @@ FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply
 VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "rollout", "record",
                      "tags", "history", "reconciler")
 MAX_RECEIVES = 5  # the fire queue's maxReceiveCount, then the DLQ
+MAX_RACES_PER_STEP = 20
 VISIBILITY_TIMEOUT = timedelta(seconds=360)  # the fire queue's: a failed receive is seen again this much later
 
 
@@ -221,6 +223,10 @@ class FlakyEcs(MemoryEcs):
             world.deployed(target, image, result)
         return result
 
+    def inspect(self, target: EcsTarget, deployment: str | None, *, image: str | None = None) -> TargetState:
+        self.world.during_check(target)
+        return super().inspect(target, deployment, image=image)
+
     def finish_rollout(self, target: EcsTarget, bad: bool) -> None:
         """The deployment just started settles: COMPLETED, or FAILED and rolled back by the circuit breaker (a new
         deployment with the revision before; the failed one is only in the history from then on)."""
@@ -259,6 +265,7 @@ class FlakyEks:
         return None
 
     def inspect(self, target: EksTarget, deployment: str | None) -> TargetState:
+        self.world.during_check(target)
         containers = self.workloads.get(self._key(target), {})
         if target.container not in containers:
             raise TargetError(f"{target.describe()} not found")
@@ -335,6 +342,8 @@ class World:
         self._first_try = False
         self._from_queue = False
         self._racing = False
+        self.reconciling = False
+        self.races_left = MAX_RACES_PER_STEP
         self.violations: list[str] = []
         self.store.violations = self.violations
         self.log: list[str] = []
@@ -387,6 +396,27 @@ class World:
 
     # ------------------------------------------------------------------------------------- racers
 
+    def during_check(self, target: Target) -> None:
+        """A reconciler run reads a target: with ``index_lag`` (a long run over a lagging listing), a push to the
+        tag of the trigger being checked is ingested and fired meanwhile, so the record the run listed is stale."""
+        if not self.reconciling or self._racing or self.rng.random() >= self.store.index_lag:
+            return
+        trigger = self._trigger_on(target)
+        if trigger is None:
+            return
+        self._racing = True
+        try:
+            stream, tag = trigger.stream_tag
+            digest = self.new_digest()
+            self.registry.set(stream, tag, digest)
+            event = self._emit("PUSH", stream, digest, tag)
+            self.events.remove(("ecr", event))
+            self.log.append(f"during a reconciler check of {target.describe()}: push {stream}:{tag} {digest[:15]}")
+            self._deliver("ecr", event)
+            self.pump()
+        finally:
+            self._racing = False
+
     def race(self, target: Target, where: str) -> None:
         """Another writer of the same target resource gets in: a second deployer firing another trigger on it
         (its message is re-queued on a transient error, like SQS would), or a person rolling one target back."""
@@ -412,8 +442,9 @@ class World:
 
     def _race_on(self, key: str, target: Target | None) -> None:
         triggers = sorted(self.store.fresh_for_target(key), key=lambda t: t.id)
-        if not triggers:
-            return
+        if not triggers or self.races_left <= 0:
+            return  # (a bounded number of rival writers per step: a rival's retry may meet a rival of its own)
+        self.races_left -= 1
         self._racing = True
         try:
             others = [t for t in triggers if t.target != target]
@@ -421,7 +452,7 @@ class World:
                 queued = [t for t in others if any(f[0][1] == t.id for f in self.fires)] or \
                     [t for t in others if not t.paused and self._behind(t)]
                 rival = self.rng.choice(queued or others)  # a message another deployer is working on
-                pending = next((f for f in self.fires if f[0][1] == rival.id), None)
+                pending = next((f for f in self._visible() if f[0][1] == rival.id), None)
                 if pending is not None:
                     self.fires.remove(pending)
                 self.log.append(f"race {key}: fire {rival.id} ({where_of(target)})")
@@ -463,6 +494,7 @@ class World:
 
     def step(self) -> None:
         self.unsettled.clear()
+        self.races_left = MAX_RACES_PER_STEP
         self.store.snapshot_index()
         r = self.rng.random()
         stream, tag = self.rng.choice(REPOS), self.rng.choice(TAGS)
@@ -693,18 +725,29 @@ class World:
 
     def pump(self, *, lossy: bool = True) -> None:
         """The table stream → fan-out, and the FIFO queue → deployer (5 receives, then the DLQ)."""
-        while self.store.outbox or self.queue.items or self.fires:
+        while self.store.outbox or self.queue.items or self._visible():
             while self.store.outbox:
                 self.streams.head_moved(self.store.outbox.pop(0))
             self.fires += [[item, 0] for item in self.queue.items]
             self.queue.items = []
-            while self.fires:
-                self._fire_message(self.fires.pop(0))
+            while visible := self._visible():
+                self.fires.remove(visible[0])
+                self._fire_message(visible[0])
             self.check_paused()
         self.note_failed()
 
+    def _visible(self) -> list[list[Any]]:
+        """The fire messages a deployer may receive now. Inside another call (a rival deployer, a push during a
+        reconciler run) no time passes, so a message received before is not visible again yet: it waits for its
+        visibility timeout, i.e. for the outer pump."""
+        return [f for f in self.fires if not self._racing or f[1] == 0]
+
     def reconcile(self) -> dict[str, Any]:
-        report = Reconciler(self.streams, self.registry, self.store).run()
+        self.reconciling = True
+        try:
+            report = Reconciler(self.streams, self.registry, self.store).run()
+        finally:
+            self.reconciling = False
         self.note_failed()
         self.pump()
         return report

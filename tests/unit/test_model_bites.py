@@ -96,6 +96,12 @@ def rollout_event_on_the_listed_record(self: ImageStreams, key: str, deployment:
     return updated
 
 
+def record_what_was_listed(self: Reconciler, seen: Trigger, after: Trigger) -> None:
+    """Reconciler._record writing what a check learnt without reading the trigger again: a fire that ran while the
+    run was checking (or that the listing did not show yet) is overwritten with the older record."""
+    self.streams.record(seen, after)
+
+
 def old_follow_aliases(self: ImageStreams, source: Head, actor: str, depth: int) -> list[Move]:
     """ImageStreams._follow_aliases retagging with the digest this ingest committed, without reading the source
     again, so a concurrent ingest's newer digest is overwritten."""
@@ -175,6 +181,16 @@ def test_rollout_event_on_a_lagging_index_record_writes_an_older_record_back(mon
 
     assert_bites(monkeypatch, mutate, {"record"}, {"index_lag", "rollout_reorder"}, at_least=3, bad=0.5,
                  index_lag=1.0)
+
+
+def test_reconciler_writing_the_listed_record_overwrites_a_newer_fire(monkeypatch):
+    """Defect class: a long reconciler run (over an eventually consistent listing) writes what it learnt on the
+    record it listed, over the record of a fire that ran meanwhile. Mutation: Reconciler._record without
+    re-reading the trigger."""
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(Reconciler, "_record", record_what_was_listed)
+
+    assert_bites(monkeypatch, mutate, {"record"}, {"index_lag"}, at_least=6, index_lag=1.0)
 
 
 def test_alias_follow_with_the_committed_digest_leaves_the_alias_behind(monkeypatch):
