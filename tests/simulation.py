@@ -13,14 +13,20 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
   on the same resource, through ``fire_by_id`` like a second deployer) or a target rollback may run in between,
   or just before the target is read.
 - ``rollout_reorder``: every ECS deployment reports IN_PROGRESS, then COMPLETED or FAILED, each event delayed,
-  duplicated, dropped and reordered (FAILED before IN_PROGRESS) like any other event.
-- ``crash_after_apply``: the function dies after the target call succeeded and before the trigger write; the
-  message is received again (SQS retry).
+  duplicated, dropped and reordered (FAILED before IN_PROGRESS) like any other event. (Every rollout event, with
+  or without this kind, is sometimes keyed by an old-format service ARN, which names no cluster.)
+- ``crash_after_apply``: the function dies after the target call succeeded and before the trigger write (its
+  target lease stays held until it expires); the message is received again (SQS retry).
 - ``foreign_repo``: pushes to a repository IAM does not let us read (``describe_images`` answers AccessDenied).
 - ``alias_race``: a push to the source of an alias is ingested while another ingest is about to retag the alias.
+- ``index_lag``: the trigger indexes (every trigger, the triggers of a target) are eventually consistent: a read
+  may return trigger records as they were at the start of the step (a rollout event or a reconciler run then acts
+  on an older record than a fire just wrote); and a reconciler run is long: while it reads a target, a push to
+  that trigger's tag is ingested and fired.
 
 Every violation starts with its class in brackets (``[pins]``, ``[target]``, ``[paused]``, ``[redeploy]``, ``[alias]``,
-``[foreign]``, ``[deployment]``, ``[tags]``, ``[history]``, ``[reconciler]``), so a soak can count them per class.
+``[foreign]``, ``[deployment]``, ``[rollout]``, ``[record]``, ``[tags]``, ``[history]``, ``[reconciler]``), so a soak
+can count them per class.
 """
 
 from __future__ import annotations
@@ -32,29 +38,33 @@ from typing import Any
 
 from imagestreams.adapters.memory import ListQueue, MemoryEcs, MemoryRegistry, MemoryStore
 from imagestreams.admin import dispatch
-from imagestreams.errors import ConcurrentUpdate, ImageStreamsError, TargetError, TransientTargetError
+from imagestreams.errors import (
+    ConcurrentUpdate,
+    ImageStreamsError,
+    NotOurs,
+    TargetChanged,
+    TargetError,
+    TransientTargetError,
+)
 from imagestreams.events import EcrEvent
 from imagestreams.ingest import handle_ecr_event
-from imagestreams.model import EcsTarget, EksTarget, Head, StreamTag, Target, Trigger, pinned_ref, target_key
+from imagestreams.model import EcsTarget, EksTarget, Head, StreamTag, Target, TaskPins, Trigger, pinned_ref, target_key
 from imagestreams.ports import DriverResult, TargetState
 from imagestreams.reconcile import Reconciler
 from imagestreams.services import ImageStreams
-
-try:  # the registry adapter's "IAM will not let us read this repository"
-    from imagestreams.errors import NotOurs
-except ImportError:  # not on this code yet: a stand-in with the same meaning
-    class NotOurs(Exception):  # type: ignore[no-redef]
-        """AccessDenied on a repository outside what we may read."""
 
 REPOS = ("team/web", "team/api")
 FOREIGN = "vendor/base"  # exists in the account; our role may not read it
 TAGS = ("latest", "prod", "edge")
 REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 CONTAINERS = ("app", "sidecar", "worker")
-FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply", "foreign_repo", "alias_race"})
-VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "tags", "history",
-                     "reconciler")
+FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply", "foreign_repo", "alias_race",
+                         "index_lag"})
+VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "rollout", "record",
+                     "tags", "history", "reconciler")
 MAX_RECEIVES = 5  # the fire queue's maxReceiveCount, then the DLQ
+MAX_RACES_PER_STEP = 20
+VISIBILITY_TIMEOUT = timedelta(seconds=360)  # the fire queue's: a failed receive is seen again this much later
 
 
 class Throttled(Exception):
@@ -82,8 +92,13 @@ class OutboxStore(MemoryStore):
     """MemoryStore plus the table's change stream (head writes, in order), injected write races, a crash after a
     target call, and a hook where another writer may get in just before a target lease is taken."""
 
-    def __init__(self, rng: random.Random, race_rate: float) -> None:
+    def __init__(self, rng: random.Random, race_rate: float, clock: Clock) -> None:
         super().__init__()
+        self.lease_clock = lambda: clock.now.timestamp()  # leases expire in model time
+        self.dead = False  # the function died: its finally blocks never run, its lease stays until it expires
+        self.index_lag = 0.0
+        self.indexed: dict[str, Trigger] = {}
+        self.violations: list[str] = []  # the World's own list (set by it)
         self.outbox: list[Head] = []
         self.rng, self.race_rate = rng, race_rate
         self.racer: Callable[[StreamTag], None] | None = None
@@ -104,13 +119,52 @@ class OutboxStore(MemoryStore):
     def save_trigger(self, trigger: Trigger, **kwargs: Any) -> bool:
         if self.crash_on_save is not None and self.crash_on_save == trigger.id:
             self.crash_on_save = None
+            self.dead = True
             raise Crash(f"Task timed out after the target call, before trigger {trigger.id} was written")
-        return super().save_trigger(trigger, **kwargs)
+        stored = self.triggers.get(trigger.id)
+        stale = stored is not None and stored.last_triggered_at is not None and (
+            trigger.last_triggered_at is None or trigger.last_triggered_at < stored.last_triggered_at)
+        written = super().save_trigger(trigger, **kwargs)  # a conditional save (expect=) may refuse it
+        if written and stale:
+            # only a fire (or a target rollback) sets it, to the time it wrote: older is a stale record written back
+            self.violations.append(f"[record] trigger {trigger.id}: a write put back an older record (fired at "
+                                   f"{trigger.last_triggered_at}, deployment {trigger.deployment}) over a newer one "
+                                   f"(fired at {stored.last_triggered_at}, deployment {stored.deployment})")
+        return written
+
+    # The trigger indexes (all_triggers, triggers_for_target) are eventually consistent: with ``index_lag`` a read
+    # may return the records as they were at the start of the step. The model's own bookkeeping reads them fresh.
+    def snapshot_index(self) -> None:
+        self.indexed = {t.id: t for t in super().all_triggers()}
+
+    def _lagged(self, triggers: list[Trigger]) -> list[Trigger]:
+        if not self.index_lag or self.rng.random() >= self.index_lag:
+            return triggers
+        return [self.indexed.get(t.id, t) for t in triggers]
+
+    def all_triggers(self) -> list[Trigger]:
+        return self._lagged(super().all_triggers())
+
+    def triggers_for_target(self, key: str) -> list[Trigger]:
+        return self._lagged(super().triggers_for_target(key))
+
+    def fresh_triggers(self) -> list[Trigger]:
+        return super().all_triggers()
+
+    def fresh_for_target(self, key: str) -> list[Trigger]:
+        return super().triggers_for_target(key)
+
+    def listed(self) -> list[Trigger]:
+        return sorted(super().all_triggers(), key=lambda t: (str(t.stream_tag), t.id))
 
     def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
         if self.lease_racer is not None:
             self.lease_racer(name)  # a rival writer of the same resource gets there first
         return super().acquire_lease(name, owner, seconds)  # type: ignore[misc]
+
+    def release_lease(self, name: str, owner: str) -> None:
+        if not self.dead:
+            super().release_lease(name, owner)
 
 
 class FlakyRegistry(MemoryRegistry):
@@ -122,13 +176,13 @@ class FlakyRegistry(MemoryRegistry):
 
     def resolve(self, stream: str, tag: str) -> Any:
         if stream in self.foreign:
-            raise NotOurs(f"AccessDeniedException: not authorized to perform ecr:DescribeImages on {stream}")
+            raise NotOurs(stream, "AccessDeniedException: not authorized to perform ecr:DescribeImages")
         if self.faults_on and self.rng.random() < self.fault_rate:
             raise Throttled("ThrottlingException: Rate exceeded")
         return super().resolve(stream, tag)
 
-    def tags(self, stream: str) -> dict[str, str] | None:  # type: ignore[override]
-        return None if stream in self.foreign else super().tags(stream)
+    def tags(self, stream: str, token: str | None = None) -> tuple[dict[str, str], str | None] | None:
+        return None if stream in self.foreign else super().tags(stream, token)  # like the adapter on AccessDenied
 
     def retag(self, stream: str, digest: str, tag: str) -> None:
         if self.retag_racer is not None:
@@ -137,23 +191,24 @@ class FlakyRegistry(MemoryRegistry):
 
 
 class FlakyEcs(MemoryEcs):
-    """ECS with throttling, digests whose rollout fails (the circuit breaker restores the previous revision), one
-    deployment id per UpdateService, and a target write split like the real driver's: read the service's current
-    task definition (every container), then register a clone of *that* with one image replaced and update the
-    service — a write by someone else in between is lost, exactly as on ECS."""
+    """ECS with throttling, digests whose rollout fails (the circuit breaker restores the previous revision in a
+    new deployment, and the failed one leaves the service's ``deployments``: only the deployment history still
+    knows how it went, as the real driver reads it), one deployment id per UpdateService, and a target write split
+    like the real driver's: read the service's current task definition (every container), then register a clone of
+    *that* with one image replaced and update the service — a write by someone else in between is lost, exactly as
+    on ECS."""
 
     def __init__(self, world: World, fault_rate: float) -> None:
         super().__init__()
         self.world, self.rng, self.fault_rate, self.faults_on = world, world.rng, fault_rate, True
-        self.deployment_state: dict[tuple[tuple[str, str], str], str] = {}
 
-    def apply(self, target: EcsTarget, image: str) -> DriverResult:
+    def apply(self, target: EcsTarget, image: str, *, pins: TaskPins | None = None) -> DriverResult:
         world = self.world
         if self.faults_on and self.rng.random() < self.fault_rate:
             raise TransientTargetError("UpdateService: 500 InternalFailure")
         key = (target.cluster, target.service)
         if key not in self.images or target.container not in self.images[key]:
-            return super().apply(target, image)  # raises like the real driver
+            return super().apply(target, image, pins=pins)  # raises like the real driver
         world.race(target, "before-read")
         read = dict(self.images[key])  # DescribeServices + DescribeTaskDefinition: the whole revision
         world.race(target, "between-read-and-write")
@@ -165,28 +220,39 @@ class FlakyEcs(MemoryEcs):
                                         f"{', '.join(lost)}")
             self.images[key] = read  # RegisterTaskDefinition clones what we read: a write in between is lost
             world.check_refire(target, image)
-        result = super().apply(target, image)
+        result = super().apply(target, image, pins=pins)
         if result.changed:
             world.deployed(target, image, result)
         return result
 
-    def fail_rollout(self, target: EcsTarget, result: DriverResult) -> None:
-        """The circuit breaker rolls the service back to the revision before: another deployment, not ours."""
-        key = (target.cluster, target.service)
-        self.images[key][target.container] = result.previous_image or ""
-        self.revisions[key] = self.revisions.get(key, 1) + 1
-        self.rollouts[key] = "FAILED"
+    def inspect(self, target: EcsTarget, deployment: str | None, *, image: str | None = None) -> TargetState:
+        self.world.during_check(target)
+        return super().inspect(target, deployment, image=image)
 
-    def inspect(self, target: EcsTarget, deployment: str | None) -> TargetState:
-        state = super().inspect(target, deployment)
+    def finish_rollout(self, target: EcsTarget, bad: bool) -> None:
+        """The deployment just started settles: COMPLETED, or FAILED and rolled back by the circuit breaker (a new
+        deployment with the revision before; the failed one is only in the history from then on)."""
         key = (target.cluster, target.service)
-        return TargetState(state.image, self.deployment_state.get((key, deployment)) if deployment else None)
+        if bad:
+            failed = self.past[key][-1]
+            self.circuit_breaker(target.cluster, target.service)
+            self.past[key].append({"id": self.deployments[key], "images": dict(self.images[key]),
+                                   "before": dict(failed["images"]), "state": "COMPLETED",
+                                   "reason": "ECS deployment circuit breaker: rolled back"})
+        else:
+            self.past[key][-1].update(state="COMPLETED", reason="ECS deployment completed.")
+            self.rollouts[key] = "COMPLETED"
+
+    def outcome(self, key: tuple[str, str], deployment: str | None) -> str | None:
+        """How a deployment went, from the history (the model's own view; the domain only sees inspect)."""
+        return next((e["state"] for e in self.past.get(key, []) if e["id"] == deployment), None)
 
 
 class FlakyEks:
     """Kubernetes workloads → {container: image}, written like the real driver: GET (resourceVersion), then a
-    strategic-merge PATCH of one container with that resourceVersion as precondition; a 409 is retried with a
-    fresh read (another container's patch is merged, never lost)."""
+    strategic-merge PATCH of one container with that resourceVersion as precondition; a 409 writes nothing and
+    raises ``TargetChanged`` (the fire starts over, re-reading the trigger; another container's patch is never
+    lost)."""
 
     def __init__(self, world: World, fault_rate: float) -> None:
         self.world, self.rng, self.fault_rate, self.faults_on = world, world.rng, fault_rate, True
@@ -201,6 +267,7 @@ class FlakyEks:
         return None
 
     def inspect(self, target: EksTarget, deployment: str | None) -> TargetState:
+        self.world.during_check(target)
         containers = self.workloads.get(self._key(target), {})
         if target.container not in containers:
             raise TargetError(f"{target.describe()} not found")
@@ -212,27 +279,23 @@ class FlakyEks:
         key = self._key(target)
         if target.container not in self.workloads.get(key, {}):
             raise TargetError(f"{target.describe()} not found")
-        for attempt in range(3):
-            if attempt == 0:
-                self.world.race(target, "before-read")
-            version, previous = self.versions[key], self.workloads[key][target.container]  # GET
-            if attempt == 0:
-                self.world.race(target, "between-read-and-write")
-            if previous == image:
-                return DriverResult(changed=False, previous_image=previous)
-            if self.versions[key] != version:
-                continue  # 409 Conflict: read again and re-apply
-            self.world.check_refire(target, image)
-            self.workloads[key][target.container] = image
-            self.versions[key] += 1
-            return DriverResult(True, previous, "IN_PROGRESS", None, str(self.versions[key]))
-        raise TransientTargetError("PATCH: 409 Conflict three times")
+        self.world.race(target, "before-read")
+        version, previous = self.versions[key], self.workloads[key][target.container]  # GET
+        self.world.race(target, "between-read-and-write")
+        if previous == image:
+            return DriverResult(changed=False, previous_image=previous, rollout_state="COMPLETED")
+        if self.versions[key] != version:  # 409 Conflict: nothing written; the fire starts over
+            raise TargetChanged(f"{target.describe()} was changed by someone else since our read")
+        self.world.check_refire(target, image)
+        self.workloads[key][target.container] = image
+        self.versions[key] += 1
+        return DriverResult(True, previous, "IN_PROGRESS", None, str(self.versions[key]))
 
 
 class World:
     def __init__(self, seed: int, *, faults: Iterable[str] = FAULT_KINDS, drop: float = 0.1, dup: float = 0.15,
                  fault_rate: float = 0.1, races: float = 0.1, bad: float = 0.05, target_races: float = 0.3,
-                 crashes: float = 0.2, alias_races: float = 0.5) -> None:
+                 crashes: float = 0.2, alias_races: float = 0.5, index_lag: float = 0.3) -> None:
         self.faults = frozenset(faults)
         unknown = self.faults - FAULT_KINDS
         if unknown:
@@ -244,7 +307,8 @@ class World:
         self.crashes = crashes if "crash_after_apply" in self.faults else 0.0
         self.alias_races = alias_races if "alias_race" in self.faults else 0.0
         self.clock = Clock()
-        self.store = OutboxStore(self.rng, races)
+        self.store = OutboxStore(self.rng, races, self.clock)
+        self.store.index_lag = index_lag if "index_lag" in self.faults else 0.0
         self.registry = FlakyRegistry(self.rng, fault_rate)
         if "foreign_repo" in self.faults:
             self.registry.foreign.add(FOREIGN)
@@ -280,7 +344,10 @@ class World:
         self._first_try = False
         self._from_queue = False
         self._racing = False
+        self.reconciling = False
+        self.races_left = MAX_RACES_PER_STEP
         self.violations: list[str] = []
+        self.store.violations = self.violations
         self.log: list[str] = []
 
     # ---------------------------------------------------------------------------------------- world
@@ -306,22 +373,20 @@ class World:
         return sorted(self.registry.images.get(stream, set()))
 
     def _trigger_on(self, target: Target) -> Trigger | None:
-        return next((t for t in self.store.triggers_for_target(target_key(target)) if t.target == target), None)
+        return next((t for t in self.store.fresh_for_target(target_key(target)) if t.target == target), None)
 
     def deployed(self, target: EcsTarget, image: str, result: DriverResult) -> None:
         """UpdateService started deployment ``result.deployment``: its rollout goes its way (synchronously here:
         a bad digest trips the circuit breaker), its events go out, and the function may die before it records
         what it did."""
-        key = (target.cluster, target.service)
         deployment = result.deployment or ""
         trigger = self._trigger_on(target)
         if trigger is not None:
             self.made.append((trigger.id, target.container, image, deployment))
         bad = image.rsplit("@", 1)[-1] in self.bad_digests
-        if bad:
-            self.ecs.fail_rollout(target, result)
-        self.ecs.deployment_state[(key, deployment)] = "FAILED" if bad else "COMPLETED"
-        args = (target_key(target), deployment)
+        self.ecs.finish_rollout(target, bad)
+        # an old-format service ARN names no cluster: the event then reaches us keyed by the service name alone
+        args = (f"ecs:*/{target.service}" if self.rng.random() < 0.2 else target_key(target), deployment)
         if "rollout_reorder" in self.faults:
             self.events.append(("rollout", (*args, "IN_PROGRESS", "ECS deployment in progress.")))
             self.events.append(("rollout", (*args, "FAILED", "circuit breaker")) if bad else
@@ -332,6 +397,27 @@ class World:
             self.store.crash_on_save = trigger.id  # (an admin call that dies is the caller's to look at)
 
     # ------------------------------------------------------------------------------------- racers
+
+    def during_check(self, target: Target) -> None:
+        """A reconciler run reads a target: with ``index_lag`` (a long run over a lagging listing), a push to the
+        tag of the trigger being checked is ingested and fired meanwhile, so the record the run listed is stale."""
+        if not self.reconciling or self._racing or self.rng.random() >= self.store.index_lag:
+            return
+        trigger = self._trigger_on(target)
+        if trigger is None:
+            return
+        self._racing = True
+        try:
+            stream, tag = trigger.stream_tag
+            digest = self.new_digest()
+            self.registry.set(stream, tag, digest)
+            event = self._emit("PUSH", stream, digest, tag)
+            self.events.remove(("ecr", event))
+            self.log.append(f"during a reconciler check of {target.describe()}: push {stream}:{tag} {digest[:15]}")
+            self._deliver("ecr", event)
+            self.pump()
+        finally:
+            self._racing = False
 
     def race(self, target: Target, where: str) -> None:
         """Another writer of the same target resource gets in: a second deployer firing another trigger on it
@@ -349,7 +435,7 @@ class World:
         return trigger.target if trigger else None
 
     def _keys_of(self, key: str, target: Target) -> list[Target]:
-        return [t.target for t in self.store.triggers_for_target(key) if t.target != target]
+        return [t.target for t in self.store.fresh_for_target(key) if t.target != target]
 
     def _lease_race(self, name: str) -> None:
         if self._racing or not self.target_races or self.rng.random() >= self.target_races:
@@ -357,9 +443,10 @@ class World:
         self._race_on(name.removeprefix("target:"), None)
 
     def _race_on(self, key: str, target: Target | None) -> None:
-        triggers = sorted(self.store.triggers_for_target(key), key=lambda t: t.id)
-        if not triggers:
-            return
+        triggers = sorted(self.store.fresh_for_target(key), key=lambda t: t.id)
+        if not triggers or self.races_left <= 0:
+            return  # (a bounded number of rival writers per step: a rival's retry may meet a rival of its own)
+        self.races_left -= 1
         self._racing = True
         try:
             others = [t for t in triggers if t.target != target]
@@ -367,7 +454,7 @@ class World:
                 queued = [t for t in others if any(f[0][1] == t.id for f in self.fires)] or \
                     [t for t in others if not t.paused and self._behind(t)]
                 rival = self.rng.choice(queued or others)  # a message another deployer is working on
-                pending = next((f for f in self.fires if f[0][1] == rival.id), None)
+                pending = next((f for f in self._visible() if f[0][1] == rival.id), None)
                 if pending is not None:
                     self.fires.remove(pending)
                 self.log.append(f"race {key}: fire {rival.id} ({where_of(target)})")
@@ -409,6 +496,8 @@ class World:
 
     def step(self) -> None:
         self.unsettled.clear()
+        self.races_left = MAX_RACES_PER_STEP
+        self.store.snapshot_index()
         r = self.rng.random()
         stream, tag = self.rng.choice(REPOS), self.rng.choice(TAGS)
         ref = f"{stream}:{tag}"
@@ -440,7 +529,7 @@ class World:
                 ref = f"{REPOS[0]}:{TAGS[0]}"  # containers built together follow one tag: their fires coincide
             self._admin({"action": "trigger.add", "from": ref, "target": self._new_target()})
         elif r < 0.88:
-            triggers = self.streams.list_triggers()
+            triggers = self.store.listed()
             if triggers:
                 trigger = self.rng.choice(triggers)
                 action = self.rng.choice(["trigger.pause", "trigger.resume", "rollback", "deploy"])
@@ -471,7 +560,8 @@ class World:
         from_queue, self._from_queue = self._from_queue, False
         if command["action"] in ("deploy", "rollback", "trigger.resume") and ("id" in command or "trigger" in command):
             self.explicit.add(command.get("id") or command["trigger"])  # a person asks for this target's image
-        existing = {t.id for t in self.store.all_triggers()}
+        existing = {t.id for t in self.store.fresh_triggers()}
+        self._reopen(command)
         try:
             answer = dispatch(self.streams, {**command, "actor": "sim"})
         except (Throttled, TransientTargetError, ConcurrentUpdate, Crash) as exc:
@@ -479,7 +569,7 @@ class World:
             answer = None
         finally:
             self.explicit, self._from_queue = before, from_queue
-        for trigger in self.store.all_triggers():
+        for trigger in self.store.fresh_triggers():
             if trigger.id not in existing:  # registered now: a new trigger, with a fresh record
                 self.added_at[trigger.id] = len(self.made)
                 self.failed_known = {k: g for k, g in self.failed_known.items() if k[0] != trigger.id}
@@ -499,11 +589,25 @@ class World:
                            if command["action"] in ("deploy", "rollback") else set())
         return answer
 
+    def _reopen(self, command: dict[str, Any]) -> None:
+        """A person asks for the head: ``deploy`` always, ``trigger.resume`` when the trigger does not record that
+        the head's rollout FAILED (e.g. a target rollback since replaced that record). The head's digest may go out
+        again for that trigger — also by the queued retry of the command, or the reconciler's retry of it."""
+        trigger = self.store.get_trigger(command.get("id") or "")
+        if command["action"] not in ("deploy", "trigger.resume") or trigger is None:
+            return
+        head = self.store.get_head(trigger.stream_tag)
+        if head is None or head.deleted:
+            return
+        if command["action"] == "deploy" or not (trigger.rollout_state == "FAILED"
+                                                 and trigger.last_triggered_digest == head.digest):
+            self.failed_known.pop((trigger.id, head.digest), None)
+
     def _track_paused(self, moved: set[Any]) -> None:
         """After each admin command (the only explicit moves of a paused target: deploy, target rollback), note
         what every paused target runs: nothing else may change it until it is resumed."""
         self.check_paused(skip=moved)
-        self.paused_images = {t.id: self._image(t) for t in self.streams.list_triggers()
+        self.paused_images = {t.id: self._image(t) for t in self.store.listed()
                               if t.paused and t.id not in self.unsettled}
 
     def _behind(self, trigger: Trigger) -> bool:
@@ -517,7 +621,7 @@ class World:
         return self.ecs.images[(target.cluster, target.service)][target.container]
 
     def check_paused(self, skip: set[Any] = frozenset()) -> None:  # type: ignore[assignment]
-        for trigger in self.streams.list_triggers():
+        for trigger in self.store.listed():
             if trigger.paused and trigger.id in self.paused_images and trigger.id not in skip and \
                     self._image(trigger) != self.paused_images[trigger.id]:
                 self.violations.append(f"[paused] paused trigger {trigger.id} ({trigger.target.describe()}) moved: "
@@ -541,7 +645,7 @@ class World:
 
     def note_failed(self) -> None:
         """Remember when each trigger first recorded a FAILED rollout for a digest (and at which head)."""
-        for trigger in self.store.all_triggers():
+        for trigger in self.store.fresh_triggers():
             if trigger.rollout_state != "FAILED" or not trigger.last_triggered_digest:
                 continue
             seen = (trigger.id, trigger.last_triggered_digest, trigger.deployment)
@@ -609,10 +713,13 @@ class World:
     def _fire_message(self, message: list[Any]) -> None:
         """One receive of a fire message by the deployer; on a transient error SQS delivers it again later."""
         (stream_tag, trigger_id, _digest), receives = message
+        if receives and not self._racing:  # (a rival deployer runs during another fire: no time passes)
+            self.clock.now += VISIBILITY_TIMEOUT  # received again once the failed receive's visibility timed out
         from_queue, self._from_queue = self._from_queue, True
         try:
             self.streams.fire_by_id(stream_tag, trigger_id)
         except (TransientTargetError, Throttled, Crash):
+            self.store.dead = False  # the next invocation is a fresh process
             if receives + 1 < MAX_RECEIVES:
                 self.fires.append([message[0], receives + 1])
         finally:
@@ -620,18 +727,29 @@ class World:
 
     def pump(self, *, lossy: bool = True) -> None:
         """The table stream → fan-out, and the FIFO queue → deployer (5 receives, then the DLQ)."""
-        while self.store.outbox or self.queue.items or self.fires:
+        while self.store.outbox or self.queue.items or self._visible():
             while self.store.outbox:
                 self.streams.head_moved(self.store.outbox.pop(0))
             self.fires += [[item, 0] for item in self.queue.items]
             self.queue.items = []
-            while self.fires:
-                self._fire_message(self.fires.pop(0))
+            while visible := self._visible():
+                self.fires.remove(visible[0])
+                self._fire_message(visible[0])
             self.check_paused()
         self.note_failed()
 
+    def _visible(self) -> list[list[Any]]:
+        """The fire messages a deployer may receive now. Inside another call (a rival deployer, a push during a
+        reconciler run) no time passes, so a message received before is not visible again yet: it waits for its
+        visibility timeout, i.e. for the outer pump."""
+        return [f for f in self.fires if not self._racing or f[1] == 0]
+
     def reconcile(self) -> dict[str, Any]:
-        report = Reconciler(self.streams, self.registry, self.store).run()
+        self.reconciling = True
+        try:
+            report = Reconciler(self.streams, self.registry, self.store).run()
+        finally:
+            self.reconciling = False
         self.note_failed()
         self.pump()
         return report
@@ -641,7 +759,7 @@ class World:
     def quiesce_and_check(self) -> list[str]:
         self.deliver_some(all_=True)  # the stragglers, still lossy
         self.registry.faults_on = self.ecs.faults_on = self.eks.faults_on = False
-        self.store.race_rate = self.target_races = self.crashes = self.alias_races = 0.0
+        self.store.race_rate = self.store.index_lag = self.target_races = self.crashes = self.alias_races = 0.0
         self.store.crash_on_save = None
         self.clock.now += timedelta(days=1)  # every backoff has passed
         for _ in range(2):  # twice: what one run repairs or records may need the next one
@@ -690,30 +808,45 @@ class World:
     def _check_targets(self) -> None:
         """Every container of every target (shared ones included) runs its own trigger's head, unless the trigger
         is paused, its tag is gone, or the rollout of the head FAILED."""
-        for trigger in self.streams.list_triggers():
+        for trigger in self.store.listed():
             head = self.store.get_head(trigger.stream_tag)
             if trigger.paused or head is None or head.deleted or trigger.rollout_state == "FAILED":
                 continue
+            if isinstance(trigger.target, EcsTarget) and self.ecs.outcome(
+                    (trigger.target.cluster, trigger.target.service), trigger.deployment) == "FAILED":
+                # its FAILED event was lost, and the circuit breaker's rollback took the deployment off the
+                # service: only the deployment history still tells
+                self.violations.append(f"[rollout] trigger {trigger.id} ({trigger.target.describe()}) never learnt "
+                                       f"that its deployment {trigger.deployment} FAILED (status {trigger.status}, "
+                                       f"rollout {trigger.rollout_state}, drift {bool(trigger.drift)})")
+                continue
             expected = pinned_ref(head.registry, head.stream_tag.stream, head.digest)
             if self._image(trigger) != expected:
-                shared = len(self.store.triggers_for_target(target_key(trigger.target))) > 1
+                shared = len(self.store.fresh_for_target(target_key(trigger.target))) > 1
                 self.violations.append(f"[target] trigger {trigger.id} ({trigger.stream_tag} -> "
                                        f"{trigger.target.describe()}{', shared' if shared else ''}) runs "
                                        f"{self._image(trigger)[-15:]}, head is {head.digest[:15]} "
                                        f"(status {trigger.status}, drift {bool(trigger.drift)})")
 
     def _check_deployments(self) -> None:
-        """A trigger whose image runs names the deployment that put it there: the one whose events tell how it
-        went. (A fire that died and was never received again cannot have recorded anything.)"""
-        for trigger in self.store.all_triggers():
+        """A trigger whose image runs names a deployment whose revision has that image in the trigger's container:
+        the one whose events tell how it went (the one its fire started, or one running the image it adopted after
+        finding it in place, e.g. a clone by another container's fire, or the circuit breaker's rollback to it). A
+        deployment from before, with another image there, would leave the trigger deaf to its own rollout. (A fire
+        that died and was never received again cannot have recorded anything.)"""
+        for trigger in self.store.fresh_triggers():
             if not isinstance(trigger.target, EcsTarget) or not trigger.deployed_image or \
                     self._image(trigger) != trigger.deployed_image:
                 continue
             mine = [m for m in self.made[self.added_at.get(trigger.id, 0):]
                     if m[0] == trigger.id and m[1] == trigger.target.container and m[2] == trigger.deployed_image]
-            if mine and trigger.deployment != mine[-1][3]:
-                self.violations.append(f"[deployment] trigger {trigger.id} records deployment {trigger.deployment} "
-                                       f"but {trigger.deployed_image[-15:]} went out with {mine[-1][3]}")
+            history = self.ecs.past.get((trigger.target.cluster, trigger.target.service), [])
+            runs_it = any(e["id"] == trigger.deployment and
+                          e["images"].get(trigger.target.container) == trigger.deployed_image for e in history)
+            if mine and not runs_it:
+                self.violations.append(f"[deployment] trigger {trigger.id} records deployment {trigger.deployment}, "
+                                       f"whose revision does not run {trigger.deployed_image[-15:]} (that went out "
+                                       f"with {mine[-1][3]})")
 
     def _check_history(self) -> None:
         for stream in REPOS:

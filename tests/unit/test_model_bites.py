@@ -1,26 +1,27 @@
 """The model test bites: each defect class, put back by a small monkeypatch that restores the old behaviour of one
 named function, makes the model (tests/simulation.py) report violations of that class in a fair share of 40
-scenarios.
+scenarios — and the same 40 scenarios report none of it without the mutation (so the class is fixed here, and the
+mutation, not the scenarios, is what the model catches).
 
-Each check first runs the same scenarios without the mutation: if the model already reports that class, the fix
-for it is not in this tree yet and the check is skipped (the randomized test itself fails then, which is the
-signal that matters). The old functions below are copied from the code as it was before the fixes.
+The old behaviours below are the functions as they were before the fixes, reduced to what differs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from datetime import datetime
 
 import pytest
 
+from imagestreams import ingest
 from imagestreams.adapters.memory import MemoryStore
-from imagestreams.errors import Conflict, Forbidden, NotFound, TargetError, TransientTargetError
-from imagestreams.model import Head, Move, StreamTag, Trigger
-from imagestreams.services import MAX_ALIAS_DEPTH, ImageStreams
+from imagestreams.model import EcsTarget, Head, Move, StreamTag, Trigger, short_name
+from imagestreams.ports import DriverResult, TargetDriver, TargetState
+from imagestreams.reconcile import Reconciler
+from imagestreams.services import MAX_ALIAS_DEPTH, ImageStreams, advance_rollout
 from tests import simulation
-from tests.simulation import run_scenario, violation_class
+from tests.simulation import VIOLATION_CLASSES, run_scenario, violation_class
 
 SEEDS = range(40)
 
@@ -36,62 +37,30 @@ def scenarios_reporting(classes: set[str], faults: Iterable[str], **rates: float
 
 def assert_bites(monkeypatch: pytest.MonkeyPatch, mutate: Callable[[pytest.MonkeyPatch], None], classes: set[str],
                  faults: set[str], at_least: int, **rates: float) -> None:
+    assert classes <= set(VIOLATION_CLASSES)
     unmutated = scenarios_reporting(classes, faults, **rates)
-    if unmutated:
-        pytest.skip(f"the model reports {sorted(classes)} without the mutation too (seeds {unmutated[:5]}): "
-                    "the fix for this class is not in this tree yet")
+    assert not unmutated, f"the model reports {sorted(classes)} without the mutation (seeds {unmutated[:5]})"
     mutate(monkeypatch)
     caught = scenarios_reporting(classes, faults, **rates)
     assert len(caught) >= at_least, f"only {len(caught)} of {len(SEEDS)} scenarios report {sorted(classes)}"
 
 
-# ------------------------------------------------------------------------ the old functions, as they were
+# ------------------------------------------------------------------------ the old behaviours, as they were
 
 
-def old_fire(self: ImageStreams, trigger: Trigger, head: Head | None, *, force: bool = False) -> Trigger:
-    """ImageStreams.fire before the fixes: no lease on the target resource, ``paused`` as read by the caller (not
-    again after reading the target), and an already-pinned target keeps the trigger's old deployment id."""
+def fire_without_lease_or_recheck(self: ImageStreams, trigger: Trigger, head: Head | None, *, force: bool = False,
+                                  wait: float | None = None, queued_at: datetime | None = None,
+                                  was_paused: bool = False) -> Trigger:
+    """ImageStreams.fire before the lease: no lease on the target resource, and ``paused`` and the head as the
+    caller read them (not again once the fire holds the target)."""
     if trigger.paused and not force:
         return trigger
-    if head is None or head.deleted:
-        return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
-    if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
-        return trigger
-    driver = self.drivers.get(trigger.target.type)
-    if driver is None:
-        return self.record(trigger, self._failed(trigger, f"no driver for target type {trigger.target.type}"))
-    try:
-        self.policy.check(trigger.target)
-    except Forbidden as exc:
-        return self.record(trigger, self._failed(trigger, exc.message))
-    try:
-        image = self.image_for(driver, trigger, head)
-        result = driver.apply(trigger.target, image)
-    except NotFound as exc:
-        return self.record(trigger, self._failed(trigger, exc.message))
-    except TargetError as exc:
-        return self.record(trigger, self._failed(trigger, str(exc)))
-    except TransientTargetError as exc:
-        self.record(trigger, self._failed(trigger, f"will retry: {exc}"))
-        raise
-    if result.changed:
-        status = "Deployed" if result.rollout_state == "COMPLETED" else "Deploying"
-        updated = trigger.with_outcome(
-            status=status, last_triggered_digest=head.digest, last_triggered_at=self.clock(),
-            last_error=None, rollout_state=result.rollout_state, drift=None, deployed_image=image,
-            deployment=result.deployment, failures=0, retry_at=None)
-    else:
-        updated = trigger.with_outcome(
-            status="Deployed" if trigger.status != "Deploying" else trigger.status,
-            last_triggered_digest=head.digest,
-            last_triggered_at=trigger.last_triggered_at or self.clock(),
-            last_error=None, drift=None, deployed_image=image, failures=0, retry_at=None,
-            rollout_state=result.rollout_state or trigger.rollout_state)
-    return self.record(trigger, updated)
+    return self._apply(trigger, head, force=force)
 
 
 def old_rollout_event(self: ImageStreams, key: str, deployment: str, state: str, reason: str = "") -> list[Trigger]:
-    """ImageStreams.rollout_event before the fixes: the last event wins, so a late IN_PROGRESS re-opens FAILED."""
+    """ImageStreams.rollout_event without advance_rollout: the last event wins, so a late IN_PROGRESS re-opens
+    FAILED."""
     updated = []
     for trigger in self.store.triggers_for_target(key):
         if trigger.deployment != deployment:
@@ -108,11 +77,36 @@ def old_rollout_event(self: ImageStreams, key: str, deployment: str, state: str,
     return updated
 
 
+def rollout_event_on_the_listed_record(self: ImageStreams, key: str, deployment: str, state: str,
+                                       reason: str = "") -> list[Trigger]:
+    """ImageStreams.rollout_event acting on the record the (eventually consistent) trigger index returned, without
+    reading the trigger again: a late event writes an older record back over a newer fire's."""
+    if key.startswith("ecs:*/"):  # an old-format service ARN: the ECS triggers of that service name
+        candidates = [t for t in self.store.all_triggers()
+                      if isinstance(t.target, EcsTarget) and short_name(t.target.service) == key.split("/", 1)[1]]
+    else:
+        candidates = self.store.triggers_for_target(key)
+    updated = []
+    for trigger in candidates:
+        if trigger.deployment != deployment:
+            continue
+        after = advance_rollout(trigger, state, reason)
+        if after != trigger:
+            updated.append(self.record(trigger, after))
+    return updated
+
+
+def record_what_was_listed(self: Reconciler, seen: Trigger, after: Trigger) -> None:
+    """Reconciler._record writing what a check learnt without reading the trigger again: a fire that ran while the
+    run was checking (or that the listing did not show yet) is overwritten with the older record."""
+    self.streams.record(seen, after)
+
+
 def old_follow_aliases(self: ImageStreams, source: Head, actor: str, depth: int) -> list[Move]:
-    """ImageStreams._follow_aliases before the fixes: retags with the digest this ingest committed, without
-    reading the source again, so a concurrent ingest's newer digest is overwritten."""
+    """ImageStreams._follow_aliases retagging with the digest this ingest committed, without reading the source
+    again, so a concurrent ingest's newer digest is overwritten."""
     if depth >= MAX_ALIAS_DEPTH:
-        raise Conflict(f"alias chain from {source.stream_tag} is deeper than {MAX_ALIAS_DEPTH}")
+        return []
     moves: list[Move] = []
     for alias in source.aliases:
         stream_tag = StreamTag(source.stream_tag.stream, alias)
@@ -126,15 +120,34 @@ def old_follow_aliases(self: ImageStreams, source: Head, actor: str, depth: int)
     return moves
 
 
+def applied_keeping_the_old_deployment(self: ImageStreams, trigger: Trigger, head: Head, image: str,
+                                       result: DriverResult) -> Trigger:
+    """ImageStreams._applied before adoption: a target found already running the image keeps the deployment id
+    the trigger recorded, so after a lost trigger write the real deployment's events are ignored."""
+    if result.changed:
+        status = "Deployed" if result.rollout_state == "COMPLETED" else "Deploying"
+        return trigger.with_outcome(
+            status=status, last_triggered_digest=head.digest, last_triggered_at=self.clock(), last_error=None,
+            rollout_state=result.rollout_state, drift=None, deployed_image=image, deployment=result.deployment,
+            failures=0, retry_at=None, pins=result.pins or trigger.pins)
+    return trigger.with_outcome(
+        status="Deployed" if trigger.status != "Deploying" else trigger.status,
+        last_triggered_digest=head.digest, last_triggered_at=trigger.last_triggered_at or self.clock(),
+        last_error=None, drift=None, deployed_image=image, failures=0, retry_at=None,
+        rollout_state=result.rollout_state or trigger.rollout_state, pins=result.pins or trigger.pins)
+
+
+def inspect_without_history(driver: TargetDriver, trigger: Trigger) -> TargetState:
+    """Reconciler._inspect before the deployment history: only the deployments the target still lists."""
+    return driver.inspect(trigger.target, trigger.deployment)
+
+
 # ------------------------------------------------------------------------------------------ the checks
 
 
 def test_lease_that_never_excludes_loses_pins_of_shared_targets(monkeypatch):
     """Defect class: concurrent fires on one ECS service / Kubernetes workload undo each other, and a fire undoes a
     target rollback. Mutation: every StreamStore.acquire_lease succeeds, so no write is serialized."""
-    if not hasattr(MemoryStore, "acquire_lease"):
-        pytest.skip("no StreamStore.acquire_lease in this tree yet")
-
     def mutate(mp: pytest.MonkeyPatch) -> None:
         mp.setattr(MemoryStore, "acquire_lease", lambda self, name, owner, seconds: True)
 
@@ -142,28 +155,47 @@ def test_lease_that_never_excludes_loses_pins_of_shared_targets(monkeypatch):
 
 
 def test_fire_without_lease_or_paused_recheck_undoes_rollbacks(monkeypatch):
-    """Same class, through the fire itself: ImageStreams.fire as it was (no lease, ``paused`` read once)."""
+    """Same class, through the fire itself: ImageStreams.fire without the lease and without re-reading the
+    trigger (paused) and the head once it holds the target."""
     def mutate(mp: pytest.MonkeyPatch) -> None:
-        mp.setattr(ImageStreams, "fire", old_fire)
+        mp.setattr(ImageStreams, "fire", fire_without_lease_or_recheck)
 
     assert_bites(monkeypatch, mutate, {"pins", "paused", "target"}, {"shared_targets"}, at_least=6)
 
 
 def test_in_progress_after_failed_reopens_a_failed_digest(monkeypatch):
     """Defect class: a late SERVICE_DEPLOYMENT_IN_PROGRESS after FAILED lets the reconciler redeploy the failed
-    digest. Mutation: ImageStreams.rollout_event as it was (last event wins)."""
+    digest. Mutation: ImageStreams.rollout_event without advance_rollout (last event wins)."""
     def mutate(mp: pytest.MonkeyPatch) -> None:
         mp.setattr(ImageStreams, "rollout_event", old_rollout_event)
 
     assert_bites(monkeypatch, mutate, {"redeploy"}, {"rollout_reorder"}, at_least=4, bad=0.5)
 
 
+def test_rollout_event_on_a_lagging_index_record_writes_an_older_record_back(monkeypatch):
+    """Defect class: the trigger index lags behind the table; a late rollout event of an older deployment, acting
+    on the record the index returned, puts that older record back over the one a newer fire wrote. Mutation:
+    ImageStreams.rollout_event without re-reading the trigger."""
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(ImageStreams, "rollout_event", rollout_event_on_the_listed_record)
+
+    assert_bites(monkeypatch, mutate, {"record"}, {"index_lag", "rollout_reorder"}, at_least=3, bad=0.5,
+                 index_lag=1.0)
+
+
+def test_reconciler_writing_the_listed_record_overwrites_a_newer_fire(monkeypatch):
+    """Defect class: a long reconciler run (over an eventually consistent listing) writes what it learnt on the
+    record it listed, over the record of a fire that ran meanwhile. Mutation: Reconciler._record without
+    re-reading the trigger."""
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(Reconciler, "_record", record_what_was_listed)
+
+    assert_bites(monkeypatch, mutate, {"record"}, {"index_lag"}, at_least=6, index_lag=1.0)
+
+
 def test_alias_follow_with_the_committed_digest_leaves_the_alias_behind(monkeypatch):
     """Defect class: two pushes to an alias's source ingested concurrently leave the alias on the older digest.
-    Mutation: ImageStreams._follow_aliases as it was (retag with the digest this ingest committed)."""
-    if not hasattr(ImageStreams, "_follow_aliases"):
-        pytest.skip("ImageStreams._follow_aliases was renamed; point this mutation at its successor")
-
+    Mutation: ImageStreams._follow_aliases retagging the digest this ingest committed."""
     def mutate(mp: pytest.MonkeyPatch) -> None:
         mp.setattr(ImageStreams, "_follow_aliases", old_follow_aliases)
 
@@ -172,16 +204,9 @@ def test_alias_follow_with_the_committed_digest_leaves_the_alias_behind(monkeypa
 
 def test_ingest_that_lets_access_denied_out_fails_invocations(monkeypatch):
     """Defect class: a push to a repository we may not read fails the ingest invocation (retries, DLQ, alarm).
-    Mutation: ingest asks ECR about the tag and lets NotOurs out, as it did before."""
-    original = simulation.handle_ecr_event
-
-    def ingest_raising_on_not_ours(streams: ImageStreams, event: Any) -> Any:
-        if event.tag is not None and event.result == "SUCCESS":
-            streams.registry.resolve(event.stream, event.tag)  # raised NotOurs straight out of the handler
-        return original(streams, event)
-
+    Mutation: handle_ecr_event without its NotOurs catch (the handling proper, letting it out)."""
     def mutate(mp: pytest.MonkeyPatch) -> None:
-        mp.setattr(simulation, "handle_ecr_event", ingest_raising_on_not_ours)
+        mp.setattr(simulation, "handle_ecr_event", ingest._handle)
 
     assert_bites(monkeypatch, mutate, {"foreign"}, {"foreign_repo"}, at_least=10)
 
@@ -189,8 +214,18 @@ def test_ingest_that_lets_access_denied_out_fails_invocations(monkeypatch):
 def test_retry_after_a_crash_that_keeps_the_old_deployment_loses_the_rollout(monkeypatch):
     """Defect class: the function dies after UpdateService and before the trigger write; the retry finds the image
     in place and keeps the old deployment id, so the real deployment's events are ignored. Mutation:
-    ImageStreams.fire as it was (an already-pinned target keeps the recorded deployment)."""
+    ImageStreams._applied without adopting the deployment that runs the image."""
     def mutate(mp: pytest.MonkeyPatch) -> None:
-        mp.setattr(ImageStreams, "fire", old_fire)
+        mp.setattr(ImageStreams, "_applied", applied_keeping_the_old_deployment)
 
     assert_bites(monkeypatch, mutate, {"deployment"}, {"crash_after_apply"}, at_least=6, crashes=0.5)
+
+
+def test_lost_failed_event_after_the_deployment_left_the_service(monkeypatch):
+    """Defect class: the FAILED event is lost and the circuit breaker's rollback takes the deployment off the
+    service, so polling the service never tells; the trigger stays Deploying (and calls the rollback drift).
+    Mutation: Reconciler._inspect without the deployment history (``image=``)."""
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(Reconciler, "_inspect", staticmethod(inspect_without_history))
+
+    assert_bites(monkeypatch, mutate, {"rollout"}, {"rollout_reorder"}, at_least=5, bad=0.5, drop=0.5)
