@@ -317,3 +317,41 @@ def test_without_stream_every_known_stream_is_pruned():
     assert answer["ok"], answer
     assert {(c["stream"], c["digest"]) for c in answer["result"]["candidates"]} == {
         (S, digest(n)) for n in range(1, 5)} | {("team/api", digest(50))}
+
+
+def test_cli_prune_lists_then_confirms_across_pages(monkeypatch, capsys):
+    from imagestreams import cli
+
+    w = World()
+    monkeypatch.setattr(prune_mod, "MAX_PER_CALL", 4)
+    for n in range(1, 5):
+        w.push("latest", n)
+    extra = {w.untagged(n) for n in range(100, 110)}
+    sent: list[dict] = []
+
+    def transport(command: dict) -> dict:
+        sent.append(dict(command))
+        return dispatch(w.streams, command)
+
+    assert cli.main(["prune", S, "--keep-tag-revisions", "2"], transport=transport) == 0
+    listed = capsys.readouterr().out
+    assert "dry run" in listed and listed.count(digest(100)[:19]) == 1
+    assert w.present() >= extra and all("confirm" not in c for c in sent)
+    sent.clear()
+    assert cli.main(["--actor", "bob", "--output", "json", "prune", S, "--confirm", "--keep-tag-revisions", "2"],
+                    transport=transport) == 0
+    import json
+
+    answer = json.loads(capsys.readouterr().out)
+    assert digests(answer["result"], "deleted") == extra | {digest(1), digest(2)}
+    assert w.present() == {digest(3), digest(4)}
+    assert len(sent) == math.ceil(12 / 4) and all(c["actor"] == "bob" and c["confirm"] for c in sent)
+    assert [c.get("cursor") is None for c in sent] == [True] + [False] * (len(sent) - 1)
+
+
+def test_cli_prune_reports_a_refusal(capsys):
+    from imagestreams import cli
+
+    w = World()
+    code = cli.main(["prune", S, "--keep-tag-revisions", "-1"], transport=lambda c: dispatch(w.streams, c))
+    assert code == 1 and "Invalid" in capsys.readouterr().err
