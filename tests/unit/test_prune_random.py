@@ -11,7 +11,7 @@ import pytest
 
 from imagestreams.adapters.memory import MemoryEcs, MemoryRegistry, MemoryStore
 from imagestreams.admin import dispatch
-from imagestreams.model import EcsTarget, StreamTag, pinned_ref, runs_digest
+from imagestreams.model import StreamTag, pinned_ref, runs_digest
 from imagestreams.prune import history_protected
 from imagestreams.services import ImageStreams
 from tests.conftest import digest
