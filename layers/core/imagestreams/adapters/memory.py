@@ -259,10 +259,11 @@ class MemoryRegistry:
         if media_type:
             self.media_types[digest] = media_type
 
-    def _detail(self, stream: str, digest: str):  # noqa: ANN202 - a RegistryImage
+    def _detail(self, stream: str, digest: str, tags: tuple[str, ...] | None = None):  # noqa: ANN202 - RegistryImage
         from ..prune import RegistryImage
 
-        tags = tuple(sorted(t for (s, t), d in self.tag_map.items() if s == stream and d == digest))
+        if tags is None:
+            tags = tuple(sorted(t for (s, t), d in self.tag_map.items() if s == stream and d == digest))
         known = self.image_details.get((stream, digest))
         if known is None:
             kind = "application/vnd.oci.image.index.v1+json" if digest in self.indexes else None
@@ -273,9 +274,15 @@ class MemoryRegistry:
         """One page of ``page_size`` ACTIVE images (DescribeImages lists only those unless asked otherwise)."""
         self.describe_pages += 1
         digests = sorted(d for d in self.images.get(stream, set())
-                         if self._detail(stream, d).status == "ACTIVE")
+                         if self.image_details.get((stream, d)) is None or self.image_details[(stream, d)].status
+                         == "ACTIVE")
         start = int(token or 0)
-        page = [self._detail(stream, d) for d in digests[start : start + self.page_size]]
+        tags: dict[str, list[str]] = {}
+        for (s, tag), d in self.tag_map.items():
+            if s == stream:
+                tags.setdefault(d, []).append(tag)
+        page = [self._detail(stream, d, tuple(sorted(tags.get(d, ()))))
+                for d in digests[start : start + self.page_size]]
         more = start + self.page_size < len(digests)
         return page, str(start + self.page_size) if more else None
 
@@ -290,11 +297,12 @@ class MemoryRegistry:
             raise ValueError("BatchDeleteImage takes at most 100 image ids")
         present = self.images.get(stream, set())
         deleted, failures = [], {}
+        parents = [d for d in present if d in self.indexes]
         for digest in digests:
             if digest not in present:
                 failures[digest] = "ImageNotFound"
                 continue
-            if any(digest in self.indexes.get(other, {}).values() for other in present if other != digest):
+            if any(digest in self.indexes[p].values() for p in parents if p != digest and p in present):
                 failures[digest] = "ImageReferencedByManifestList"
                 continue
             present.discard(digest)
