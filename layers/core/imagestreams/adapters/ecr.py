@@ -349,9 +349,11 @@ class EcrRegistry:
                 return [], {d: "RepositoryNotFound" for d in digests}
             self._denied(stream, exc)
             raise
-        deleted = sorted({i["imageDigest"] for i in out.get("imageIds") or [] if i.get("imageDigest")})
         failures = {f["imageId"].get("imageDigest", "?"): f.get("failureCode", "?")
-                    for f in out.get("failures") or [] if f["imageId"].get("imageDigest") not in deleted}
+                    for f in out.get("failures") or []}
+        # every id is answered in imageIds or in failures; one not failed was deleted (moto leaves untagged
+        # deletions out of imageIds)
+        deleted = sorted(d for d in dict.fromkeys(digests) if d not in failures)
         return deleted, failures
 
     def image_status(self, stream: str, digest: str) -> str | None:
