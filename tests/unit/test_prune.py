@@ -355,3 +355,65 @@ def test_cli_prune_reports_a_refusal(capsys):
     w = World()
     code = cli.main(["prune", S, "--keep-tag-revisions", "-1"], transport=lambda c: dispatch(w.streams, c))
     assert code == 1 and "Invalid" in capsys.readouterr().err
+
+
+class FakeEcrClient:
+    """Answers like ECR (which pages DescribeImages by maxResults/nextToken, unlike moto)."""
+
+    def __init__(self, details: list[dict], manifests: dict[str, str] | None = None) -> None:
+        self.details, self.manifests, self.calls = details, manifests or {}, []
+
+    def describe_images(self, **kw):
+        self.calls.append(("describe_images", kw))
+        if "imageIds" in kw:
+            found = [d for d in self.details if d["imageDigest"] == kw["imageIds"][0]["imageDigest"]]
+            if not found:
+                from botocore.exceptions import ClientError
+
+                raise ClientError({"Error": {"Code": "ImageNotFoundException", "Message": "no"}}, "DescribeImages")
+            return {"imageDetails": found}
+        start = int(kw.get("nextToken") or 0)
+        page = self.details[start : start + kw["maxResults"]]
+        more = start + kw["maxResults"] < len(self.details)
+        return {"imageDetails": page, **({"nextToken": str(start + kw["maxResults"])} if more else {})}
+
+    def batch_get_image(self, **kw):
+        self.calls.append(("batch_get_image", kw))
+        ids = [i["imageDigest"] for i in kw["imageIds"]]
+        return {"images": [{"imageId": {"imageDigest": d}, "imageManifest": self.manifests[d]}
+                           for d in ids if d in self.manifests], "failures": []}
+
+    def batch_delete_image(self, **kw):
+        self.calls.append(("batch_delete_image", kw))
+        ids = [i["imageDigest"] for i in kw["imageIds"]]
+        return {"imageIds": [{"imageDigest": d} for d in ids[1:]],
+                "failures": [{"imageId": {"imageDigest": ids[0]}, "failureCode": "ImageReferencedByManifestList"}]}
+
+
+def test_ecr_adapter_lists_pages_reads_index_children_deletes_and_reads_status():
+    import json
+
+    from imagestreams.adapters.ecr import EcrRegistry
+
+    details = [{"imageDigest": digest(n), "imageSizeInBytes": n, "imagePushedAt": OLD,
+                "imageManifestMediaType": "application/vnd.oci.image.manifest.v1+json",
+                **({"imageTags": ["v1"]} if n == 0 else {}), **({"imageStatus": "ARCHIVED"} if n == 7 else {})}
+               for n in range(2500)]
+    index = json.dumps({"manifests": [{"digest": digest(1)}, {"digest": digest(2)}, {"digest": "not-a-digest"}]})
+    client = FakeEcrClient(details, {digest(0): index})
+    ecr = EcrRegistry(client, host=REG)
+    images, token, pages = [], None, 0
+    while True:
+        page, token = ecr.list_images(S, token)
+        images += page
+        pages += 1
+        if token is None:
+            break
+    assert pages == math.ceil(2500 / ecr.page_size) and len(images) == 2500
+    assert all(kw["maxResults"] == 1000 for name, kw in client.calls if name == "describe_images")
+    assert images[0].tags == ("v1",) and images[3].size == 3 and images[3].pushed_at == OLD
+    assert ecr.index_children(S, [digest(0), digest(5)]) == {digest(0): sorted([digest(1), digest(2)])}
+    deleted, failures = ecr.delete_images(S, [digest(10), digest(11), digest(12)])
+    assert deleted == [digest(11), digest(12)] and failures == {digest(10): "ImageReferencedByManifestList"}
+    assert ecr.image_status(S, digest(7)) == "ARCHIVED" and ecr.image_status(S, digest(8)) == "ACTIVE"
+    assert ecr.image_status(S, digest(99999)) is None
