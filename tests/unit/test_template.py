@@ -189,7 +189,7 @@ EXPECTED_TABLE_ACTIONS = {  # what each handler's code path calls (see tests/int
     "DeployerFunction": {"GetItem", "Query", "UpdateItem", "PutItem", "DeleteItem"},
     "ReconcilerFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
     "RolloutFunction": {"GetItem", "Query", "UpdateItem"},
-    "AdminFunction": {"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"},
+    "AdminFunction": {"GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
 }
 
 

@@ -318,6 +318,31 @@ def _rollback(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     return _moves(streams.rollback_tag(target, to=to, steps=_positive_int(p, "steps"), actor=actor))
 
 
+def _bounded_int(p: dict[str, Any], name: str, default: int, most: int) -> int:
+    value = p.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise Invalid(f"{name} must be an integer from 0 to {most}, got {show(value)}")
+    return value
+
+
+def _prune(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from . import prune
+
+    options = prune.Options(
+        stream=_stream(streams, p["stream"]) if "stream" in p else None,
+        keep_tag_revisions=_bounded_int(p, "keepTagRevisions", prune.DEFAULT_KEEP_TAG_REVISIONS,
+                                        prune.MAX_KEEP_TAG_REVISIONS),
+        keep_younger_than=timedelta(minutes=_bounded_int(p, "keepYoungerThanMinutes",
+                                                         prune.DEFAULT_KEEP_YOUNGER_THAN_MINUTES,
+                                                         prune.MAX_KEEP_YOUNGER_THAN_MINUTES)),
+        confirm=_bool(p, "confirm", False), actor=_actor(p), cursor=p.get("cursor"))
+    if options.cursor is not None:
+        prune.decode_cursor(options.cursor)  # refused before anything is read
+    return prune.prune(streams, options)
+
+
 def _spec(run: Callable, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Action:
     return Action(run, frozenset(required), frozenset(optional) | {"actor"})
 
@@ -335,6 +360,7 @@ ACTIONS: dict[str, Action] = {
     "trigger.resume": _spec(_set_paused(False), (), ("id", "from")),
     "trigger.list": _spec(_trigger_list, (), ("from",)),
     "deploy": _spec(_deploy, (), ("id", "from")),
+    "prune": _spec(_prune, (), ("stream", "keepTagRevisions", "keepYoungerThanMinutes", "confirm", "cursor")),
 }
 
 

@@ -106,6 +106,8 @@ def render(action: str, result: dict[str, Any]) -> str:
         return render_describe(result)
     if action == "history":
         return render_history(result)
+    if action == "prune":
+        return render_prune(result)
     if "moves" in result:
         return render_moves(result)
     if action == "trigger.add":
@@ -226,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         _selector(_sub(tverbs, name, f"{name} triggers", f"trigger {name}"))
     p = _sub(tverbs, "list", "triggers with their status", "trigger list")
     p.add_argument("--from", dest="from_", metavar="REF")
+    add_prune_verb(verbs)
     return parser
 
 
@@ -273,6 +276,8 @@ def _json(text: str) -> Any:
 def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Translate parsed arguments into the admin JSON command (no validation beyond shape: the admin does it)."""
     verb = args.verb
+    if verb == "prune":
+        return prune_command(args)
     if verb == "trigger":
         action = f"trigger.{args.tverb}"
         cmd: dict[str, Any] = {"action": action}
@@ -361,6 +366,76 @@ def _put_selector(cmd: dict[str, Any], args: argparse.Namespace) -> None:
         cmd["id"] = args.id
     if args.from_:
         cmd["from"] = args.from_
+
+
+# ---------------------------------------------------------------------------------------------- prune
+
+
+def add_prune_verb(verbs: Any) -> None:
+    text = "delete images no stream tag, kept revision, young image or target needs (a dry run unless --confirm)"
+    p = verbs.add_parser("prune", help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="example: imagestreams prune team/web    |    imagestreams prune team/web --confirm")
+    p.add_argument("stream", nargs="?", help="one stream (default: every stream)")
+    p.add_argument("--confirm", action="store_true", help="delete the candidates (default: only list them)")
+    p.add_argument("--keep-tag-revisions", type=int, metavar="N", help="newest history digests kept per tag (3)")
+    p.add_argument("--keep-younger-than-minutes", type=int, metavar="M", help="keep images pushed since (60)")
+    p.add_argument("--cursor", help="continue from the next value of an earlier answer (one call only)")
+
+
+def prune_command(args: argparse.Namespace) -> dict[str, Any]:
+    cmd: dict[str, Any] = {"action": "prune"}
+    for key, value in (("stream", args.stream), ("keepTagRevisions", args.keep_tag_revisions),
+                       ("keepYoungerThanMinutes", args.keep_younger_than_minutes), ("cursor", args.cursor)):
+        if value is not None:
+            cmd[key] = value
+    if args.confirm:
+        cmd["confirm"] = True
+    return cmd
+
+
+MAX_PRUNE_CALLS = 10_000
+
+
+def run_prune(args: argparse.Namespace, command: dict[str, Any],
+              transport: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Call prune until it has no ``next`` (unless one ``--cursor`` was given), merging the answers."""
+    if command.get("confirm"):
+        command["actor"] = args.actor or caller_arn(args.region)
+    merged: dict[str, Any] = {"candidates": [], "deleted": [], "reclaimableBytes": 0, "next": None}
+    for _ in range(MAX_PRUNE_CALLS):
+        answer = transport(command)
+        if not answer.get("ok"):
+            return answer
+        result = answer["result"]
+        for key in ("candidates", "deleted", "failures"):
+            merged.setdefault(key, [])
+            merged[key] += result.get(key) or []
+        merged["reclaimableBytes"] += result.get("reclaimableBytes") or 0
+        merged["next"] = result.get("next")
+        stuck = command.get("confirm") and not result.get("deleted") and result.get("next") == command.get("cursor")
+        if not merged["next"] or args.cursor is not None or stuck:
+            break
+        command = {**command, "cursor": merged["next"]}
+    if not merged.get("failures"):
+        merged.pop("failures", None)
+    return {"ok": True, "result": merged}
+
+
+def render_prune(result: dict[str, Any]) -> str:
+    deleted = {(d["stream"], d["digest"]) for d in result.get("deleted") or []}
+    rows = [[c["stream"], short(c["digest"]), when(c["pushedAt"]), c["sizeBytes"],
+             "deleted" if (c["stream"], c["digest"]) in deleted else "candidate"] for c in result["candidates"]]
+    out = [table(["STREAM", "DIGEST", "PUSHED (UTC)", "BYTES", "STATE"], rows) if rows else "nothing to prune"]
+    megabytes = result["reclaimableBytes"] / 1e6
+    if deleted:
+        out.append(f"deleted {len(deleted)} of {len(rows)} candidate(s), {megabytes:.1f} MB listed")
+    elif rows:
+        out.append(f"{len(rows)} candidate(s), {megabytes:.1f} MB reclaimable; dry run: add --confirm to delete")
+    for failure in result.get("failures") or []:
+        out.append(f"  not deleted: {clean(failure['stream'])}@{short(failure['digest'])}: {clean(failure['reason'])}")
+    if result.get("next"):
+        out.append(f"more to do: --cursor {clean(result['next'])}")
+    return "\n".join(out)
 
 
 # ------------------------------------------------------------------------------------------ transports
@@ -469,7 +544,7 @@ def main(argv: Sequence[str] | None = None, *,
                 if args.region:
                     os.environ["AWS_DEFAULT_REGION"] = args.region
                 transport = run_in_process
-        answer = transport(command)
+        answer = run_prune(args, command, transport) if command["action"] == "prune" else transport(command)
     except KeyboardInterrupt:
         print("imagestreams: interrupted", file=sys.stderr)
         return 1

@@ -274,15 +274,19 @@ class HistoryEntry(NamedTuple):
     at: datetime
     cause: str
     actor: str
+    pruned: bool = False  # the image was deleted from ECR by prune; the entry stays for audit
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "digest": self.digest,
             "generation": self.generation,
             "at": rfc3339(self.at),
             "cause": self.cause,
             "actor": self.actor,
         }
+        if self.pruned:
+            out["pruned"] = True
+        return out
 
 
 class Move(NamedTuple):

@@ -45,6 +45,7 @@ from .model import (
 )
 from .policy import TargetPolicy
 from .ports import DriverResult, FireQueue, Registry, StreamStore, TargetDriver
+from .prune import check_restorable
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +374,7 @@ class ImageStreams:
             to = entries[steps].digest
         if to == head.digest:
             raise Invalid(f"{target} already points to {to}")
+        check_restorable(self.registry, target.stream, to, entries, must_exist=False)
         self.registry.check_can_tag(target.stream, to, [target.tag])
         self.registry.retag(target.stream, to, target.tag)
         return self.sync(target, cause="rollback", actor=actor)
@@ -411,6 +413,7 @@ class ImageStreams:
                 to = older[0]
             if to == running:
                 raise Invalid(f"{trigger.target.describe()} already runs {to}")
+            check_restorable(self.registry, trigger.stream_tag.stream, to, entries, must_exist=True)
             log.info("rolling %s back to %s for %s", trigger.target.describe(), to, actor)
             self.store.set_paused(trigger, True)
             return self._fire_locked(trigger, head._replace(digest=to, deleted=False), force=True, exact=True)

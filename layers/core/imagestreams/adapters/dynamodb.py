@@ -91,7 +91,8 @@ def head_from_image(image: dict[str, Any]) -> Head:
 
 
 def _entry_from_item(item: dict[str, Any]) -> HistoryEntry:
-    return HistoryEntry(item["digest"], int(item["generation"]), _dt(item["at"]), item["cause"], item["actor"])
+    return HistoryEntry(item["digest"], int(item["generation"]), _dt(item["at"]), item["cause"], item["actor"],
+                        bool(item.get("pruned", False)))
 
 
 def _trigger_state(trigger: Trigger) -> dict[str, Any]:
@@ -237,6 +238,28 @@ class DynamoStore:
             ScanIndexForward=False, Limit=limit, ConsistentRead=True,
         )
         return [_entry_from_item(_load(i)) for i in out["Items"]]
+
+    def histories(self, stream: str) -> dict[str, list[HistoryEntry]]:
+        """Every tag's history of a stream (newest first), in one pass over its partition (prune)."""
+        out: dict[str, list[HistoryEntry]] = {}
+        for item in self._partition(stream, ("HIST",), ConsistentRead=True):
+            out.setdefault(item["tag"], []).append(_entry_from_item(item))
+        for entries in out.values():
+            entries.sort(key=lambda e: e.generation, reverse=True)
+        return out
+
+    def mark_pruned(self, stream: str, marks: list[tuple[str, int]]) -> None:
+        """Mark these history entries (tag, generation) ``pruned``: the image is gone, the entry stays for audit. An
+        entry dropped meanwhile (the history cap) is left dropped."""
+        for tag, generation in marks:
+            try:
+                self.client.update_item(
+                    TableName=self.table, Key=_dump({"pk": pk(stream), "sk": history_sk(tag, generation)}),
+                    UpdateExpression="SET pruned = :t", ConditionExpression="attribute_exists(sk)",
+                    ExpressionAttributeValues=_dump({":t": True}))
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
 
     def purge_history(self, stream_tag: StreamTag, up_to_generation: int, written_by: datetime) -> int:
         """Delete a tag's history entries up to a generation and written no later than ``written_by`` (the

@@ -279,3 +279,92 @@ class EcrRegistry:
         failures = [f for f in out.get("failures", []) if f.get("failureCode") != "ImageNotFound"]
         if failures:
             raise RuntimeError(f"BatchDeleteImage failed for {stream}:{tag}: {failures}")
+
+    # ------------------------------------------------------------------------------------------- prune
+
+    def list_images(self, stream: str, token: str | None = None) -> tuple[list[Any], str | None]:
+        """One DescribeImages page of up to ``page_size`` images, tagged or not (ECR lists ACTIVE ones unless a
+        status filter asks otherwise): digest, tags, push time, size, media type and status. An unknown
+        repository has none; one IAM does not let us read is :class:`NotOurs`."""
+        from ..prune import RegistryImage
+
+        self._check(stream)
+        kwargs: dict[str, Any] = {"repositoryName": stream, "maxResults": self.page_size}
+        if token:
+            kwargs["nextToken"] = token
+        try:
+            out = self.client.describe_images(**kwargs)
+        except ClientError as exc:
+            if _code(exc) == "RepositoryNotFoundException":
+                return [], None
+            self._denied(stream, exc)
+            raise
+        page = [RegistryImage(d["imageDigest"], tuple(d.get("imageTags") or ()), d.get("imagePushedAt"),
+                              int(d.get("imageSizeInBytes") or 0),
+                              d.get("imageManifestMediaType") or d.get("artifactMediaType"),
+                              d.get("imageStatus") or "ACTIVE")
+                for d in out.get("imageDetails") or []]
+        return page, out.get("nextToken") or None
+
+    def index_children(self, stream: str, digests: list[str]) -> dict[str, list[str]]:
+        """BatchGetImage (100 ids a call, every media type accepted): the manifests each index refers to. An image
+        that is no index, or is gone, has no entry."""
+        import json
+
+        self._check(stream)
+        children: dict[str, list[str]] = {}
+        for start in range(0, len(digests), 100):
+            ids = [{"imageDigest": d} for d in digests[start : start + 100]]
+            try:
+                out = self.client.batch_get_image(repositoryName=stream, imageIds=ids,
+                                                  acceptedMediaTypes=ACCEPTED_MEDIA_TYPES)
+            except ClientError as exc:
+                if _code(exc) in _GONE:
+                    return children
+                self._denied(stream, exc)
+                raise
+            for image in out.get("images") or []:
+                try:
+                    doc = json.loads(image.get("imageManifest") or "null")
+                except ValueError:
+                    continue
+                entries = doc.get("manifests") if isinstance(doc, dict) else None
+                if isinstance(entries, list):
+                    kids = [e.get("digest") for e in entries if isinstance(e, dict)]
+                    children[image["imageId"]["imageDigest"]] = sorted(
+                        {k for k in kids if isinstance(k, str) and DIGEST_RE.fullmatch(k)})
+        return children
+
+    def delete_images(self, stream: str, digests: list[str]) -> tuple[list[str], dict[str, str]]:
+        """BatchDeleteImage by digest (at most 100): the digests deleted, and the others with ECR's failure code
+        (e.g. ``ImageReferencedByManifestList``)."""
+        if len(digests) > 100:
+            raise ValueError("BatchDeleteImage takes at most 100 image ids")
+        self._check(stream)
+        try:
+            out = self.client.batch_delete_image(repositoryName=stream,
+                                                 imageIds=[{"imageDigest": d} for d in digests])
+        except ClientError as exc:
+            if _code(exc) == "RepositoryNotFoundException":
+                return [], {d: "RepositoryNotFound" for d in digests}
+            self._denied(stream, exc)
+            raise
+        failures = {f["imageId"].get("imageDigest", "?"): f.get("failureCode", "?")
+                    for f in out.get("failures") or []}
+        # every id is answered in imageIds or in failures; one not failed was deleted (moto leaves untagged
+        # deletions out of imageIds)
+        deleted = sorted(d for d in dict.fromkeys(digests) if d not in failures)
+        return deleted, failures
+
+    def image_status(self, stream: str, digest: str) -> str | None:
+        """ACTIVE, ARCHIVED or ACTIVATING (DescribeImages ``imageStatus``); None when ECR has no such image."""
+        self._check(stream)
+        try:
+            out = self.client.describe_images(repositoryName=stream, imageIds=[{"imageDigest": digest}])
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                return None
+            self._denied(stream, exc)
+            raise
+        details = out.get("imageDetails") or []
+        return (details[0].get("imageStatus") or "ACTIVE") if details else None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import ConcurrentUpdate, Conflict, NotFound, PinsChanged, TargetError
 from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, TaskPins, Trigger, target_key
@@ -153,6 +153,18 @@ class MemoryStore:
         found = (self.heads_by_tag.get(StreamTag(stream, tag)) for tag in tags)
         return [h for h in found if h is not None]
 
+    def histories(self, stream: str) -> dict[str, list[HistoryEntry]]:
+        return {st.tag: [entries[g] for g in sorted(entries, reverse=True)]
+                for st, entries in self.entries.items() if st.stream == stream and entries}
+
+    def mark_pruned(self, stream: str, marks: list[tuple[str, int]]) -> None:
+        with self._lock:
+            for tag, generation in marks:
+                entries = self.entries.get(StreamTag(stream, tag), {})
+                if generation in entries:
+                    entries[generation] = entries[generation]._replace(pruned=True)
+                    self.writes += 1
+
 
 class MemoryRegistry:
     """Tags → digests, as ECR would answer ``describe_images``."""
@@ -168,6 +180,9 @@ class MemoryRegistry:
         self.resolves = 0
         self.retags = 0
         self.page_size = 1000  # tags per page of `tags` (ECR: images per DescribeImages page)
+        self.image_details: dict[tuple[str, str], Any] = {}  # (stream, digest) -> RegistryImage (prune)
+        self.describe_pages = 0  # DescribeImages pages of `images`
+        self.delete_calls = 0  # BatchDeleteImage calls of `delete_images`
 
     def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
         self.tag_map[(stream, tag)] = digest
@@ -224,6 +239,82 @@ class MemoryRegistry:
         if digest is None:
             return None
         return Observation(digest, self.media_types.get(digest), self.registry)
+
+    # ------------------------------------------------------------------ images (prune), like DescribeImages
+
+    def push(self, stream: str, digest: str, *, tags: tuple[str, ...] = (), pushed_at: datetime | None = None,
+             size: int = 1000, media_type: str | None = None, children: dict[str, str] | None = None,
+             status: str = "ACTIVE") -> None:
+        """An image (tags optional) with what DescribeImages says about it; ``children`` makes it an index."""
+        from ..prune import RegistryImage
+
+        self.images.setdefault(stream, set()).add(digest)
+        for tag in tags:
+            self.set(stream, tag, digest)
+        if children is not None:
+            self.indexes[digest] = dict(children)
+            media_type = media_type or "application/vnd.oci.image.index.v1+json"
+        self.image_details[(stream, digest)] = RegistryImage(
+            digest, (), pushed_at, size, media_type or "application/vnd.oci.image.manifest.v1+json", status)
+        if media_type:
+            self.media_types[digest] = media_type
+
+    def _detail(self, stream: str, digest: str, tags: tuple[str, ...] | None = None):  # noqa: ANN202 - RegistryImage
+        from ..prune import RegistryImage
+
+        if tags is None:
+            tags = tuple(sorted(t for (s, t), d in self.tag_map.items() if s == stream and d == digest))
+        known = self.image_details.get((stream, digest))
+        if known is None:
+            kind = "application/vnd.oci.image.index.v1+json" if digest in self.indexes else None
+            known = RegistryImage(digest, (), None, 0, self.media_types.get(digest, kind))
+        return known._replace(tags=tags)
+
+    def list_images(self, stream: str, token: str | None = None) -> tuple[list, str | None]:
+        """One page of ``page_size`` ACTIVE images (DescribeImages lists only those unless asked otherwise)."""
+        self.describe_pages += 1
+        digests = sorted(d for d in self.images.get(stream, set())
+                         if self.image_details.get((stream, d)) is None or self.image_details[(stream, d)].status
+                         == "ACTIVE")
+        start = int(token or 0)
+        tags: dict[str, list[str]] = {}
+        for (s, tag), d in self.tag_map.items():
+            if s == stream:
+                tags.setdefault(d, []).append(tag)
+        page = [self._detail(stream, d, tuple(sorted(tags.get(d, ()))))
+                for d in digests[start : start + self.page_size]]
+        more = start + self.page_size < len(digests)
+        return page, str(start + self.page_size) if more else None
+
+    def index_children(self, stream: str, digests: list[str]) -> dict[str, list[str]]:
+        return {d: sorted(set(self.indexes[d].values())) for d in digests
+                if d in self.indexes and d in self.images.get(stream, set())}
+
+    def delete_images(self, stream: str, digests: list[str]) -> tuple[list[str], dict[str, str]]:
+        """BatchDeleteImage by digest: the image and every tag on it go; a child an index still refers to stays."""
+        self.delete_calls += 1
+        if len(digests) > 100:
+            raise ValueError("BatchDeleteImage takes at most 100 image ids")
+        present = self.images.get(stream, set())
+        deleted, failures = [], {}
+        parents = [d for d in present if d in self.indexes]
+        for digest in digests:
+            if digest not in present:
+                failures[digest] = "ImageNotFound"
+                continue
+            if any(digest in self.indexes[p].values() for p in parents if p != digest and p in present):
+                failures[digest] = "ImageReferencedByManifestList"
+                continue
+            present.discard(digest)
+            for key in [k for k, d in self.tag_map.items() if k[0] == stream and d == digest]:
+                del self.tag_map[key]
+            deleted.append(digest)
+        return deleted, failures
+
+    def image_status(self, stream: str, digest: str) -> str | None:
+        if digest not in self.images.get(stream, set()):
+            return None
+        return self._detail(stream, digest).status
 
 
 @dataclass
