@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "local")]
 from imagestreams_local.embedded import EmbeddedAws  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from bench.cost import CapacityMeter, measure_idle_reconciler, print_summary, summarize  # noqa: E402
+from bench.cost import CapacityMeter, measure_idle_reconciler, summarize  # noqa: E402
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -358,8 +358,6 @@ def main() -> int:
         print(f"{name.ljust(width)}  {str(value):>8}  {target}")
     print(f"\n{results['events']} events, DynamoDB backend: {results['dynamodb_backend']}, "
           f"imports: median of {results['import_runs']} fresh processes, Python {sys.version.split()[0]}")
-    print()
-    print_summary(results, results)
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0
 
