@@ -27,6 +27,9 @@ sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "local")]
 
 from imagestreams_local.embedded import EmbeddedAws  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from bench.cost import CapacityMeter, measure_idle_reconciler, summarize  # noqa: E402
+
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 HANDLERS = {"ingest": "functions/ingest", "fanout": "functions/fanout", "deployer": "functions/deployer",
@@ -82,6 +85,7 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
     ddb, ecr, ecs = clients.client("dynamodb"), clients.client("ecr"), clients.client("ecs")
     counter = CallCounter()
     counter.attach(ddb, ecr, ecs)
+    meter = CapacityMeter().attach(ddb)
     table = aws.outputs["StreamsTableName"]
 
     def ingest(event: dict[str, Any]) -> None:
@@ -91,18 +95,21 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
     # warm up: clients built, code paths imported (a warm container)
     ingest(aws.push_image("bench/web", "warm", seed="warm", emit=False))
     counter.take()
+    meter.take()
 
-    fresh_calls, dup_calls, ingest_times, raw_times = [], [], [], []
+    fresh_calls, dup_calls, ingest_times, raw_times, fresh_units = [], [], [], [], []
     for i in range(events):
         event = aws.push_image("bench/web", "latest", seed=f"v{i}", emit=False)
         started = time.perf_counter()
         ingest(event)
         ingest_times.append(time.perf_counter() - started)
         fresh_calls.append(counter.take())
+        fresh_units.append(meter.take())
         ingest(event)  # the same event delivered twice
         dup_calls.append(counter.take())
         raw_times.append(_irreducible(ddb, ecr, table, i, event["detail"]["image-digest"]))
         counter.take()
+        meter.take()
 
     # ECS fire: a new digest, then the same digest again (already pinned)
     ecs_raw = aws.client("ecs")
@@ -117,11 +124,15 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
     stream_tag = StreamTag("bench/web", "latest")
     added = streams.add_trigger(stream_tag, _target(), paused=True)
     counter.take()
+    meter.take()
+    started = time.perf_counter()
     fired = streams.fire_by_id(stream_tag, added.id, force=True)
-    fire_new = counter.take()
+    fire_ms = (time.perf_counter() - started) * 1000
+    fire_new, fire_units = counter.take(), meter.take()
     assert fired.last_triggered_digest and fired.status != "Failed", fired
     streams.fire_by_id(stream_tag, added.id, force=True)
     fire_pinned = counter.take()
+    rollout = _bench_rollout_event(streams, counter, meter, fired)
 
     eks_lambda = _bench_eks_lambda(aws, streams, counter, stream_tag)
 
@@ -140,6 +151,10 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
         "ecs_fire_dynamodb_writes_pinned": writes(fire_pinned) - lease_writes(fire_pinned),
         "ecs_fire_lease_writes": lease_writes(fire_new),
         "ecs_fire_detail": dict(fire_new),
+        "ecs_fire_ms": round(fire_ms, 2),
+        "ecs_fire_units": fire_units,
+        "ingest_units_fresh": {k: statistics.median(u[k] for u in fresh_units) for k in ("rru", "wru")},
+        **rollout,
         "ingest_ms_median": round(statistics.median(ingest_times) * 1000, 2),
         "irreducible_ms_median": round(statistics.median(raw_times) * 1000, 2),
         "ingest_overhead_ratio": round(statistics.median(ingest_times) / statistics.median(raw_times), 3),
@@ -147,6 +162,24 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
         "dynamodb_backend": aws.dynamodb_backend,
         **eks_lambda,
     }
+
+
+def _bench_rollout_event(streams: Any, counter: CallCounter, meter: CapacityMeter, fired: Any) -> dict[str, Any]:
+    """What the rollout function does with the two ECS deployment events about the deployment a fire started:
+    IN_PROGRESS (the fire already recorded it: reads only) and COMPLETED (one conditional trigger write)."""
+    from imagestreams.model import target_key
+
+    out: dict[str, Any] = {}
+    for state in ("IN_PROGRESS", "COMPLETED"):
+        counter.take()
+        meter.take()
+        started = time.perf_counter()
+        updated = streams.rollout_event(target_key(fired.target), fired.deployment, state)
+        took = (time.perf_counter() - started) * 1000
+        assert bool(updated) == (state == "COMPLETED"), (state, updated)
+        key = f"rollout_{state.lower()}"
+        out.update({f"{key}_ms": round(took, 2), f"{key}_calls": dict(counter.take()), f"{key}_units": meter.take()})
+    return out
 
 
 def _bench_eks_lambda(aws: EmbeddedAws, streams: Any, counter: CallCounter, stream_tag: Any) -> dict[str, Any]:
@@ -261,6 +294,18 @@ def bench_imports(runs: int) -> dict[str, Any]:
     }
 
 
+def bench_fanout(aws: EmbeddedAws) -> dict[str, Any]:
+    """One head move with 1 trigger (its calls, units and time, for the cost model) and with 100 triggers on 100
+    ECS services (SendMessageBatch calls and distinct FIFO groups)."""
+    from bench.fanout_bench import REPO, measure
+
+    aws.client("ecr").create_repository(repositoryName=REPO)
+    one, many = measure(aws, 1), measure(aws, 100)
+    return {"fanout_calls_1": one["calls"], "fanout_ms_1": one["ms"], "fanout_units_1": one["units"],
+            "fanout_send_calls_100": many["send_calls"], "fanout_groups_100": many["groups"],
+            "fanout_messages_100": many["messages_sent"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=40)
@@ -268,6 +313,11 @@ def main() -> int:
     args = parser.parse_args()
     with EmbeddedAws(quiet=False) as aws:  # logging at INFO and EMF metrics on, as deployed
         results = bench_calls_and_overhead(aws, args.events)
+    with EmbeddedAws() as aws:  # a fresh stack: the idle reconciler sees only its own tags
+        aws.deploy()
+        results.update(measure_idle_reconciler(aws, 100))
+        results.update(bench_fanout(aws))
+    results.update(summarize(results))
     results.update(bench_imports(args.imports))
     rows = [
         ("ingest: AWS calls per fresh push", results["ingest_calls_fresh"], "<= 3"),
@@ -295,6 +345,13 @@ def main() -> int:
     rows += [(f"import {name} / import boto3 ({results['import_ms'][name]} / {results['import_ms']['boto3']} ms; "
               f"without .pyc: {results['import_ratio_source'][name]})", ratio, "<= 1.3")
              for name, ratio in results["import_ratio"].items()]
+    rows += [
+        ("fan-out of 100 triggers: SendMessageBatch calls / distinct FIFO groups",
+         f"{results['fanout_send_calls_100']} / {results['fanout_groups_100']}", "<= 10 / 100"),
+        ("cost per 1,000 pushes, one ECS trigger each (USD)", results["cost_usd_per_1000_pushes"], "<= 0.01"),
+        (f"cost of an idle month, reconciler over {results['reconcile_idle_tags']} tags + FIFO polling (USD)",
+         results["cost_usd_idle_month"], "<= 0.50"),
+    ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure'.ljust(width)}  {'value':>8}  target")
     for name, value, target in rows:
