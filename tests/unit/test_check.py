@@ -66,7 +66,7 @@ class FakeDiagnosis:
 
     def _maybe(self, what: str) -> None:
         if what in self.unreadable:
-            raise Unreadable(f"{what}: access denied (AccessDenied)")
+            raise Unreadable(f"{what}: access denied (AccessDenied)", denied=f"svc:{what}")
 
     def function(self, name):
         self._maybe("function")
@@ -259,6 +259,23 @@ def test_permissions_unreadable_is_a_warning():
     w.aws.unreadable.add("simulate")
     f = one(w.findings(), "permissions")
     assert f["status"] == "warn" and "access denied" in f["message"]
+    assert f["fix"] == "allow svc:simulate to the admin function's role"
+
+
+def test_an_unreadable_answer_is_a_short_warning_that_names_the_missing_permission():
+    iam, stub = _stubbed("iam")
+    stub.add_client_error("simulate_principal_policy", "AccessDenied", "x" * 5000)
+    stub.add_client_error("simulate_principal_policy", "Throttling", "y" * 5000)
+    w = World()
+    w.ecs_trigger()
+    w.aws.simulate = AwsDiagnosis(lambda s: iam).simulate
+    with stub:
+        denied = one(w.findings(), "permissions")
+        throttled = one(w.findings(), "permissions")
+    assert denied["status"] == "warn" and denied["fix"] == (
+        "allow iam:SimulatePrincipalPolicy to the admin function's role")
+    assert throttled["status"] == "warn" and "Throttling" in throttled["message"]
+    assert len(throttled["message"]) < 400 and "run check again" in throttled["fix"]
 
 
 def test_eks_access_entries_per_role():
@@ -413,8 +430,8 @@ def _stubbed(service: str):
 def test_simulate_reads_every_page_and_passes_the_context():
     iam, stub = _stubbed("iam")
     base = {"PolicySourceArn": DEPLOYER, "ActionNames": ["iam:PassRole"], "ResourceArns": ["arn:aws:iam::1:role/x"],
-            "ContextEntries": [{"ContextKeyName": "iam:PassedToService", "ContextKeyValues": ["ecs-tasks.amazonaws.com"],
-                                "ContextKeyType": "string"}]}
+            "ContextEntries": [{"ContextKeyName": "iam:PassedToService",
+                                "ContextKeyValues": ["ecs-tasks.amazonaws.com"], "ContextKeyType": "string"}]}
     stub.add_response("simulate_principal_policy", {"EvaluationResults": [
         {"EvalActionName": "iam:PassRole", "EvalDecision": "implicitDeny"}], "IsTruncated": True, "Marker": "m1"},
         base)

@@ -28,12 +28,23 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from .errors import ImageStreamsError, NotFound, TargetError, TransientTargetError
-from .model import EcsTarget, EksTarget, LambdaTarget, StreamTag, Trigger, function_name, short_name, utcnow
+from .model import (
+    EcsTarget,
+    EksTarget,
+    LambdaTarget,
+    StreamTag,
+    Trigger,
+    cap_text,
+    function_name,
+    short_name,
+    utcnow,
+)
 
 OK, WARN, ERROR = "ok", "warn", "error"
 DEFAULT_KEEP_TAG_REVISIONS = 3  # the newest history entries per tag a lifecycle rule must not expire
 DEFAULT_PERIOD = timedelta(minutes=15)
 MAX_LISTED = 5  # digests named in one finding (the rest are counted)
+MAX_MESSAGE = 300  # characters of an outside error message kept in a finding
 
 # Environment variables naming the stack's resources, by what they are.
 FUNCTIONS = {"Ingest": "INGEST_FUNCTION_NAME", "Fanout": "FANOUT_FUNCTION_NAME",
@@ -49,7 +60,11 @@ SCHEDULE_EXPRESSION = "RECONCILE_SCHEDULE"
 
 class Unreadable(Exception):
     """The diagnosis could not read something (no permission, a preview still running, a throttle): a warning,
-    with the reason."""
+    with the reason. ``denied`` names the IAM action the admin function's role lacks."""
+
+    def __init__(self, message: str, denied: str | None = None) -> None:
+        super().__init__(message)
+        self.denied = denied
 
 
 class Diagnosis(Protocol):
@@ -122,7 +137,8 @@ class Stack(NamedTuple):
 
 
 def finding(check: str, subject: str, status: str, message: str, fix: str = "") -> dict[str, str]:
-    return {"check": check, "subject": subject, "status": status, "message": message, "fix": fix}
+    """One finding; the message may carry outside text (API errors, image strings), held to 1 KB."""
+    return {"check": check, "subject": subject, "status": status, "message": cap_text(message) or "", "fix": fix}
 
 
 def worst(findings: Iterable[dict[str, str]]) -> str:
@@ -189,8 +205,9 @@ class Checker:
         try:
             return fn(*args), None
         except Unreadable as exc:
-            return None, finding(check, subject, WARN, f"could not check: {exc}",
-                                 "give the admin function's role the read permission named in the message")
+            fix = (f"allow {exc.denied} to the admin function's role" if exc.denied else
+                   "run check again; if it stays, the message says what failed")
+            return None, finding(check, subject, WARN, f"could not check: {cap_text(str(exc), MAX_MESSAGE)}", fix)
 
     # ------------------------------------------------------------------------------------------ stack
 
@@ -212,7 +229,7 @@ class Checker:
 
     def config(self) -> dict[str, str]:
         if not self.stack.missing:
-            return finding("config", "environment", OK, "every stack resource check needs is named")
+            return finding("config", "environment", OK, "every stack resource the checks read is named")
         return finding("config", "environment", WARN,
                        f"not set on the admin function: {', '.join(self.stack.missing)}; those checks are skipped",
                        "deploy the admin function with these environment variables (template.yaml)")

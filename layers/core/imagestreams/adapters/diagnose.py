@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from ..check import Unreadable
 
@@ -39,11 +40,14 @@ def _code(exc: ClientError) -> str:
 
 
 def _unreadable(doing: str, exc: Exception) -> Unreadable:
+    """``doing`` is ``<iam action> <resource>``: a denial names the action the admin function's role lacks."""
     if isinstance(exc, ClientError):
         code = _code(exc)
         if code in DENIED:
-            return Unreadable(f"{doing}: access denied ({code})")
+            return Unreadable(f"{doing}: access denied ({code})", denied=doing.split(" ", 1)[0])
         return Unreadable(f"{doing}: {code}: {exc.response.get('Error', {}).get('Message', '')}")
+    if isinstance(exc, ResponseParserError):
+        return Unreadable(f"{doing}: the endpoint's answer could not be read (does it implement this call?)")
     return Unreadable(f"{doing}: {type(exc).__name__}: {exc}")
 
 
@@ -63,7 +67,7 @@ class AwsDiagnosis:
             if _code(exc) in missing:
                 return None
             raise _unreadable(doing, exc) from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:  # a garbled answer (e.g. an endpoint's 500 page)
             raise _unreadable(doing, exc) from exc
 
     def function(self, name: str) -> dict[str, str] | None:
@@ -143,7 +147,7 @@ class AwsDiagnosis:
                 return None
             if _code(exc) != "LifecyclePolicyPreviewInProgressException":  # one already runs: read that one
                 raise _unreadable(doing, exc) from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:  # a garbled answer (e.g. an endpoint's 500 page)
             raise _unreadable(doing, exc) from exc
         deadline = self._clock() + self._preview_wait
         doing = f"ecr:GetLifecyclePolicyPreview {repository}"
