@@ -495,3 +495,33 @@ def test_lifecycle_preview_without_policy_and_bounded_wait():
     with stub, pytest.raises(Unreadable, match="still running"):
         AwsDiagnosis(lambda s: ecr, sleep=lambda _: None, clock=lambda: next(clock),
                      preview_wait=10).lifecycle_preview(S)
+
+
+def test_previews_start_side_by_side_and_share_one_wait():
+    ecr, stub = _stubbed("ecr")
+    other = "team/api"
+    stub.add_response("start_lifecycle_policy_preview", {"status": "IN_PROGRESS"}, {"repositoryName": S})
+    stub.add_response("start_lifecycle_policy_preview", {"status": "IN_PROGRESS"}, {"repositoryName": other})
+    stub.add_response("get_lifecycle_policy_preview", {"status": "IN_PROGRESS"}, {"repositoryName": S})
+    stub.add_response("get_lifecycle_policy_preview", {"status": "COMPLETE", "previewResults": []},
+                      {"repositoryName": S})
+    stub.add_response("get_lifecycle_policy_preview", {"status": "IN_PROGRESS"}, {"repositoryName": other})
+    now = [0.0]
+    diag = AwsDiagnosis(lambda s: ecr, sleep=lambda t: now.__setitem__(0, now[0] + 11), clock=lambda: now[0],
+                        preview_wait=10)
+    with stub:
+        diag.start_lifecycle_previews([S, other])
+        assert diag.lifecycle_preview(S) == {}
+        with pytest.raises(Unreadable, match="still running"):  # the 10 s were used up by the first repository
+            diag.lifecycle_preview(other)
+    stub.assert_no_pending_responses()
+
+
+def test_triggers_on_one_resource_share_one_simulation():
+    w = World()
+    w.ecs_trigger()
+    w.trigger("tr-00000000000f", EcsTarget("prod", "web", "sidecar"))
+    w.ecs.images[("prod", "web")]["sidecar"] = "fluent-bit:2"
+    findings = w.findings()
+    assert [f["status"] for f in findings if f["check"] == "permissions"] == ["ok", "ok"]
+    assert len(w.aws.simulated) == 2  # the service's calls and the task definitions' calls, once each

@@ -94,6 +94,9 @@ class Diagnosis(Protocol):
     def repository_policy(self, repository: str) -> str | None:
         """The repository policy text; None when the repository has none."""
 
+    def start_lifecycle_previews(self, repositories: list[str]) -> None:
+        """Start the previews of these repositories (optional: lets them run while the other checks read)."""
+
     def lifecycle_preview(self, repository: str) -> dict[str, str] | None:
         """Digest -> action (``EXPIRE`` or ``TRANSITION``) the repository's lifecycle policy would take now; None
         when it has no lifecycle policy."""
@@ -180,6 +183,7 @@ class Checker:
         self.keep = keep_tag_revisions
         self.now = now or utcnow()
         self.running: dict[str, set[str]] = {}  # stream -> digests its targets run now (read live)
+        self.simulated: dict[tuple[Any, ...], dict[str, str]] = {}
 
     # ------------------------------------------------------------------------------------------ entry
 
@@ -195,6 +199,9 @@ class Checker:
             triggers = sorted(self.streams.store.all_triggers(), key=lambda t: t.id)
             out = self.stack_checks()
             streams = sorted(set(self.streams.store.live_streams()) | {t.stream_tag.stream for t in triggers})
+        start = getattr(self.aws, "start_lifecycle_previews", None)
+        if start is not None and streams:
+            start(streams)  # previews run while the triggers are checked
         for trigger in triggers:
             out += self.trigger_checks(trigger)
         for stream in streams:
@@ -359,10 +366,14 @@ class Checker:
                            "deploy the admin function with DEPLOYER_ROLE_ARN set")
         denied: list[str] = []
         for actions, resource, context in self.calls(trigger):
-            decisions, problem = self._read("permissions", subject, self.aws.simulate, role, actions, resource,
-                                            context)
-            if problem:
-                return problem
+            key = (role, tuple(actions), resource, tuple(sorted((context or {}).items())))
+            if key not in self.simulated:  # triggers on one resource share their answers
+                decisions, problem = self._read("permissions", subject, self.aws.simulate, role, actions,
+                                                resource, context)
+                if problem:
+                    return problem
+                self.simulated[key] = decisions
+            decisions = self.simulated[key]
             denied += [f"{a} on {resource}" for a in actions if decisions.get(a) != "allowed"]
         if denied:
             return finding("permissions", subject, ERROR,

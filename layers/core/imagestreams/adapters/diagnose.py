@@ -6,8 +6,8 @@ Calls, one per resource: Lambda ``GetFunctionConfiguration``; EventBridge ``Desc
 is not empty, one CloudWatch ``GetMetricStatistics`` of ``AWS/SQS ApproximateAgeOfOldestMessage`` over the last hour
 (the age is a metric, not a queue attribute; when the metric is not readable the age is reported as unknown); IAM
 ``SimulatePrincipalPolicy``; EKS ``DescribeAccessEntry``; ECR ``GetRepositoryPolicy``, ``StartLifecyclePolicyPreview``
-then ``GetLifecyclePolicyPreview`` polled for at most :data:`PREVIEW_WAIT_SECONDS` per repository (a preview still
-running after that is reported, not waited for).
+for every repository first, then ``GetLifecyclePolicyPreview`` polled within :data:`PREVIEW_WAIT_SECONDS` shared
+by all of them (a preview still running after that is reported, not waited for).
 
 Where verified: Lambda, EventBridge, Scheduler, SQS, CloudWatch and ECR repository policies against the embedded AWS
 (moto) in tests/integration/test_check.py. Moto implements neither ``SimulatePrincipalPolicy``, nor EKS access
@@ -28,7 +28,7 @@ from botocore.parsers import ResponseParserError
 
 from ..check import Unreadable
 
-PREVIEW_WAIT_SECONDS = 10.0
+PREVIEW_WAIT_SECONDS = 15.0  # in total: the admin function has 60 s
 PREVIEW_POLL_SECONDS = 1.0
 DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
 MISSING = {"ResourceNotFoundException", "ResourceNotFound", "AWS.SimpleQueueService.NonExistentQueue",
@@ -57,7 +57,9 @@ class AwsDiagnosis:
         self._client = client
         self._sleep = sleep
         self._clock = clock
-        self._preview_wait = preview_wait
+        self._preview_wait = preview_wait  # for all repositories together
+        self._deadline: float | None = None
+        self._started: dict[str, bool | Unreadable] = {}
 
     def _call(self, service: str, operation: str, doing: str, *, missing: set[str] = MISSING, **kwargs: Any) -> Any:
         """One call; None when the resource does not exist; :class:`Unreadable` for any other fault."""
@@ -138,18 +140,38 @@ class AwsDiagnosis:
                          missing={"RepositoryPolicyNotFoundException"}, repositoryName=repository)
         return None if out is None else out.get("policyText")
 
-    def lifecycle_preview(self, repository: str) -> dict[str, str] | None:
+    def start_lifecycle_previews(self, repositories: list[str]) -> None:
+        """Start every repository's preview first, so they run side by side while the other checks read."""
+        for repository in repositories:
+            self._start(repository)
+
+    def _start(self, repository: str) -> bool | Unreadable:
+        """True: a preview runs (ours, or one already running); False: no lifecycle policy."""
+        if repository in self._started:
+            return self._started[repository]
         doing = f"ecr:StartLifecyclePolicyPreview {repository}"
+        outcome: bool | Unreadable = True
         try:
             self._client("ecr").start_lifecycle_policy_preview(repositoryName=repository)
         except ClientError as exc:
             if _code(exc) == "LifecyclePolicyNotFoundException":
-                return None
-            if _code(exc) != "LifecyclePolicyPreviewInProgressException":  # one already runs: read that one
-                raise _unreadable(doing, exc) from exc
-        except (BotoCoreError, ResponseParserError) as exc:  # a garbled answer (e.g. an endpoint's 500 page)
-            raise _unreadable(doing, exc) from exc
-        deadline = self._clock() + self._preview_wait
+                outcome = False
+            elif _code(exc) != "LifecyclePolicyPreviewInProgressException":  # one already runs: read that one
+                outcome = _unreadable(doing, exc)
+        except (BotoCoreError, ResponseParserError) as exc:
+            outcome = _unreadable(doing, exc)
+        self._started[repository] = outcome
+        return outcome
+
+    def lifecycle_preview(self, repository: str) -> dict[str, str] | None:
+        """Waits for the preview within one budget shared by every repository of this diagnosis."""
+        started = self._start(repository)
+        if isinstance(started, Unreadable):
+            raise started
+        if not started:
+            return None
+        if self._deadline is None:
+            self._deadline = self._clock() + self._preview_wait
         doing = f"ecr:GetLifecyclePolicyPreview {repository}"
         while True:
             actions: dict[str, str] = {}
@@ -170,7 +192,7 @@ class AwsDiagnosis:
                     out = self._call("ecr", "get_lifecycle_policy_preview", doing, **kwargs)
             if status in ("FAILED", "EXPIRED"):
                 raise Unreadable(f"{doing}: the preview {status}")
-            if self._clock() >= deadline:
-                raise Unreadable(f"{doing}: the preview is still running after {self._preview_wait:.0f} s; "
-                                 "run check again in a minute")
+            if self._clock() >= self._deadline:
+                raise Unreadable(f"{doing}: the preview is still running after {self._preview_wait:.0f} s of "
+                                 "waiting; run check again in a minute")
             self._sleep(PREVIEW_POLL_SECONDS)
