@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import boto3
 import pytest
@@ -525,3 +526,26 @@ def test_triggers_on_one_resource_share_one_simulation():
     findings = w.findings()
     assert [f["status"] for f in findings if f["check"] == "permissions"] == ["ok", "ok"]
     assert len(w.aws.simulated) == 2  # the service's calls and the task definitions' calls, once each
+
+
+def test_a_cross_account_target_simulates_the_assume_role_only():
+    class Remote(NamedTuple):  # a target carrying a role to assume (the cross-account form)
+        cluster: str
+        service: str
+        container: str
+        role_arn: str
+        type: str = "ecs"
+
+        def describe(self) -> str:
+            return f"ecs:{self.cluster}/{self.service}/{self.container}"
+
+    w = World()
+    role = "arn:aws:iam::210987654321:role/imagestreams-target"
+    trigger = Trigger("tr-00000000000a", StreamTag(S, "prod"), Remote("prod", "web", "app", role))
+    checker = Checker(w.streams, w.aws, Stack.from_env(ENV), now=NOW)
+    assert checker.permissions(trigger)["status"] == "ok"
+    assert [(a, r) for _, a, r, _ in w.aws.simulated] == [(["sts:AssumeRole"], role)]
+    w.aws.denied = {"sts:AssumeRole"}
+    checker.simulated.clear()
+    f = checker.permissions(trigger)
+    assert f["status"] == "error" and f"sts:AssumeRole on {role}" in f["message"]

@@ -335,8 +335,8 @@ class Checker:
         target = trigger.target
         calls: list[tuple[list[str], str, dict[str, str] | None]] = []
         role_arn = getattr(target, "role_arn", None)
-        if role_arn:
-            calls.append((["sts:AssumeRole"], role_arn, None))
+        if role_arn:  # the target's own calls are made with that role's credentials, in its account
+            return [(["sts:AssumeRole"], role_arn, None)]
         if isinstance(target, EcsTarget):
             service = target.service if target.service.startswith("arn:") else self._arn(
                 "ecs", f"service/{short_name(target.cluster)}/{target.service}")
@@ -381,6 +381,11 @@ class Checker:
                            "widen the stack parameters that scope the deployer's policy (EcsClusterPattern, "
                            "TaskRolePattern, EksClusterPattern, LambdaFunctionPattern, RepositoryPattern) to this "
                            "target, or let the target role trust the deployer's role")
+        role_arn = getattr(trigger.target, "role_arn", None)
+        if role_arn:
+            return finding("permissions", subject, OK,
+                           f"the deployer's role may assume {role_arn}; that role's own permissions are granted in "
+                           "its account and are not simulated from here")
         return finding("permissions", subject, OK, f"the deployer's role may fire {trigger.target.describe()}")
 
     def eks_access(self, trigger: Trigger) -> list[dict[str, str]]:
