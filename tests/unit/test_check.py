@@ -549,3 +549,21 @@ def test_a_cross_account_target_simulates_the_assume_role_only():
     checker.simulated.clear()
     f = checker.permissions(trigger)
     assert f["status"] == "error" and f"sts:AssumeRole on {role}" in f["message"]
+
+
+def test_queue_depth_and_the_oldest_age_from_cloudwatch():
+    sqs, sqs_stub = _stubbed("sqs")
+    cloudwatch, cw_stub = _stubbed("cloudwatch")
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/stack-FireDLQ.fifo"
+    sqs_stub.add_response("get_queue_attributes", {"Attributes": {
+        "ApproximateNumberOfMessages": "2", "ApproximateNumberOfMessagesNotVisible": "1"}})
+    cw_stub.add_response("get_metric_statistics", {"Datapoints": [
+        {"Timestamp": NOW - timedelta(minutes=10), "Maximum": 100.0},
+        {"Timestamp": NOW - timedelta(minutes=5), "Maximum": 10860.0}]})
+    clients = {"sqs": sqs, "cloudwatch": cloudwatch}
+    with sqs_stub, cw_stub:
+        assert AwsDiagnosis(clients.__getitem__).queue(url) == (3, 10860.0)
+    sqs, sqs_stub = _stubbed("sqs")
+    sqs_stub.add_client_error("get_queue_attributes", "AWS.SimpleQueueService.NonExistentQueue", "gone")
+    with sqs_stub:
+        assert AwsDiagnosis(lambda s: sqs).queue(url) is None
