@@ -343,6 +343,18 @@ def _prune(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     return prune.prune(streams, options)
 
 
+def _check(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    """A read-only diagnosis of the deployed stack (or of one trigger). The AWS reads come from the composition
+    root's ``diagnosis`` factory, built only when this action runs."""
+    from . import check
+
+    trigger_id = validate_trigger_id(p["trigger"]) if "trigger" in p else None
+    factory = getattr(streams, "diagnosis", None)
+    if factory is None:
+        raise Invalid("check needs the AWS reads of a deployed stack; this instance has none")
+    return check.check(streams, factory(), check.Stack.from_env(), trigger_id, now=streams.clock())
+
+
 def _spec(run: Callable, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Action:
     return Action(run, frozenset(required), frozenset(optional) | {"actor"})
 
@@ -361,6 +373,7 @@ ACTIONS: dict[str, Action] = {
     "trigger.list": _spec(_trigger_list, (), ("from",)),
     "deploy": _spec(_deploy, (), ("id", "from")),
     "prune": _spec(_prune, (), ("stream", "keepTagRevisions", "keepYoungerThanMinutes", "confirm", "cursor")),
+    "check": _spec(_check, (), ("trigger",)),
 }
 
 

@@ -62,6 +62,13 @@ def stack_registry_host(settings: Settings) -> str | None:
     return registry_host(settings.account_id, settings.region)
 
 
+def _diagnosis() -> Any:
+    """The AWS reads of the ``check`` action (imported only when it runs)."""
+    from .adapters.diagnose import AwsDiagnosis
+
+    return AwsDiagnosis(aws.client)
+
+
 def build(settings: Settings) -> ImageStreams:
     fire_queue = None
     if settings.fire_queue_url:
@@ -69,7 +76,7 @@ def build(settings: Settings) -> ImageStreams:
 
         fire_queue = SqsFireQueue(aws.LazyClient("sqs"), settings.fire_queue_url)
     host = stack_registry_host(settings)
-    return ImageStreams(
+    streams = ImageStreams(
         store=DynamoStore(aws.client("dynamodb"), settings.table,
                           tombstone_ttl=timedelta(days=settings.tombstone_ttl_days)),
         registry=EcrRegistry(aws.LazyClient("ecr"), host=host,
@@ -81,6 +88,8 @@ def build(settings: Settings) -> ImageStreams:
         policy=TargetPolicy.from_strings(settings.allowed_ecs_clusters, settings.allowed_eks_namespaces,
                                          settings.allowed_lambda_functions, settings.account_id, settings.region),
     )
+    streams.diagnosis = _diagnosis  # type: ignore[attr-defined]
+    return streams
 
 
 @lru_cache(maxsize=1)

@@ -108,6 +108,8 @@ def render(action: str, result: dict[str, Any]) -> str:
         return render_history(result)
     if action == "prune":
         return render_prune(result)
+    if action == "check":
+        return render_check(result)
     if "moves" in result:
         return render_moves(result)
     if action == "trigger.add":
@@ -229,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(tverbs, "list", "triggers with their status", "trigger list")
     p.add_argument("--from", dest="from_", metavar="REF")
     add_prune_verb(verbs)
+    add_check_verb(verbs)
     return parser
 
 
@@ -278,6 +281,8 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     verb = args.verb
     if verb == "prune":
         return prune_command(args)
+    if verb == "check":
+        return check_command(args)
     if verb == "trigger":
         action = f"trigger.{args.tverb}"
         cmd: dict[str, Any] = {"action": action}
@@ -366,6 +371,41 @@ def _put_selector(cmd: dict[str, Any], args: argparse.Namespace) -> None:
         cmd["id"] = args.id
     if args.from_:
         cmd["from"] = args.from_
+
+
+# ---------------------------------------------------------------------------------------------- check
+
+
+def add_check_verb(verbs: Any) -> None:
+    text = ("diagnose the deployed stack: functions, rules, schedule, dead-letter queues, the reconciler's last run, "
+            "each trigger's permissions and target, lifecycle rules that would expire what targets run")
+    p = verbs.add_parser("check", help=text, description=text,
+                         epilog="exit 0 when no finding is an error, 1 otherwise. "
+                                "example: imagestreams check    |    imagestreams check --trigger t-1a2b3c")
+    p.add_argument("--trigger", metavar="ID", help="check only this trigger (and its repository's lifecycle)")
+
+
+def check_command(args: argparse.Namespace) -> dict[str, Any]:
+    cmd: dict[str, Any] = {"action": "check"}
+    if args.trigger is not None:
+        cmd["trigger"] = args.trigger
+    return cmd
+
+
+def render_check(result: dict[str, Any]) -> str:
+    findings = result.get("findings", [])
+    if not findings:
+        return "nothing to check"
+    rows = [[f["status"].upper(), f["check"], f["subject"], f["message"], f.get("fix") if f["status"] != "ok" else ""]
+            for f in findings]
+    counts = {s: sum(1 for f in findings if f["status"] == s) for s in ("ok", "warn", "error")}
+    return (table(["STATUS", "CHECK", "SUBJECT", "MESSAGE", "FIX"], rows)
+            + f"\n{counts['ok']} ok, {counts['warn']} warn, {counts['error']} error")
+
+
+def check_failures(result: dict[str, Any]) -> list[str]:
+    errors = [f for f in result.get("findings", []) if f.get("status") == "error"]
+    return [f"check found {len(errors)} error(s)"] if errors else []
 
 
 # ---------------------------------------------------------------------------------------------- prune
@@ -512,6 +552,8 @@ def setup_problem(exc: BaseException, args: argparse.Namespace) -> str | None:
 
 
 def _failed_fires(action: str, result: dict[str, Any]) -> list[str]:
+    if action == "check":
+        return check_failures(result)
     if action not in ("trigger.add", "deploy", "trigger.resume"):
         return []
     triggers = [result["trigger"]] if result.get("trigger") else result.get("triggers") or []

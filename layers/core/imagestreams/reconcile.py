@@ -168,13 +168,21 @@ class Reconciler:
             after = ""
         self.cursors.save_cursor({})
         report["complete"] = True
-        return report
+        return self._record_run(report)
 
     def _stop(self, report: dict[str, Any], cursor: dict[str, Any]) -> dict[str, Any]:
         cursor = {k: v for k, v in cursor.items() if v not in (None, "")}
         self.cursors.save_cursor(cursor)
         report["complete"] = False
         report["cursor"] = cursor
+        return self._record_run(report)
+
+    def _record_run(self, report: dict[str, Any]) -> dict[str, Any]:
+        """Keep when this run ended and how many errors it had (``check`` reports a reconciler that stopped
+        running or keeps failing)."""
+        record = getattr(self.cursors, "record_run", None)
+        if record is not None:
+            record(self.clock(), len(report["errors"]), report["complete"])
         return report
 
     # ------------------------------------------------------------------------------------------ tags

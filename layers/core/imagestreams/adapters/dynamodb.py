@@ -406,6 +406,22 @@ class DynamoStore:
         item = {**self._CURSOR_KEY, "kind": "CURSOR", **{k: v for k, v in cursor.items() if v}}
         self.client.put_item(TableName=self.table, Item=_dump(item))
 
+    _LAST_RUN_KEY = {"pk": "RECONCILER", "sk": "LASTRUN"}
+
+    def record_run(self, at: datetime, errors: int, complete: bool) -> None:
+        """When the reconciler's last run ended, with its error count (read by ``check``)."""
+        item = {**self._LAST_RUN_KEY, "kind": "LASTRUN", "lastRunAt": at.isoformat(), "errors": errors,
+                "complete": complete}
+        self.client.put_item(TableName=self.table, Item=_dump(item))
+
+    def last_run(self) -> dict[str, Any] | None:
+        out = self.client.get_item(TableName=self.table, Key=_dump(self._LAST_RUN_KEY), ConsistentRead=True)
+        if "Item" not in out:
+            return None
+        item = _load(out["Item"])
+        return {"at": item.get("lastRunAt"), "errors": int(item.get("errors") or 0),
+                "complete": bool(item.get("complete"))}
+
     def live_streams(self) -> list[str]:
         """Repositories with a live head: a filtered, paginated Scan (reconciler only, projected to two
         attributes)."""

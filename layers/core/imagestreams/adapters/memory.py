@@ -141,6 +141,12 @@ class MemoryStore:
     def save_cursor(self, cursor: dict) -> None:
         self.cursor = dict(cursor)
 
+    def record_run(self, at: datetime, errors: int, complete: bool) -> None:
+        self.last_run_record = {"at": at.isoformat(), "errors": errors, "complete": complete}
+
+    def last_run(self) -> dict | None:
+        return getattr(self, "last_run_record", None)
+
     def live_streams(self) -> list[str]:
         return sorted({st.stream for st, h in self.heads_by_tag.items() if not h.deleted})
 

@@ -1,0 +1,198 @@
+"""The AWS reads of ``check`` (boto3), without CloudFormation: the stack's resources are named by the admin
+function's environment (see :class:`imagestreams.check.Stack`).
+
+Calls, one per resource: Lambda ``GetFunctionConfiguration``; EventBridge ``DescribeRule``; Scheduler
+``GetSchedule``; SQS ``GetQueueAttributes`` (``ApproximateNumberOfMessages`` + ``…NotVisible``) and, for a queue that
+is not empty, one CloudWatch ``GetMetricStatistics`` of ``AWS/SQS ApproximateAgeOfOldestMessage`` over the last hour
+(the age is a metric, not a queue attribute; when the metric is not readable the age is reported as unknown); IAM
+``SimulatePrincipalPolicy``; EKS ``DescribeAccessEntry``; ECR ``GetRepositoryPolicy``, ``StartLifecyclePolicyPreview``
+for every repository first, then ``GetLifecyclePolicyPreview`` polled within :data:`PREVIEW_WAIT_SECONDS` shared
+by all of them (a preview still running after that is reported, not waited for).
+
+Where verified: Lambda, EventBridge, Scheduler, SQS, CloudWatch and ECR repository policies against the embedded AWS
+(moto) in tests/integration/test_check.py. Moto implements neither ``SimulatePrincipalPolicy``, nor EKS access
+entries, nor lifecycle policy previews: those calls are tested with botocore's Stubber and answers shaped as the
+AWS API reference documents them (tests/unit/test_check.py), so their request shapes are validated by botocore
+but the answers are recorded, not live.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
+from ..check import Unreadable
+
+PREVIEW_WAIT_SECONDS = 15.0  # in total: the admin function has 60 s
+PREVIEW_POLL_SECONDS = 1.0
+DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
+MISSING = {"ResourceNotFoundException", "ResourceNotFound", "AWS.SimpleQueueService.NonExistentQueue",
+           "QueueDoesNotExist", "RepositoryNotFoundException", "NoSuchEntity"}
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _unreadable(doing: str, exc: Exception) -> Unreadable:
+    """``doing`` is ``<iam action> <resource>``: a denial names the action the admin function's role lacks."""
+    if isinstance(exc, ClientError):
+        code = _code(exc)
+        if code in DENIED:
+            return Unreadable(f"{doing}: access denied ({code})", denied=doing.split(" ", 1)[0])
+        return Unreadable(f"{doing}: {code}: {exc.response.get('Error', {}).get('Message', '')}")
+    if isinstance(exc, ResponseParserError):
+        return Unreadable(f"{doing}: the endpoint's answer could not be read (does it implement this call?)")
+    return Unreadable(f"{doing}: {type(exc).__name__}: {exc}")
+
+
+class AwsDiagnosis:
+    def __init__(self, client: Callable[[str], Any], *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic, preview_wait: float = PREVIEW_WAIT_SECONDS) -> None:
+        self._client = client
+        self._sleep = sleep
+        self._clock = clock
+        self._preview_wait = preview_wait  # for all repositories together
+        self._deadline: float | None = None
+        self._started: dict[str, bool | Unreadable] = {}
+
+    def _call(self, service: str, operation: str, doing: str, *, missing: set[str] = MISSING, **kwargs: Any) -> Any:
+        """One call; None when the resource does not exist; :class:`Unreadable` for any other fault."""
+        try:
+            return getattr(self._client(service), operation)(**kwargs)
+        except ClientError as exc:
+            if _code(exc) in missing:
+                return None
+            raise _unreadable(doing, exc) from exc
+        except (BotoCoreError, ResponseParserError) as exc:  # a garbled answer (e.g. an endpoint's 500 page)
+            raise _unreadable(doing, exc) from exc
+
+    def function(self, name: str) -> dict[str, str] | None:
+        out = self._call("lambda", "get_function_configuration", f"lambda:GetFunctionConfiguration {name}",
+                         FunctionName=name)
+        if out is None:
+            return None
+        return {"state": out.get("State") or "Active", "lastUpdateStatus": out.get("LastUpdateStatus") or "Successful"}
+
+    def rule(self, name: str) -> str | None:
+        out = self._call("events", "describe_rule", f"events:DescribeRule {name}", Name=name)
+        return None if out is None else str(out.get("State"))
+
+    def schedule(self, name: str) -> dict[str, str] | None:
+        out = self._call("scheduler", "get_schedule", f"scheduler:GetSchedule {name}", Name=name)
+        if out is None:
+            return None
+        return {"state": str(out.get("State")), "expression": str(out.get("ScheduleExpression") or "")}
+
+    def queue(self, url: str) -> tuple[int, float | None] | None:
+        out = self._call("sqs", "get_queue_attributes", f"sqs:GetQueueAttributes {url}", QueueUrl=url,
+                         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        if out is None:
+            return None
+        attrs = out.get("Attributes", {})
+        count = int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
+            attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+        return count, (self._oldest(url.rstrip("/").rsplit("/", 1)[-1]) if count else None)
+
+    def _oldest(self, queue_name: str) -> float | None:
+        """The age of the oldest message from CloudWatch (best effort: None when the metric is not readable)."""
+        end = datetime.now(timezone.utc)
+        try:
+            out = self._client("cloudwatch").get_metric_statistics(
+                Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage",
+                Dimensions=[{"Name": "QueueName", "Value": queue_name}], StartTime=end - timedelta(hours=1),
+                EndTime=end, Period=300, Statistics=["Maximum"])
+        except (ClientError, BotoCoreError):
+            return None
+        points = out.get("Datapoints") or []
+        if not points:
+            return None
+        return float(max(points, key=lambda p: p["Timestamp"])["Maximum"])
+
+    def simulate(self, role_arn: str, actions: list[str], resource: str,
+                 context: Mapping[str, str] | None = None) -> dict[str, str]:
+        kwargs: dict[str, Any] = {"PolicySourceArn": role_arn, "ActionNames": actions, "ResourceArns": [resource]}
+        if context:
+            kwargs["ContextEntries"] = [{"ContextKeyName": k, "ContextKeyValues": [v], "ContextKeyType": "string"}
+                                        for k, v in context.items()]
+        decisions: dict[str, str] = {}
+        doing = f"iam:SimulatePrincipalPolicy {role_arn}"
+        while True:
+            out = self._call("iam", "simulate_principal_policy", doing, missing=set(), **kwargs)
+            for result in out.get("EvaluationResults", []):
+                decisions[result["EvalActionName"]] = result["EvalDecision"]
+            if not out.get("IsTruncated"):
+                return decisions
+            kwargs["Marker"] = out["Marker"]
+
+    def access_entry(self, cluster: str, principal_arn: str) -> bool:
+        out = self._call("eks", "describe_access_entry", f"eks:DescribeAccessEntry {cluster}", clusterName=cluster,
+                         principalArn=principal_arn)
+        return out is not None
+
+    def repository_policy(self, repository: str) -> str | None:
+        out = self._call("ecr", "get_repository_policy", f"ecr:GetRepositoryPolicy {repository}",
+                         missing={"RepositoryPolicyNotFoundException"}, repositoryName=repository)
+        return None if out is None else out.get("policyText")
+
+    def start_lifecycle_previews(self, repositories: list[str]) -> None:
+        """Start every repository's preview first, so they run side by side while the other checks read."""
+        for repository in repositories:
+            self._start(repository)
+
+    def _start(self, repository: str) -> bool | Unreadable:
+        """True: a preview runs (ours, or one already running); False: no lifecycle policy."""
+        if repository in self._started:
+            return self._started[repository]
+        doing = f"ecr:StartLifecyclePolicyPreview {repository}"
+        outcome: bool | Unreadable = True
+        try:
+            self._client("ecr").start_lifecycle_policy_preview(repositoryName=repository)
+        except ClientError as exc:
+            if _code(exc) == "LifecyclePolicyNotFoundException":
+                outcome = False
+            elif _code(exc) != "LifecyclePolicyPreviewInProgressException":  # one already runs: read that one
+                outcome = _unreadable(doing, exc)
+        except (BotoCoreError, ResponseParserError) as exc:
+            outcome = _unreadable(doing, exc)
+        self._started[repository] = outcome
+        return outcome
+
+    def lifecycle_preview(self, repository: str) -> dict[str, str] | None:
+        """Waits for the preview within one budget shared by every repository of this diagnosis."""
+        started = self._start(repository)
+        if isinstance(started, Unreadable):
+            raise started
+        if not started:
+            return None
+        if self._deadline is None:
+            self._deadline = self._clock() + self._preview_wait
+        doing = f"ecr:GetLifecyclePolicyPreview {repository}"
+        while True:
+            actions: dict[str, str] = {}
+            kwargs: dict[str, Any] = {"repositoryName": repository}
+            out = self._call("ecr", "get_lifecycle_policy_preview", doing,
+                             missing={"LifecyclePolicyPreviewNotFoundException"}, **kwargs)
+            if out is None:
+                raise Unreadable(f"{doing}: the preview was not found")
+            status = out.get("status")
+            if status == "COMPLETE":
+                while True:
+                    for result in out.get("previewResults", []):
+                        action = (result.get("action") or {}).get("type", "EXPIRE")
+                        actions[result["imageDigest"]] = str(action)
+                    if not out.get("nextToken"):
+                        return actions
+                    kwargs["nextToken"] = out["nextToken"]
+                    out = self._call("ecr", "get_lifecycle_policy_preview", doing, **kwargs)
+            if status in ("FAILED", "EXPIRED"):
+                raise Unreadable(f"{doing}: the preview {status}")
+            if self._clock() >= self._deadline:
+                raise Unreadable(f"{doing}: the preview is still running after {self._preview_wait:.0f} s of "
+                                 "waiting; run check again in a minute")
+            self._sleep(PREVIEW_POLL_SECONDS)
