@@ -302,6 +302,7 @@ class EmbeddedAws:
         for name, res in resources.items():
             if res["Type"] == "AWS::Serverless::Function":
                 resolve.refs[name] = f"{prefix}-{name}"
+                self._name_generated(sqs, prefix, name, res["Properties"], resolve)
         globals_fn = (template.get("Globals") or {}).get("Function", {})
         for name, res in resources.items():
             if res["Type"] == "AWS::Serverless::Function":
@@ -310,6 +311,22 @@ class EmbeddedAws:
             with contextlib.suppress(KeyError):
                 self.outputs[key] = str(resolve(out["Value"]))
         return self.outputs
+
+    def _name_generated(self, sqs: Any, prefix: str, logical: str, props: dict[str, Any], resolve: Resolver) -> None:
+        """What SAM generates for a function, so the template may refer to it (as CloudFormation would): its role
+        (``<Function>Role``), its EventBridge rules (``<Function><Event>``) and its schedules (``<Function><Event>``,
+        with the DLQ ``<Function><Event>Queue`` when ``DeadLetterConfig`` asks SAM for one)."""
+        resolve.attrs[(f"{logical}Role", "Arn")] = f"arn:aws:iam::{ACCOUNT}:role/{prefix}-{logical}Role"
+        for event_name, event in (props.get("Events") or {}).items():
+            generated = f"{logical}{event_name}"
+            if event["Type"] == "EventBridgeRule":
+                resolve.refs[generated] = f"{prefix}-{logical}-{event_name}"
+                resolve.attrs[(generated, "Arn")] = (
+                    f"arn:aws:events:{self.region}:{ACCOUNT}:rule/{prefix}-{logical}-{event_name}")
+            elif event["Type"] in ("ScheduleV2", "Schedule"):
+                resolve.refs[generated] = f"{prefix}-{logical}-{event_name}"
+                if (event.get("Properties", {}).get("DeadLetterConfig") or {}).get("Type") == "SQS":
+                    self._create_queue(sqs, f"{prefix}-{generated}Queue", {}, resolve, f"{generated}Queue")
 
     def _create_table(self, ddb: Any, table: str, props: dict[str, Any], resolve: Resolver, logical: str) -> None:
         kwargs: dict[str, Any] = {
