@@ -3,9 +3,10 @@
 Patterns are shell-style (``prod-*``); ``*`` allows everything. ECS clusters are matched by name, EKS targets as
 ``<cluster>/<namespace>``, Lambda functions by name. A target named by ARN must be in this stack's account.
 
-A target in another account names a role there (``roleArn``): its account must be one of ``AllowedTargetAccounts``
-(default: this account only) and the role's name must match ``TargetRolePattern`` (``*`` wildcards; empty: no role
-may be assumed). Its ARNs must then name the role's account.
+A target in another account names a role there (``roleArn``): its account must be one of
+``AllowedTargetAccounts`` (default: none besides this account, whose targets need no role) and the role's name must
+match ``TargetRolePattern`` (``*`` wildcards; empty: no role may be assumed). Its ARNs must then name the role's
+account.
 
 A stack builds its policy from its parameters (:meth:`TargetPolicy.from_strings`): an empty ECS or EKS list means
 "any", but an empty Lambda list means *no* Lambda targets. Updating a function's code runs new code with that
@@ -59,10 +60,7 @@ class TargetPolicy(NamedTuple):
     def check_role(self, target: Target) -> None:
         """A target's account (its ``roleArn``'s, else this stack's) is allowed, and so is the role's name."""
         role = getattr(target, "role_arn", None)
-        if not role:
-            if self.target_accounts and self.account and self.account not in self.target_accounts:
-                raise Forbidden(f"{target.describe()} is in account {self.account}, which is not in "
-                                f"AllowedTargetAccounts ({', '.join(self.target_accounts)})")
+        if not role:  # this stack's own account: its own roles and the allow-lists above govern it
             return
         match = ROLE_ARN_RE.fullmatch(role)
         if match is None:  # parse_target refuses these; a stored trigger may not have been parsed
