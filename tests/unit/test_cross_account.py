@@ -213,3 +213,59 @@ def test_a_forwarded_event_from_an_allowed_account_names_that_account():
     mixed = {**event(OTHER), "account": "333333333333"}  # envelope and service of different accounts
     with pytest.raises(ForeignEvent):
         parse_ecs_deployment_event(mixed, account=HOME, region="us-east-1", target_accounts=(OTHER,))
+
+
+# ------------------------------------------------------------------------------------------- templates
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def test_the_workload_account_template_passes_cfn_lint():
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lint = Path(sys.executable).with_name("cfn-lint")
+    command = [str(lint)] if lint.exists() else [shutil.which("cfn-lint") or "cfn-lint"]
+    out = subprocess.run([*command, str(ROOT / "docs/target-account.yaml")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_workload_role_trusts_exactly_our_three_roles_and_forwards_deployment_events():
+    from imagestreams_local.template import load_template
+
+    template = load_template(ROOT / "docs/target-account.yaml")
+    role = template["Resources"]["TargetRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": [{"Ref": "DeployerRoleArn"}, {"Ref": "ReconcilerRoleArn"},
+                                          {"Ref": "AdminRoleArn"}]}
+    assert trust["Condition"]["Fn::If"][0] == "HasExternalId"
+    rule = template["Resources"]["ForwardDeployments"]["Properties"]
+    assert rule["EventPattern"]["detail-type"] == ["ECS Deployment State Change"]
+    assert rule["Targets"][0]["Arn"] == {"Ref": "ImageStreamsEventBusArn"}
+
+
+def test_our_template_lets_the_three_roles_assume_target_roles_only_when_configured():
+    from imagestreams_local.template import Resolver, load_template
+
+    template = load_template(ROOT / "template.yaml")
+    resources = template["Resources"]
+    for function in ("DeployerFunction", "ReconcilerFunction", "AdminFunction"):
+        policies = resources[function]["Properties"]["Policies"]
+        guarded = [p["Fn::If"] for p in policies if isinstance(p, dict) and "Fn::If" in p
+                   and p["Fn::If"][0] == "CrossAccountTargets"]
+        assert len(guarded) == 1, function
+        (statement,) = guarded[0][1]["Statement"]
+        assert statement["Action"] == ["sts:AssumeRole"]
+        assert "aws:ResourceAccount" in statement["Condition"]["StringEquals"]
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["ALLOWED_TARGET_ACCOUNTS"] == {"Ref": "AllowedTargetAccounts"}
+    assert env["TARGET_ROLE_PATTERN"] == {"Ref": "TargetRolePattern"}
+    defaults = Resolver(template, "us-east-1", HOME, {})
+    assert not defaults.condition("CrossAccountTargets")  # by default no role is assumable
+    assert not defaults.condition("HasTargetAccounts")
+    only_accounts = Resolver(template, "us-east-1", HOME, {"AllowedTargetAccounts": OTHER})
+    assert not only_accounts.condition("CrossAccountTargets")
+    both = Resolver(template, "us-east-1", HOME, {"AllowedTargetAccounts": OTHER, "TargetRolePattern": "is-*"})
+    assert both.condition("CrossAccountTargets")
