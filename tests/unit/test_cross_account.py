@@ -269,3 +269,18 @@ def test_our_template_lets_the_three_roles_assume_target_roles_only_when_configu
     assert not only_accounts.condition("CrossAccountTargets")
     both = Resolver(template, "us-east-1", HOME, {"AllowedTargetAccounts": OTHER, "TargetRolePattern": "is-*"})
     assert both.condition("CrossAccountTargets")
+
+
+def test_role_drivers_forward_plain_attributes_as_they_are():
+    class Driver:
+        finds_past_rollouts = False
+
+        def inspect(self, target, deployment):
+            return (self, target)
+
+    made: dict = {}
+    drivers = RoleDrivers(lambda role, ext: made.setdefault(role, Driver()))
+    assert drivers.finds_past_rollouts is False
+    assert not hasattr(drivers, "validate")
+    there = parse_target({**RAW, "roleArn": ROLE})
+    assert drivers.inspect(there, None)[0] is made[ROLE]

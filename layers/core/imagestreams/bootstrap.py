@@ -57,7 +57,9 @@ class RoleDrivers:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        getattr(self.for_role(None), name)  # AttributeError when the driver has no such method
+        value = getattr(self.for_role(None), name)  # AttributeError when the driver has no such method
+        if not callable(value):
+            return value  # a property of the driver kind (e.g. finds_past_rollouts), the same for every role
 
         def routed(first: Any = None, *args: Any, **kwargs: Any) -> Any:
             return getattr(self.for_target(first), name)(first, *args, **kwargs)
