@@ -284,3 +284,19 @@ def test_role_drivers_forward_plain_attributes_as_they_are():
     assert not hasattr(drivers, "validate")
     there = parse_target({**RAW, "roleArn": ROLE})
     assert drivers.inspect(there, None)[0] is made[ROLE]
+
+
+def test_eks_tokens_of_a_target_in_another_account_are_signed_with_the_role(fake_sts, monkeypatch):
+    from imagestreams import bootstrap
+    from imagestreams.adapters.eks import eks_token
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    there = bootstrap._eks_driver(None, ROLE, "ext-1")
+    here = bootstrap._eks_driver(None)
+    assert there.api.clusters.session is aws.role_session(ROLE, "ext-1")
+    assert here.api.clusters.session is aws.session()
+    token = eks_token(there.api.clusters.session, "prod", "us-east-1")
+    import base64
+
+    url = base64.urlsafe_b64decode(token.removeprefix("k8s-aws-v1.") + "==").decode()
+    assert "X-Amz-Credential=AK1" in url and len(fake_sts.calls) == 1  # signed with the assumed credentials
