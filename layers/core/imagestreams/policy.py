@@ -70,7 +70,7 @@ class TargetPolicy(NamedTuple):
             raise Forbidden(f"{target.describe()}: roleArn names a role in this stack's own account {account}; "
                             "targets in this account are updated with the stack's own roles (drop roleArn)")
         if account not in self.accounts:
-            allowed = ", ".join(self.accounts) or "none configured"
+            allowed = ", ".join(self.target_accounts) or "empty: this account only"
             raise Forbidden(f"{target.describe()}: account {account} is not in AllowedTargetAccounts ({allowed})")
         if not self.role_pattern:
             raise Forbidden(f"{target.describe()}: no target role may be assumed; set the TargetRolePattern "
