@@ -286,3 +286,69 @@ _bad_commands_before_c_registry = bad_commands
 def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
     yield from _bad_commands_before_c_registry()
     yield from registry_bad_commands()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cross-account targets (helper m-xacct): a target's roleArn / externalId that are malformed, or name a role
+# or account the stack does not allow.
+
+def xacct_bad_commands() -> Iterator[tuple[str, Any]]:
+    base = {"type": "ecs", "cluster": "prod", "service": "web", "container": "web"}
+    good_role = "arn:aws:iam::222222222222:role/imagestreams-target"
+    roles = {
+        "roleArn not a role ARN": "arn:aws:iam::222222222222:user/deployer",
+        "roleArn with a short account": "arn:aws:iam::2222:role/imagestreams-target",
+        "roleArn of another service": "arn:aws:sts::222222222222:assumed-role/x/y",
+        "roleArn empty": "",
+        "roleArn a bare name": "imagestreams-target",
+        "roleArn with a role name of 65 characters": "arn:aws:iam::222222222222:role/" + "r" * 65,
+        "roleArn with a newline": good_role + "\n",
+        "roleArn with a space": "arn:aws:iam::222222222222:role/image streams",
+        "roleArn of 3000 characters": "arn:aws:iam::222222222222:role/" + "p/" * 1500 + "r",
+        "roleArn a number": 222222222222,
+        "roleArn a list": [good_role],
+        "roleArn null with externalId": None,
+    }
+    for name, role in roles.items():
+        target = {**base, "roleArn": role}
+        if role is None:
+            target["externalId"] = "abc"
+        yield f"xacct: {name}", {"action": "trigger.add", "from": "team/web:latest", "target": target}
+    externals = {
+        "externalId too long": "x" * 1225,
+        "externalId of one character": "x",
+        "externalId with a control character": "abc\x07def",
+        "externalId with a newline": "abc\ndef",
+        "externalId with a space": "abc def",
+        "externalId not a string": 12345,
+        "externalId empty": "",
+    }
+    for name, external in externals.items():
+        yield f"xacct: {name}", {"action": "trigger.add", "from": "team/web:latest",
+                                 "target": {**base, "roleArn": good_role, "externalId": external}}
+    yield "xacct: externalId without roleArn", {"action": "trigger.add", "from": "team/web:latest",
+                                                "target": {**base, "externalId": "abc123"}}
+    yield "xacct: lambda target with a malformed roleArn", {
+        "action": "trigger.add", "from": "team/web:latest",
+        "target": {"type": "lambda", "function": "svc", "roleArn": "arn:aws:iam::x:role/r"}}
+    yield "xacct: eks target with a malformed roleArn", {
+        "action": "trigger.add", "from": "team/web:latest",
+        "target": {"type": "eks", "cluster": "c", "namespace": "n", "kind": "Deployment", "name": "w",
+                   "container": "w", "roleArn": "arn:aws:iam::222222222222:role/"}}
+    # well formed, but not allowed by this stack (no AllowedTargetAccounts / TargetRolePattern): Forbidden
+    yield "xacct: a role in an account not allowed", {"action": "trigger.add", "from": "team/web:latest",
+                                                      "target": {**base, "roleArn": good_role}}
+    yield "xacct: a role in this stack's own account", {
+        "action": "trigger.add", "from": "team/web:latest",
+        "target": {**base, "roleArn": "arn:aws:iam::123456789012:role/imagestreams-target"}}
+    yield "xacct: a service ARN of another account than the role's", {
+        "action": "trigger.add", "from": "team/web:latest",
+        "target": {**base, "service": "arn:aws:ecs:us-east-1:333333333333:service/prod/web", "roleArn": good_role}}
+
+
+_bad_commands_before_m_xacct = bad_commands
+
+
+def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
+    yield from _bad_commands_before_m_xacct()
+    yield from xacct_bad_commands()

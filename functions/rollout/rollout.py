@@ -27,7 +27,10 @@ metrics = Metrics()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     stack = settings()
     try:
-        change = parse_ecs_deployment_event(event, account=stack.account_id, region=stack.region)
+        change = parse_ecs_deployment_event(event, account=stack.account_id, region=stack.region,
+                                            target_accounts=tuple(a.strip() for a in
+                                                                  stack.allowed_target_accounts.split(",")
+                                                                  if a.strip()))
     except Invalid as exc:
         kind = "RolloutForeign" if isinstance(exc, ForeignEvent) else "RolloutIgnored"
         metrics.add_metric(name=kind, unit=MetricUnit.Count, value=1)

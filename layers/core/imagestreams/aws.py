@@ -51,7 +51,57 @@ class LazyClient:
         return getattr(client(self._service), name)
 
 
+# ------------------------------------------------------------------------ another account's role
+
+ROLE_SESSION_NAME = "imagestreams"
+ROLE_SESSION_SECONDS = 3600
+assume_role_calls = 0  # sts:AssumeRole calls made by this process (figures and tests)
+
+
+def _assume(role_arn: str, external_id: str | None) -> dict[str, str]:
+    global assume_role_calls
+    kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": ROLE_SESSION_NAME,
+                              "DurationSeconds": ROLE_SESSION_SECONDS}
+    if external_id:
+        kwargs["ExternalId"] = external_id
+    assume_role_calls += 1
+    credentials = client("sts").assume_role(**kwargs)["Credentials"]
+    return {"access_key": credentials["AccessKeyId"], "secret_key": credentials["SecretAccessKey"],
+            "token": credentials["SessionToken"], "expiry_time": credentials["Expiration"].isoformat()}
+
+
+@lru_cache(maxsize=64)
+def role_session(role_arn: str, external_id: str | None = None) -> boto3.session.Session:
+    """A session whose credentials come from ``sts:AssumeRole`` on ``role_arn``, one per role: assumed on first
+    use, kept, and assumed again by botocore shortly before they expire (its refresh windows: 15 minutes ahead,
+    at the latest 10). STS is only loaded when a target names a role."""
+    import botocore.session
+    from botocore.credentials import DeferredRefreshableCredentials
+
+    base = session()
+    core = botocore.session.Session()
+    core._credentials = DeferredRefreshableCredentials(  # noqa: SLF001 (botocore's documented refresh hook)
+        refresh_using=lambda: _assume(role_arn, external_id), method="sts-assume-role")
+    return boto3.session.Session(botocore_session=core, region_name=base.region_name)
+
+
+@lru_cache(maxsize=256)
+def role_client(service: str, role_arn: str | None, external_id: str | None = None) -> Any:
+    """``client(service)``, or with ``role_arn`` a client acting as that role (cached per role and service)."""
+    if not role_arn:
+        return client(service)
+    return role_session(role_arn, external_id).client(service, config=client_config())
+
+
+def session_for(role_arn: str | None, external_id: str | None = None) -> boto3.session.Session:
+    return role_session(role_arn, external_id) if role_arn else session()
+
+
 def reset() -> None:
     """Forget cached clients (tests and the local runner switch endpoints between runs)."""
+    global assume_role_calls
     client.cache_clear()
     session.cache_clear()
+    role_client.cache_clear()
+    role_session.cache_clear()
+    assume_role_calls = 0

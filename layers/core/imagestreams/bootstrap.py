@@ -36,22 +36,55 @@ class LazyDrivers(Mapping[str, TargetDriver]):
         return len(self._factories)
 
 
-def _ecs_driver(task_role_pattern: str) -> TargetDriver:
+class RoleDrivers:
+    """The driver of one target type, one per account: a target with ``roleArn`` is read and written by a driver
+    whose clients act as that role (``sts:AssumeRole``, credentials cached per role); every other target by the
+    stack's own. Forwards every driver method whose first argument is a target."""
+
+    def __init__(self, build: Callable[[str | None, str | None], TargetDriver]) -> None:
+        self._build = build
+        self._drivers: dict[tuple[str | None, str | None], TargetDriver] = {}
+
+    def for_role(self, role_arn: str | None, external_id: str | None = None) -> TargetDriver:
+        key = (role_arn or None, external_id or None)
+        if key not in self._drivers:
+            self._drivers[key] = self._build(*key)
+        return self._drivers[key]
+
+    def for_target(self, target: Any) -> TargetDriver:
+        return self.for_role(getattr(target, "role_arn", None), getattr(target, "external_id", None))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = getattr(self.for_role(None), name)  # AttributeError when the driver has no such method
+        if not callable(value):
+            return value  # a property of the driver kind (e.g. finds_past_rollouts), the same for every role
+
+        def routed(first: Any = None, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.for_target(first), name)(first, *args, **kwargs)
+
+        return routed
+
+
+def _ecs_driver(task_role_pattern: str, role: str | None = None, external_id: str | None = None) -> TargetDriver:
     from .adapters.ecs import EcsDriver
 
-    return EcsDriver(aws.client("ecs"), task_role_pattern=task_role_pattern)
+    return EcsDriver(aws.role_client("ecs", role, external_id), task_role_pattern=task_role_pattern)
 
 
-def _eks_driver(registry: str | None = None) -> TargetDriver:
+def _eks_driver(registry: str | None = None, role: str | None = None,
+                external_id: str | None = None) -> TargetDriver:
     from .adapters.eks import EksClusters, EksDriver, KubeApi
 
-    return EksDriver(KubeApi(EksClusters(aws.client("eks"), aws.session())), registry=registry)
+    return EksDriver(KubeApi(EksClusters(aws.role_client("eks", role, external_id),
+                                         aws.session_for(role, external_id))), registry=registry)
 
 
-def _lambda_driver() -> TargetDriver:
+def _lambda_driver(role: str | None = None, external_id: str | None = None) -> TargetDriver:
     from .adapters.awslambda import LambdaDriver
 
-    return LambdaDriver(aws.client("lambda"))
+    return LambdaDriver(aws.role_client("lambda", role, external_id))
 
 
 def stack_registry_host(settings: Settings) -> str | None:
@@ -81,12 +114,15 @@ def build(settings: Settings) -> ImageStreams:
                           tombstone_ttl=timedelta(days=settings.tombstone_ttl_days)),
         registry=EcrRegistry(aws.LazyClient("ecr"), host=host,
                              repository_pattern=settings.repository_pattern),
-        drivers=LazyDrivers({"ecs": lambda: _ecs_driver(settings.task_role_pattern),
-                             "eks": lambda: _eks_driver(host), "lambda": _lambda_driver}),
+        drivers=LazyDrivers({
+            "ecs": lambda: RoleDrivers(lambda role, ext: _ecs_driver(settings.task_role_pattern, role, ext)),
+            "eks": lambda: RoleDrivers(lambda role, ext: _eks_driver(host, role, ext)),
+            "lambda": lambda: RoleDrivers(_lambda_driver)}),
         fire_queue=fire_queue,
         history_limit=settings.history_limit,
         policy=TargetPolicy.from_strings(settings.allowed_ecs_clusters, settings.allowed_eks_namespaces,
-                                         settings.allowed_lambda_functions, settings.account_id, settings.region),
+                                         settings.allowed_lambda_functions, settings.account_id, settings.region,
+                                         settings.allowed_target_accounts, settings.target_role_pattern),
     )
     streams.diagnosis = _diagnosis  # type: ignore[attr-defined]
     return streams

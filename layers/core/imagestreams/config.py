@@ -33,6 +33,8 @@ class Settings(NamedTuple):
     region: str | None = None  # the stack's region (Lambda sets AWS_REGION)
     task_role_pattern: str = ""  # IAM role-name pattern ECS fires may pass (TaskRolePattern); empty: none
     repository_pattern: str = "*"  # ECR repositories that are ours (RepositoryPattern, an IAM resource pattern)
+    allowed_target_accounts: str = ""  # AllowedTargetAccounts: comma-separated ids; empty: this account only
+    target_role_pattern: str = ""  # TargetRolePattern: role names a target's roleArn may name; empty: none
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -52,4 +54,6 @@ class Settings(NamedTuple):
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
             task_role_pattern=os.environ.get("TASK_ROLE_PATTERN", "").strip(),
             repository_pattern=os.environ.get("REPOSITORY_PATTERN", "").strip() or "*",
+            allowed_target_accounts=os.environ.get("ALLOWED_TARGET_ACCOUNTS", "").strip(),
+            target_role_pattern=os.environ.get("TARGET_ROLE_PATTERN", "").strip(),
         )

@@ -75,10 +75,12 @@ _SERVICE_ARN = re.compile(
     r"arn:aws[a-z-]*:ecs:([a-z0-9-]+):([0-9]{12}):service/(?:([A-Za-z0-9_-]{1,255})/)?([A-Za-z0-9_-]{1,255})")
 
 
-def parse_ecs_deployment_event(event: Any, *, account: str | None = None,
-                               region: str | None = None) -> DeploymentChange:
+def parse_ecs_deployment_event(event: Any, *, account: str | None = None, region: str | None = None,
+                               target_accounts: tuple[str, ...] = ()) -> DeploymentChange:
     """``ECS Deployment State Change``: the service ARN is in ``resources``. With ``account`` and
-    ``region`` (the stack's), an event about anything else raises :class:`ForeignEvent`."""
+    ``region`` (the stack's), an event about anything else raises :class:`ForeignEvent` — except an event that a
+    workload account in ``target_accounts`` (AllowedTargetAccounts) forwarded about its own service: its key names
+    that account (``ecs:<cluster>/<service>@<account>``), as the key of a target with a role there does."""
     if not isinstance(event, dict) or event.get("source") != "aws.ecs" or \
             event.get("detail-type") != "ECS Deployment State Change":
         raise Invalid("not an ECS Deployment State Change event")
@@ -96,11 +98,15 @@ def parse_ecs_deployment_event(event: Any, *, account: str | None = None,
     if match is None:
         raise Invalid("resources[0] must be an ECS service ARN (arn:aws:ecs:…:service/[<cluster>/]<service>)")
     arn_region, arn_account, cluster, service = match.groups()
+    suffix = ""
+    if account is not None and arn_account != account and arn_account in target_accounts and \
+            event.get("account") == arn_account:
+        account, suffix = arn_account, f"@{arn_account}"  # forwarded by a workload account about its own service
     for what, expected, seen in (("account", account, (event.get("account"), arn_account)),
                                  ("region", region, (event.get("region"), arn_region))):
         if expected is not None and any(value != expected for value in seen):
             raise ForeignEvent(f"event from {what} {show(seen[0])} about {show(resources[0])}; this stack's "
                                f"{what} is {expected}")
     reason = detail.get("reason") if isinstance(detail.get("reason"), str) else ""
-    return DeploymentChange(f"ecs:{cluster or ANY_CLUSTER}/{service}", deployment,
+    return DeploymentChange(f"ecs:{cluster or ANY_CLUSTER}/{service}{suffix}", deployment,
                             ECS_DEPLOYMENT_EVENTS[detail["eventName"]], reason[:1024])

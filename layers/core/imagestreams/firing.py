@@ -27,6 +27,7 @@ from .model import (
     Trigger,
     pinned_ref,
     short_name,
+    target_account,
     target_key,
 )
 from .policy import TargetPolicy
@@ -292,9 +293,10 @@ class Firing:
         rollback is another deployment. ``key`` ``ecs:*/<service>`` (an old-format service ARN names no cluster)
         finds the trigger among the ECS triggers of that service name by the deployment id alone."""
         if key.startswith("ecs:*/"):
-            service = key.split("/", 1)[1]
+            service, _, account = key.split("/", 1)[1].partition("@")
             candidates = [t for t in self.store.all_triggers()
-                          if isinstance(t.target, EcsTarget) and short_name(t.target.service) == service]
+                          if isinstance(t.target, EcsTarget) and short_name(t.target.service) == service
+                          and (target_account(t.target) or "") == account]
         else:
             candidates = self.store.triggers_for_target(key)
         updated = []

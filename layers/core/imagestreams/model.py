@@ -315,16 +315,19 @@ class EcsTarget(NamedTuple):
     cluster: str
     service: str
     container: str
+    role_arn: str | None = None  # another account's role every call on this target assumes
+    external_id: str | None = None
 
     @property
     def type(self) -> str:
         return "ecs"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": "ecs", "cluster": self.cluster, "service": self.service, "container": self.container}
+        return _with_role(self, {"type": "ecs", "cluster": self.cluster, "service": self.service,
+                                 "container": self.container})
 
     def describe(self) -> str:
-        return f"ecs:{short_name(self.cluster)}/{short_name(self.service)}/{self.container}"
+        return f"ecs:{short_name(self.cluster)}/{short_name(self.service)}/{self.container}{_in_account(self)}"
 
 
 def short_name(name_or_arn: str) -> str:
@@ -355,17 +358,20 @@ class EksTarget(NamedTuple):
     kind: str
     name: str
     container: str
+    role_arn: str | None = None
+    external_id: str | None = None
 
     @property
     def type(self) -> str:
         return "eks"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": "eks", "cluster": self.cluster, "namespace": self.namespace, "kind": self.kind,
-                "name": self.name, "container": self.container}
+        return _with_role(self, {"type": "eks", "cluster": self.cluster, "namespace": self.namespace,
+                                 "kind": self.kind, "name": self.name, "container": self.container})
 
     def describe(self) -> str:
-        return f"eks:{self.cluster}/{self.namespace}/{self.kind.lower()}/{self.name}/{self.container}"
+        return (f"eks:{self.cluster}/{self.namespace}/{self.kind.lower()}/{self.name}/{self.container}"
+                f"{_in_account(self)}")
 
 
 class LambdaTarget(NamedTuple):
@@ -373,6 +379,8 @@ class LambdaTarget(NamedTuple):
 
     function: str
     alias: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
 
     @property
     def type(self) -> str:
@@ -382,19 +390,69 @@ class LambdaTarget(NamedTuple):
         out: dict[str, Any] = {"type": "lambda", "function": self.function}
         if self.alias:
             out["alias"] = self.alias
-        return out
+        return _with_role(self, out)
 
     def describe(self) -> str:
-        return f"lambda:{function_name(self.function)}" + (f":{self.alias}" if self.alias else "")
+        return (f"lambda:{function_name(self.function)}" + (f":{self.alias}" if self.alias else "")
+                + _in_account(self))
 
 
 Target = EcsTarget | EksTarget | LambdaTarget
 
+ROLE_FIELDS = {"roleArn", "externalId"}
 TARGET_FIELDS = {
-    "ecs": {"type", "cluster", "service", "container"},
-    "eks": {"type", "cluster", "namespace", "kind", "name", "container", "discover"},
-    "lambda": {"type", "function", "alias"},
+    "ecs": {"type", "cluster", "service", "container"} | ROLE_FIELDS,
+    "eks": {"type", "cluster", "namespace", "kind", "name", "container", "discover"} | ROLE_FIELDS,
+    "lambda": {"type", "function", "alias"} | ROLE_FIELDS,
 }
+# An IAM role ARN (optionally with a path); the role name is the last component.
+ROLE_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):iam::(?P<account>[0-9]{12}):role/(?:[\w+=,.@-]{1,512}/)*(?P<name>[\w+=,.@-]{1,64})",
+    re.ASCII)
+# What STS accepts as an ExternalId: 2-1224 characters of letters, digits and +=,.@:/-
+EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+
+
+def _in_account(target: Any) -> str:
+    account = role_account(target.role_arn)
+    return f" in account {account}" if account else ""
+
+
+def _with_role(target: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if target.role_arn:
+        out["roleArn"] = target.role_arn
+    if target.external_id:
+        out["externalId"] = target.external_id
+    return out
+
+
+def role_account(role_arn: str | None) -> str | None:
+    """The account of a target's ``roleArn`` (None: no role, the stack's own account)."""
+    match = ROLE_ARN_RE.fullmatch(role_arn) if role_arn else None
+    return match["account"] if match else None
+
+
+def target_account(target: Target) -> str | None:
+    """The account a target lives in when it names a role in another account; None for the stack's own."""
+    return role_account(getattr(target, "role_arn", None))
+
+
+def _parse_role(raw: dict[str, Any]) -> tuple[str | None, str | None]:
+    role = raw.get("roleArn")
+    external = raw.get("externalId")
+    if role is not None:
+        role = _require_str(role, "target.roleArn", 2048)
+        if not ROLE_ARN_RE.fullmatch(role):
+            raise Invalid(f"invalid target.roleArn {show(role)}: expected an IAM role ARN "
+                          "(arn:aws:iam::ACCOUNT:role/NAME)")
+    if external is not None:
+        if role is None:
+            raise Invalid("target.externalId comes with target.roleArn only")
+        external = _require_str(external, "target.externalId", 1224)
+        if not EXTERNAL_ID_RE.fullmatch(external):
+            raise Invalid(f"invalid target.externalId {show(external)}: 2 to 1224 letters, digits or +=,.@:/- "
+                          "(what sts:AssumeRole accepts)")
+    return role, external
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 EKS_CLUSTER_RE = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}")
 DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -440,10 +498,12 @@ def parse_target(raw: Any) -> Target:
     unknown = set(raw) - TARGET_FIELDS[kind]
     if unknown:
         raise Invalid(f"unknown field(s) in {kind} target: {', '.join(sorted(map(str, unknown)))}")
+    role = _parse_role(raw)
     if kind == "ecs":
         _missing(raw, "ecs", ("cluster", "service", "container"))
         container = _match(raw, "container", ECS_NAME_RE, 255, "letters, digits, '-' and '_' only")
-        return EcsTarget(_ecs_name(raw["cluster"], "cluster"), _ecs_name(raw["service"], "service"), container)
+        return EcsTarget(_ecs_name(raw["cluster"], "cluster"), _ecs_name(raw["service"], "service"), container,
+                         *role)
     if kind == "eks":
         if "discover" in raw:
             raise Invalid("discover must be true and comes with cluster only (and then adopts annotated workloads)")
@@ -456,13 +516,14 @@ def parse_target(raw: Any) -> Target:
             raw["kind"],
             _match(raw, "name", DNS_SUBDOMAIN_RE, 253, "a Kubernetes object name (DNS-1123 subdomain)"),
             _match(raw, "container", DNS_LABEL_RE, 63, "a Kubernetes container name (DNS-1123 label)"),
+            *role,
         )
     _missing(raw, "lambda", ("function",))
     function = _match(raw, "function", LAMBDA_FUNCTION_RE, 256, "a Lambda function name or ARN")
     alias = None
     if raw.get("alias") is not None:
         alias = _match(raw, "alias", LAMBDA_ALIAS_RE, 128, "a Lambda alias name")
-    return LambdaTarget(function, alias)
+    return LambdaTarget(function, alias, *role)
 
 
 def canonical_target(target: Target, account: str | None, region: str | None) -> Target:
@@ -478,7 +539,10 @@ def canonical_target(target: Target, account: str | None, region: str | None) ->
     When the stack's account or region is unknown (``None``: no settings, e.g. a bare library use), a target
     given by ARN cannot be checked and is refused (``Invalid``, asking for the name): silently dropping an
     account we cannot compare would rewrite another account's resource into one of ours.
+
+    A target with ``roleArn`` lives in the role's account: its ARNs must name that account (and this region).
     """
+    account = target_account(target) or account
     if isinstance(target, EcsTarget):
         cluster = target.cluster
         if not ECS_NAME_RE.fullmatch(cluster):
@@ -499,7 +563,7 @@ def canonical_target(target: Target, account: str | None, region: str | None) ->
                 raise Invalid(f"target.service {show(service)} is a service of cluster {match['cluster']}, "
                               f"not of target.cluster {cluster}")
             service = match["name"]
-        return EcsTarget(cluster, service, target.container)
+        return EcsTarget(cluster, service, target.container, target.role_arn, target.external_id)
     if isinstance(target, LambdaTarget):
         match = LAMBDA_REF_RE.fullmatch(target.function)
         if match is None:
@@ -517,7 +581,7 @@ def canonical_target(target: Target, account: str | None, region: str | None) ->
                 raise Invalid(f"target.function {show(target.function)} names alias {qualifier}, but target.alias "
                               f"is {alias}")
             alias = qualifier
-        return LambdaTarget(match["name"], alias)
+        return LambdaTarget(match["name"], alias, target.role_arn, target.external_id)
     return target
 
 
@@ -537,12 +601,13 @@ def _check_home(match: re.Match[str], what: str, account: str | None, region: st
 def target_identity(target: Target) -> tuple[str, ...]:
     """What a target points at, whatever its spelling (a stored trigger may predate canonical names)."""
     if isinstance(target, EcsTarget):
-        return ("ecs", short_name(target.cluster), short_name(target.service), target.container)
+        return ("ecs", short_name(target.cluster), short_name(target.service), target.container,
+                target_account(target) or "")
     if isinstance(target, LambdaTarget):
         match = LAMBDA_REF_RE.fullmatch(target.function)
         alias = target.alias or (match["qualifier"] if match else None)
-        return ("lambda", function_name(target.function), alias or "")
-    return ("eks", *target)
+        return ("lambda", function_name(target.function), alias or "", target_account(target) or "")
+    return ("eks", *target[:5], target_account(target) or "")
 
 
 def same_slot(a: Target, b: Target) -> bool:
@@ -550,7 +615,7 @@ def same_slot(a: Target, b: Target) -> bool:
     target writes it too, so only two *different* aliases of one function can follow different tags)."""
     ia, ib = target_identity(a), target_identity(b)
     if ia[0] == "lambda" and ib[0] == "lambda":
-        return ia[1] == ib[1] and (ia[2] == ib[2] or not ia[2] or not ib[2])
+        return ia[1] == ib[1] and ia[3] == ib[3] and (ia[2] == ib[2] or not ia[2] or not ib[2])
     return ia == ib
 
 
@@ -643,11 +708,13 @@ def trigger_id(stream_tag: StreamTag, target: Target) -> str:
 
 def target_key(target: Target) -> str:
     """One key per real-world target (names, not ARNs), to find its triggers from an event about it."""
+    account = target_account(target)
+    suffix = f"@{account}" if account else ""  # another account's prod/web is another resource
     if isinstance(target, EcsTarget):
-        return f"ecs:{short_name(target.cluster)}/{short_name(target.service)}"
+        return f"ecs:{short_name(target.cluster)}/{short_name(target.service)}{suffix}"
     if isinstance(target, EksTarget):
-        return f"eks:{target.cluster}/{target.namespace}/{target.kind}/{target.name}"
-    return f"lambda:{function_name(target.function)}"
+        return f"eks:{target.cluster}/{target.namespace}/{target.kind}/{target.name}{suffix}"
+    return f"lambda:{function_name(target.function)}{suffix}"
 
 
 TRIGGER_ID_RE = re.compile(r"tr-[a-f0-9]{12}")
