@@ -101,3 +101,19 @@ def test_the_actor_is_held_to_the_outside_text_limit():
 ])
 def test_roles_are_matched_like_the_pass_role_resource(role, pattern, allowed):
     assert role_allowed(role, [pattern]) is allowed
+
+
+def test_a_target_the_allow_list_no_longer_covers_is_failed_by_the_reconciler_not_read():
+    """Narrowing an allow-list (e.g. an account removed from AllowedTargetAccounts) must not make every reconciler
+    run read a target it may no longer touch and report an error: the trigger says why, and nobody reads it."""
+    from imagestreams.policy import TargetPolicy
+
+    world = World(APP)
+    world.push(1)
+    world.add()
+    world.streams.policy = TargetPolicy(ecs_clusters=("staging-*",))
+    calls = world.ecs.calls
+    report = world.reconciler.run()
+    trigger = world.trigger
+    assert report["errors"] == [] and world.ecs.calls == calls
+    assert trigger.status == "Failed" and "allow-list" in trigger.last_error and trigger.id in report["forbidden"]

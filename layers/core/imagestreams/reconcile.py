@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from .errors import TransientTargetError
+from .errors import Forbidden, TransientTargetError
 from .model import Head, StreamTag, Trigger, rfc3339
 from .ports import TargetDriver, TargetState
 from .services import ROLLOUT_DONE, ImageStreams, advance_rollout
@@ -326,6 +326,13 @@ class Reconciler:
         if trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
             return  # no loop: the head is the digest whose rollout failed; what runs now is the circuit breaker's
             # choice, not drift. Wait for a new head or an explicit `deploy`.
+        try:
+            self.streams.policy.check(trigger.target)  # an allow-list narrowed since: not ours to read any more
+        except Forbidden as exc:
+            if trigger.status != "Failed" or trigger.last_error != exc.message:
+                self._record(trigger, self.streams._failed(trigger, exc.message))  # retried with backoff
+            report["forbidden"] = report.get("forbidden", []) + [trigger.id]
+            return
         driver = self.streams.drivers[trigger.target.type]
         state = self._inspect(driver, trigger)
         if trigger.status == "Deploying" and state.rollout_state == "FAILED":
