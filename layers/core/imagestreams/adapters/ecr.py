@@ -123,20 +123,24 @@ class EcrRegistry:
     def region(self) -> str:
         return self.client.meta.region_name
 
-    def resolve(self, stream: str, tag: str) -> Observation | None:
-        """One ``DescribeImages`` by tag. For a multi-arch image this is the index digest the tag points to."""
+    def _describe_one(self, stream: str, image_id: dict[str, str]) -> dict[str, Any] | None:
+        """One ``DescribeImages`` of one image (by tag or digest); None when ECR has no such image or repository."""
         self._check(stream)
         try:
-            out = self.client.describe_images(repositoryName=stream, imageIds=[{"imageTag": tag}])
+            out = self.client.describe_images(repositoryName=stream, imageIds=[image_id])
         except ClientError as exc:
             if _code(exc) in _GONE:
                 return None
             self._denied(stream, exc)
             raise
         details = out.get("imageDetails") or []
-        if not details:
+        return details[0] if details else None
+
+    def resolve(self, stream: str, tag: str) -> Observation | None:
+        """One ``DescribeImages`` by tag. For a multi-arch image this is the index digest the tag points to."""
+        detail = self._describe_one(stream, {"imageTag": tag})
+        if detail is None:
             return None
-        detail = details[0]
         return Observation(
             detail["imageDigest"], detail.get("imageManifestMediaType"),
             registry_host(detail["registryId"], self.region),
@@ -358,13 +362,5 @@ class EcrRegistry:
 
     def image_status(self, stream: str, digest: str) -> str | None:
         """ACTIVE, ARCHIVED or ACTIVATING (DescribeImages ``imageStatus``); None when ECR has no such image."""
-        self._check(stream)
-        try:
-            out = self.client.describe_images(repositoryName=stream, imageIds=[{"imageDigest": digest}])
-        except ClientError as exc:
-            if _code(exc) in _GONE:
-                return None
-            self._denied(stream, exc)
-            raise
-        details = out.get("imageDetails") or []
-        return (details[0].get("imageStatus") or "ACTIVE") if details else None
+        detail = self._describe_one(stream, {"imageDigest": digest})
+        return (detail.get("imageStatus") or "ACTIVE") if detail is not None else None
