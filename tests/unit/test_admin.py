@@ -131,3 +131,21 @@ def test_every_admin_event_sample_is_a_valid_command():
     for path in files:
         answer = dispatch(streams, json.loads(path.read_text()))
         assert answer["ok"] or answer["error"]["type"] == "NotFound", (path.name, answer)
+
+
+@pytest.mark.parametrize("command, words", [
+    ({"action": "describe", "stream": "team/web", "foo": 1}, "unknown field foo for describe; accepted: actor, stream"),
+    ({"action": "describe", "stream": "team/web", "foo": 1, "bar": 2}, "unknown fields bar, foo for describe"),
+    ({"action": "describe"}, "missing field stream for describe"),
+    ({"action": "describe", "stream": "../etc"}, "invalid repository name '../etc'"),
+    ({"action": "history", "target": "../etc:x"}, "invalid repository name '../etc'"),
+    ({"action": "trigger.add", "from": "team/web:x",
+      "target": {"type": "ecs", "cluster": "a", "service": "b", "container": "c", "x": 1}},
+     "unknown field x in the ecs target; accepted: cluster, container"),
+])
+def test_error_texts_name_what_was_typed_in_the_right_number(command, words):
+    from imagestreams.adapters.memory import MemoryRegistry, MemoryStore
+    from imagestreams.services import ImageStreams
+
+    answer = dispatch(ImageStreams(MemoryStore(), MemoryRegistry(), {}), command)
+    assert answer["error"]["type"] == "Invalid" and words in answer["error"]["message"], answer

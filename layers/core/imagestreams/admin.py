@@ -12,11 +12,13 @@ from typing import Any, NamedTuple
 
 from .errors import Forbidden, ImageStreamsError, Invalid, NotFound, NotOurs, TransientTargetError
 from .model import (
+    HOST_RE,
     ImageRef,
     Problems,
     StreamTag,
     Trigger,
     check_registry,
+    fields,
     is_discovery,
     parse_discovery,
     parse_target,
@@ -85,7 +87,7 @@ def _stream(streams: ImageStreams, value: Any) -> str:
     """``repo`` or ``<registry>/repo``, the registry being this stack's own."""
     if isinstance(value, str) and "/" in value:
         first, _, rest = value.partition("/")
-        if "." in first or ":" in first:
+        if ("." in first or ":" in first) and HOST_RE.fullmatch(first):  # '..' is a path, not a host
             check_registry(first, _host(streams), value, "stream")
             value = rest
     return _ours(streams, validate_repository(value))
@@ -390,10 +392,11 @@ def dispatch(streams: ImageStreams | Callable[[], ImageStreams], command: Any) -
         params = {k: v for k, v in command.items() if k != "action"}
         unknown = set(params) - action.required - action.optional
         if unknown:
-            raise Invalid(f"unknown field(s) for {name}: {', '.join(sorted(map(str, unknown)))}")
+            accepted = ", ".join(sorted(action.required | action.optional))
+            raise Invalid(f"unknown {fields(unknown)} for {name}; accepted: {accepted}")
         missing = action.required - set(params)
         if missing:
-            raise Invalid(f"missing field(s) for {name}: {', '.join(sorted(missing))}")
+            raise Invalid(f"missing {fields(missing)} for {name}")
         if "actor" in params:
             _actor(params)
         service = streams() if callable(streams) else streams

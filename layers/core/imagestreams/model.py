@@ -20,6 +20,8 @@ TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # ECR repository names: lowercase path components separated by '/', each made of [a-z0-9] runs joined by
 # single '.', '_' or '-'; 2-256 characters in all (CreateRepository API reference).
 REPO_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                     r"(?::[0-9]{1,5})?")
 ECR_HOST_RE = re.compile(r"(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]{1,32})\.amazonaws\.com(?:\.cn)?")
 # ECS cluster/service and container names: letters, digits, hyphens, underscores, 1-255 characters.
 ECS_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -113,6 +115,12 @@ def _require_str(value: Any, what: str, max_len: int = 1024) -> str:
     return value
 
 
+def fields(names: Any) -> str:
+    """``field a`` or ``fields a, b`` (sorted, each shown cut short): error texts name what the user typed."""
+    listed = sorted(show(n) if not isinstance(n, str) else show(n)[1:-1] for n in names)
+    return ("field " if len(listed) == 1 else "fields ") + ", ".join(listed)
+
+
 def validate_repository(name: Any) -> str:
     name = _require_str(name, "repository", 256)
     if len(name) < 2 or not REPO_RE.fullmatch(name):
@@ -188,7 +196,7 @@ class ImageRef(NamedTuple):
         named = None
         rest = text
         first, sep, remainder = text.partition("/")
-        if sep and ("." in first or ":" in first):
+        if sep and ("." in first or ":" in first) and HOST_RE.fullmatch(first):  # '..' is a path, not a host
             named, rest = check_registry(first, registry, text, what), remainder
         digest = tag = None
         if "@" in rest:
@@ -497,7 +505,8 @@ def parse_target(raw: Any) -> Target:
         raise Invalid(f"target.type must be one of {sorted(TARGET_FIELDS)}, got {show(kind)}")
     unknown = set(raw) - TARGET_FIELDS[kind]
     if unknown:
-        raise Invalid(f"unknown field(s) in {kind} target: {', '.join(sorted(map(str, unknown)))}")
+        accepted = ", ".join(sorted(TARGET_FIELDS[kind]))
+        raise Invalid(f"unknown {fields(unknown)} in the {kind} target; accepted: {accepted}")
     role = _parse_role(raw)
     if kind == "ecs":
         _missing(raw, "ecs", ("cluster", "service", "container"))
@@ -622,7 +631,7 @@ def same_slot(a: Target, b: Target) -> bool:
 def parse_discovery(raw: dict[str, Any]) -> str:
     unknown = set(raw) - {"type", "cluster", "discover"}
     if unknown:
-        raise Invalid(f"unknown field(s) in an eks discovery target: {', '.join(sorted(map(str, unknown)))}")
+        raise Invalid(f"unknown {fields(unknown)} in an eks discovery target; accepted: cluster, discover, type")
     _missing(raw, "eks", ("cluster",))
     return _match(raw, "cluster", EKS_CLUSTER_RE, 100, "an EKS cluster name")
 
