@@ -137,6 +137,19 @@ def matches(pattern: Any, value: Any) -> bool:
     return pattern == value
 
 
+def put_manifest(ecr: Any, repository: str, tag: str | None, manifest: str, media_type: str) -> dict[str, Any]:
+    """``PutImage`` of these exact manifest bytes (digest = their sha256), as ``docker push`` leaves them; returns the
+    ``ECR Image Action`` PUSH event ECR would send for it."""
+    digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+    kwargs: dict[str, Any] = {"repositoryName": repository, "imageManifest": manifest,
+                              "imageManifestMediaType": media_type, "imageDigest": digest}
+    if tag:
+        kwargs["imageTag"] = tag
+    with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):
+        ecr.put_image(**kwargs)
+    return ecr_event("PUSH", repository, digest, tag, media_type)
+
+
 class EmbeddedAws:
     """Start with :meth:`start`, create the stack with :meth:`deploy`, drive it with :meth:`pump`."""
 
@@ -615,15 +628,7 @@ class EmbeddedAws:
         return self._put(repository, tag, index, OCI_INDEX, emit)
 
     def _put(self, repository: str, tag: str | None, manifest: str, media_type: str, emit: bool) -> dict[str, Any]:
-        ecr = self.client("ecr")
-        digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
-        kwargs: dict[str, Any] = {"repositoryName": repository, "imageManifest": manifest,
-                                  "imageManifestMediaType": media_type, "imageDigest": digest}
-        if tag:
-            kwargs["imageTag"] = tag
-        with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):
-            ecr.put_image(**kwargs)
-        event = ecr_event("PUSH", repository, digest, tag, media_type)
+        event = put_manifest(self.client("ecr"), repository, tag, manifest, media_type)
         if emit:
             self.emit(event)
         return event

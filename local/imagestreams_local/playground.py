@@ -42,6 +42,7 @@ from .embedded import (
     Function,
     _image_manifest,
     ecr_event,
+    put_manifest,
 )
 
 REPO = "team/web"
@@ -374,17 +375,10 @@ def push(ref: str, *, platforms: list[str] | None = None, emit: bool = True, wai
     sent = []
 
     def put(manifest: str, media_type: str, image_tag: str | None) -> str:
-        digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
-        kwargs: dict[str, Any] = {"repositoryName": repo, "imageManifest": manifest,
-                                  "imageManifestMediaType": media_type, "imageDigest": digest}
-        if image_tag:
-            kwargs["imageTag"] = image_tag
-        with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):
-            ecr.put_image(**kwargs)
-        event = ecr_event("PUSH", repo, digest, image_tag, media_type)
+        event = put_manifest(ecr, repo, image_tag, manifest, media_type)
         event["region"] = stack["region"]
         sent.append(event)
-        return digest
+        return event["detail"]["image-digest"]
 
     if platforms:
         children = []
