@@ -11,11 +11,13 @@ import pytest
 from imagestreams.adapters.memory import ListClock, ListQueue, MemoryEcs, MemoryRegistry, MemoryStore
 from imagestreams.admin import dispatch
 from imagestreams.errors import Conflict, Invalid
+from imagestreams.gate_events import parse_clock_message, parse_gate_event
 from imagestreams.gates import GateState, parse_gates, scan_counts_reason
 from imagestreams.model import EcsTarget, StreamTag, target_key
 from imagestreams.ports import ScanResult, SigningStatus
 from imagestreams.services import ImageStreams
 from tests.conftest import digest
+from tests.corpus import bad_clock_messages, bad_gate_events
 
 WEB = StreamTag("team/web", "latest")
 STAGING = StreamTag("team/web", "staging")
@@ -429,3 +431,70 @@ def test_decide_refuses_a_second_decision():
     with pytest.raises(Conflict, match="already approved"):
         world.streams.decide(state, gates, digest(1), "b", approve=True)
     assert world.streams.decide(state, gates, digest(1), "b", approve=False).rejected_by == "b"
+
+
+# ------------------------------------------------------------------------------------------ events, clock
+
+GATE_EVENTS = list(bad_gate_events())
+CLOCK_MESSAGES = list(bad_clock_messages())
+
+
+@pytest.mark.parametrize("name, event", GATE_EVENTS, ids=[n for n, _ in GATE_EVENTS])
+def test_bad_gate_events_are_refused_clearly(name, event):
+    with pytest.raises(Invalid) as info:
+        parse_gate_event(event, account="123456789012", region="us-east-1")
+    assert 0 < len(info.value.message) < 400
+
+
+@pytest.mark.parametrize("name, body", CLOCK_MESSAGES, ids=[n for n, _ in CLOCK_MESSAGES])
+def test_bad_clock_messages_are_refused_clearly(name, body):
+    with pytest.raises(Invalid) as info:
+        parse_clock_message(body)
+    assert 0 < len(info.value.message) < 400
+
+
+def test_scan_events_name_the_repository_by_name_or_by_arn():
+    base = {"account": "123456789012", "region": "us-east-1"}
+    d = digest(1)
+    ecr = parse_gate_event({**base, "source": "aws.ecr", "detail-type": "ECR Image Scan",
+                            "detail": {"repository-name": "team/web", "image-digest": d, "scan-status": "COMPLETE"}})
+    inspector = parse_gate_event({**base, "source": "aws.inspector2", "detail-type": "Inspector2 Scan", "detail": {
+        "repository-name": "arn:aws:ecr:us-east-1:123456789012:repository/amazon/amazon-ecs-sample",
+        "image-digest": d, "scan-status": "INITIAL_SCAN_COMPLETE",
+        "finding-severity-counts": {"CRITICAL": 7, "TOTAL": 7}}})
+    assert (ecr.stream, ecr.digest) == ("team/web", d)
+    assert (inspector.stream, inspector.digest, inspector.status) == ("amazon/amazon-ecs-sample", d,
+                                                                      "INITIAL_SCAN_COMPLETE")
+
+
+def test_signing_events_find_the_image_wherever_it_is_named_or_name_none():
+    base = {"source": "aws.signer", "detail-type": "Signer Job Status Change", "account": "123456789012",
+            "region": "us-east-1"}
+    d = digest(2)
+    by_uri = parse_gate_event({**base, "detail": {"status": "Succeeded", "jobId": "j", "source": {
+        "image": f"{REG}/team/web@{d}"}}})
+    by_fields = parse_gate_event({**base, "detail": {"status": "Succeeded", "repositoryName": "team/web",
+                                                     "imageDigest": d}})
+    by_arn = parse_gate_event({**base, "resources": [
+        f"arn:aws:ecr:us-east-1:123456789012:repository/team/web/{d}"], "detail": {"status": "Succeeded"}})
+    nothing = parse_gate_event({**base, "detail": {"status": "Succeeded", "jobId": "j", "profileName": "p"}})
+    assert {(e.stream, e.digest) for e in (by_uri, by_fields, by_arn)} == {("team/web", d)}
+    assert (nothing.kind, nothing.stream, nothing.digest) == ("signing", None, None)
+    with pytest.raises(Invalid):  # an image of another account: not ours
+        parse_gate_event({**base, "detail": {"image": f"999999999999.dkr.ecr.us-east-1.amazonaws.com/team/web@{d}"}},
+                         account="123456789012", region="us-east-1")
+
+
+def test_a_signing_event_naming_no_image_rechecks_waiting_signature_gates(world):
+    d = world.push(1)
+    tid = world.add([{"type": "signature"}])
+    world.registry.signing[("team/web", d)] = SigningStatus("COMPLETE")
+    out = world.streams.recheck_signatures()
+    assert out and out[0]["triggers"] == [tid] and world.image() == pinned(1)
+
+
+def test_clock_messages_parse_and_a_policy_target_names_its_stream(world):
+    message = parse_clock_message({"kind": "policy", "target": "team/web:prod", "digest": digest(1),
+                                   "due": "2026-11-26T12:00:00.000Z"})
+    assert message.kind == "policy" and message.due == world.clock.now
+    assert world.streams.gate_wake("policy", "team/web:prod", digest(1))["stream"] == "team/web"
