@@ -38,7 +38,7 @@ def clock_record(record: dict[str, Any]) -> None:
         logger.warning("gate clock message ignored", reason=getattr(exc, "message", str(exc)))
         return
     streams = services()
-    if message.due > streams.clock():
+    if message.due > streams.clock() and streams.gate_clock is not None:
         streams.gate_clock.schedule(body, message.due)  # SQS delays at most 15 minutes: wait again
         metrics.add_metric(name="GateClockRequeued", unit=MetricUnit.Count, value=1)
         return
@@ -49,7 +49,7 @@ def clock_record(record: dict[str, Any]) -> None:
         logger.info("gate wake-up for a repository that is not ours ignored", reason=str(exc))
         return
     metrics.add_metric(name="GateWakeups", unit=MetricUnit.Count, value=1)
-    logger.info("gate clock", kind=message.kind, key=message.key, digest=message.digest, **outcome)
+    logger.info("gate clock", kind=message.kind, key=message.key, **outcome)
 
 
 def evidence(event: dict[str, Any]) -> dict[str, Any]:

@@ -498,3 +498,37 @@ def test_clock_messages_parse_and_a_policy_target_names_its_stream(world):
                                    "due": "2026-11-26T12:00:00.000Z"})
     assert message.kind == "policy" and message.due == world.clock.now
     assert world.streams.gate_wake("policy", "team/web:prod", digest(1))["stream"] == "team/web"
+
+
+def test_the_reconciler_judges_waiting_gates_again_so_timeouts_happen_without_events(world):
+    from imagestreams.reconcile import Reconciler
+
+    world.push(1)
+    tid = world.add([{"type": "scan", "blockAt": "CRITICAL", "timeoutMinutes": 10}])
+    reconciler = Reconciler(world.streams, world.registry, world.store)
+    reconciler.run()
+    assert world.trigger(tid).status == "Gated"
+    world.clock.advance(11)
+    reconciler.run()
+    trigger = world.trigger(tid)
+    assert trigger.status == "Blocked" and "not scanned" in trigger.gate["reason"] and world.ecs.applied == []
+
+
+def test_the_gate_clock_handler_requeues_what_is_not_due_and_wakes_what_is(world, monkeypatch, lambda_context):
+    import json
+
+    import gates as handler
+
+    monkeypatch.setattr(handler, "services", lambda: world.streams)
+    d = world.push(1)
+    tid = world.add([{"type": "approval"}])
+    world.store.set_gate_state(world.trigger(tid), world.trigger(tid).gate_state._replace(approved_by="a"))
+    later = {"kind": "trigger", "id": tid, "digest": d, "due": "2026-11-26T13:00:00Z"}
+    sent = len(world.gate_clock.messages)
+    records = [{"messageId": "1", "body": json.dumps(later)}, {"messageId": "2", "body": "not json"}]
+    assert handler.lambda_handler({"Records": records}, lambda_context) == {"batchItemFailures": []}
+    assert world.gate_clock.messages[sent:] == [(later, world.clock.now + timedelta(hours=1))]
+    assert world.image() == "nginx:latest"
+    world.clock.advance(60)
+    handler.lambda_handler({"Records": records[:1]}, lambda_context)
+    assert world.image() == pinned(1)

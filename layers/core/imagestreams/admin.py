@@ -273,7 +273,7 @@ def _deploy(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     actor = _actor(p)
     triggers = _triggers(streams, p)
     if force:  # past the gates, recorded with who did it
-        triggers = streams.force_past_gates(triggers, actor)
+        triggers = streams.force_past_gates(triggers, actor, wait=LEASE_WAIT_SECONDS)
     firing = _Firing(streams, "deploy")
     return firing.result(firing.all(triggers, force=True))
 
@@ -311,7 +311,7 @@ def _decide(approve: bool) -> Callable[[ImageStreams, dict[str, Any]], dict[str,
             policy = decide_policy(stream_tag, digest, actor, approve=approve, reason=reason)
             return {"policies": [policy.as_dict()]}
         trigger = streams.get_trigger(validate_trigger_id(p["id"]))
-        streams.decide_trigger(trigger, digest, actor, approve=approve, reason=reason)
+        streams.decide_trigger(trigger, digest, actor, approve=approve, reason=reason, wait=LEASE_WAIT_SECONDS)
         fresh = streams.get_trigger(trigger.id)
         firing = _Firing(streams, "approve" if approve else "reject")
         return firing.result(firing.all([fresh]) if not fresh.paused else [fresh])

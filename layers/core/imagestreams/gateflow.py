@@ -60,32 +60,45 @@ class GateFlow:
                     raise Invalid(f"verified gate names trigger {trigger_id}, which does not exist")
 
     def decide_trigger(self, trigger: Trigger, digest: str, actor: str, *, approve: bool,
-                       reason: str | None = None) -> Trigger:
+                       reason: str | None = None, wait: float | None = 5.0) -> Trigger:
         """Record an approval (or rejection) of ``digest`` on ``trigger``; :class:`Conflict` (nothing written) when
-        ``digest`` is not the one waiting there. The caller fires the trigger afterwards (that judges the gates)."""
-        if trigger.status not in HELD:
-            raise Conflict(f"trigger {trigger.id} is not waiting on its gates (status {trigger.status})")
-        state = self.decide(trigger.gate_state, trigger.gates, digest, actor,  # type: ignore[attr-defined]
-                            approve=approve, reason=reason)
-        if not self.store.set_gate_state(trigger, state):
-            raise NotFound(f"no trigger with id {trigger.id}")
-        return trigger.with_outcome(gate_state=state)
+        ``digest`` is not the one waiting there. The caller fires the trigger afterwards (that judges the gates).
 
-    def force_past_gates(self, triggers: list[Trigger], actor: str) -> list[Trigger]:
+        Read and written under the target's lease, like every fire: a fire judging the gates meanwhile cannot write
+        back the state it read before this decision."""
+        with self._target_lease(trigger.target, wait):  # type: ignore[attr-defined]
+            current = self.store.refresh_trigger(trigger)
+            if current is None:
+                raise NotFound(f"no trigger with id {trigger.id}")
+            if current.status not in HELD:
+                raise Conflict(f"trigger {current.id} is not waiting on its gates (status {current.status})")
+            state = self.decide(current.gate_state, current.gates, digest, actor,  # type: ignore[attr-defined]
+                                approve=approve, reason=reason)
+            if not self.store.set_gate_state(current, state):
+                raise NotFound(f"no trigger with id {trigger.id}")
+        return current.with_outcome(gate_state=state)
+
+    def force_past_gates(self, triggers: list[Trigger], actor: str, wait: float | None = 5.0) -> list[Trigger]:
         """``deploy`` with ``force``: the head each gated trigger would deploy now is released past its gates, and
-        who did it is recorded on the trigger's gate state (a newer head is judged again)."""
+        who did it is recorded on the trigger's gate state (a newer head is judged again). Under the target's
+        lease, like a decision."""
         out = []
         for trigger in triggers:
-            head = self.store.get_head(trigger.stream_tag)
-            if not trigger.gates or head is None or head.deleted:
+            if not trigger.gates:
                 out.append(trigger)
                 continue
-            state = trigger.gate_state
-            if state is None or state.digest != head.digest:
-                state = GateState(head.digest, self.clock())
-            state = state._replace(forced_by=actor, wake_at=None)
-            self.store.set_gate_state(trigger, state)
-            out.append(trigger.with_outcome(gate_state=state))
+            with self._target_lease(trigger.target, wait):  # type: ignore[attr-defined]
+                head, listed = self.store.head_and_triggers(trigger.stream_tag)
+                current = next((t for t in listed if t.id == trigger.id), None)
+                if current is None or head is None or head.deleted:
+                    out.append(current or trigger)
+                    continue
+                state = current.gate_state
+                if state is None or state.digest != head.digest:
+                    state = GateState(head.digest, self.clock())
+                state = state._replace(forced_by=actor, wake_at=None)
+                self.store.set_gate_state(current, state)
+            out.append(current.with_outcome(gate_state=state))
         return out
 
     # ---------------------------------------------------------------------------------- evidence side

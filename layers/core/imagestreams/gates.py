@@ -124,6 +124,15 @@ def parse_gates(raw: Any) -> tuple[Gate, ...]:
     return gates
 
 
+def as_gates(gates: Any) -> tuple[Gate, ...]:
+    """Gates as :class:`Gate` values, whether given parsed or as the stored list of gate objects."""
+    if not gates:
+        return ()
+    if all(isinstance(g, Gate) for g in gates):
+        return tuple(gates)
+    return parse_gates([g.as_dict() if isinstance(g, Gate) else g for g in gates])
+
+
 def gates_from_dicts(raw: Any) -> tuple[Gate, ...]:
     """Stored gates (already validated when written)."""
     return parse_gates(list(raw)) if raw else ()
@@ -197,6 +206,7 @@ class Gating:
         head starts over). Blocked wins over waiting; the gate reported is the first blocked one, else the first
         waiting one. ``owner`` (a trigger id, or a policy's ``stream:tag``) names who the gate-clock wake-up is
         for; without it the wake-up re-checks every gate of ``stream`` that waits on ``digest``."""
+        gates = as_gates(gates)
         now = self.clock()
         if state is None or state.digest != digest:
             state = GateState(digest, now)
@@ -303,6 +313,7 @@ class Gating:
                approve: bool, reason: str | None = None) -> GateState:
         """The gate state after a person approves (or rejects) ``digest``. :class:`Conflict` (nothing is written)
         when no approval gate is configured, ``digest`` is not the one waiting, or it was already decided."""
+        gates = as_gates(gates)
         if not any(g.type == "approval" for g in gates):
             raise Conflict("no approval gate waits here: it has no approval gate")
         if state is None:
