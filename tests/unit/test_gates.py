@@ -316,6 +316,7 @@ def test_verified_gate_passes_after_the_soak_on_the_named_trigger(world):
     world.clock.advance(29)
     world.fire(tid)
     assert world.trigger(tid).status == "Gated" and world.ecs.applied == [pinned(1)]  # staging's only
+    assert "verified at 2026-11-26T12:35:00" in world.trigger(tid).gate["reason"]
     world.clock.advance(1)
     world.streams.gate_wake("trigger", tid, d)
     assert world.trigger(tid).status == "Deploying" and world.image() == pinned(1)

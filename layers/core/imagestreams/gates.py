@@ -289,9 +289,9 @@ class Gating:
                 return "blocked", f"rollout on {trigger_id} FAILED", None
             if named.rollout_state == "COMPLETED" or (named.rollout_state is None and named.status == "Deployed"):
                 start = named.rollout_at or named.last_triggered_at or now
-                if now < start + soak:
-                    ran = int((now - start).total_seconds() // 60)
-                    waiting = waiting or f"running on {trigger_id} for {ran} of {gate.minutes} minutes"
+                if now < start + soak:  # a reason that stays the same while it soaks: no write per look
+                    waiting = waiting or (f"running on {trigger_id} since {rfc3339(start)}; verified at "
+                                          f"{rfc3339(start + soak)}")
                     wake = max(wake, start + soak) if wake else start + soak
                 continue
             waiting = waiting or f"waiting for the rollout on {trigger_id} to complete"
