@@ -533,3 +533,20 @@ def test_the_gate_clock_handler_requeues_what_is_not_due_and_wakes_what_is(world
     world.clock.advance(60)
     handler.lambda_handler({"Records": records[:1]}, lambda_context)
     assert world.image() == pinned(1)
+
+
+def test_gate_fields_survive_the_dynamodb_item_round_trip():
+    from imagestreams.adapters.dynamodb import _dump, _load, trigger_from_item, trigger_item
+    from imagestreams.model import Trigger, trigger_id
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+    gates = parse_gates([{"type": "scan", "blockAt": "HIGH", "timeoutMinutes": 15},
+                         {"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": 30}, {"type": "approval"}])
+    trigger = Trigger(trigger_id(WEB, TARGET), WEB, TARGET, status="Gated", gates=gates,
+                      gate={"type": "scan", "state": "waiting", "reason": "x" * 5000, "digest": digest(1)},
+                      gate_state=GateState(digest(1), now, "alice", None, None, None, now + timedelta(minutes=15)),
+                      rollout_at=now)
+    back = trigger_from_item(_load(_dump(trigger_item(trigger))))
+    assert back.gates == gates and back.gate_state == trigger.gate_state and back.rollout_at == now
+    assert back.gate["digest"] == digest(1) and len(back.gate["reason"]) < 1100  # outside text capped
+    assert back.as_dict()["gates"][1] == {"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": 30}
