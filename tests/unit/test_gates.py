@@ -550,3 +550,46 @@ def test_gate_fields_survive_the_dynamodb_item_round_trip():
     assert back.gates == gates and back.gate_state == trigger.gate_state and back.rollout_at == now
     assert back.gate["digest"] == digest(1) and len(back.gate["reason"]) < 1100  # outside text capped
     assert back.as_dict()["gates"][1] == {"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": 30}
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["trigger", "add", "team/web:prod", "--ecs", "prod/web:web", "--gate", "scan:critical:30", "--gate", "approval",
+      "--gate", "verified:tr-0123456789ab,tr-0123456789ac:30", "--gate", "signature"],
+     {"action": "trigger.add", "from": "team/web:prod", "target": TARGET.as_dict(), "gates": [
+         {"type": "scan", "blockAt": "CRITICAL", "timeoutMinutes": 30}, {"type": "approval"},
+         {"type": "verified", "triggers": ["tr-0123456789ab", "tr-0123456789ac"], "minutes": 30},
+         {"type": "signature"}]}),
+    (["approve", "tr-0123456789ab", "sha256:" + "a" * 64],
+     {"action": "approve", "id": "tr-0123456789ab", "digest": "sha256:" + "a" * 64}),
+    (["reject", "team/web:prod", "sha256:" + "a" * 64, "--reason", "no"],
+     {"action": "reject", "target": "team/web:prod", "digest": "sha256:" + "a" * 64, "reason": "no"}),
+    (["deploy", "tr-0123456789ab", "--force"], {"action": "deploy", "id": "tr-0123456789ab", "force": True}),
+    (["trigger", "gates", "tr-0123456789ab", "--gate", "signature:45"],
+     {"action": "trigger.gates", "id": "tr-0123456789ab", "gates": [{"type": "signature", "timeoutMinutes": 45}]}),
+    (["trigger", "gates", "tr-0123456789ab", "--clear"], {"action": "trigger.gates", "id": "tr-0123456789ab",
+                                                         "gates": []}),
+])
+def test_cli_gate_verbs_build_the_admin_commands(argv, command):
+    from imagestreams.cli import build_parser, command_from_args
+
+    assert command_from_args(build_parser().parse_args(argv)) == command
+
+
+@pytest.mark.parametrize("spec", ["scan", "scan:HIGH:soon", "approval:x", "verified:tr-0123456789ab",
+                                  "verified::30", "signature:1:2", "nope"])
+def test_cli_bad_gate_flags_are_usage_errors(spec, capsys):
+    from imagestreams.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["trigger", "add", "team/web:prod", "--ecs", "prod/web:web", "--gate", spec])
+    assert exited.value.code == 2 and "--gate" in capsys.readouterr().err
+
+
+def test_cli_shows_why_a_trigger_is_held(world, capsys):
+    from imagestreams.cli import main
+
+    d = world.push(1)
+    world.registry.scans[("team/web", d)] = ScanResult("COMPLETE", {"CRITICAL": 3})
+    world.add([{"type": "scan", "blockAt": "CRITICAL"}])
+    assert main(["trigger", "list"], transport=lambda cmd: dispatch(world.streams, cmd)) == 0
+    assert "scan blocked: 3 CRITICAL findings" in capsys.readouterr().out
