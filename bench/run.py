@@ -306,6 +306,50 @@ def bench_fanout(aws: EmbeddedAws) -> dict[str, Any]:
             "fanout_messages_100": many["messages_sent"]}
 
 
+def bench_gate_noop(aws: EmbeddedAws) -> dict[str, Any]:
+    """A scan event for a digest no gate waits on (the stream has a trigger whose scan gate waits on another
+    digest): the gates function's table reads and writes."""
+    from imagestreams import aws as clients
+    from imagestreams.admin import dispatch
+    from imagestreams.bootstrap import services
+    from imagestreams.model import StreamTag
+
+    aws.client("ecr").create_repository(repositoryName="bench/gates")
+    waited = aws.push_image("bench/gates", "latest", seed="gate-1", emit=False)["detail"]["image-digest"]
+    other = [aws.push_image("bench/gates", f"other-{i}", seed=f"gate-{i}", emit=False)["detail"]["image-digest"]
+             for i in (2, 3)]
+    aws.use_function_env("AdminFunction")
+    streams = services()
+    streams.sync(StreamTag("bench/gates", "latest"))
+    answer = dispatch(streams, {"action": "trigger.add", "from": "bench/gates:latest", "target": _target().as_dict(),
+                                "gates": [{"type": "scan", "blockAt": "CRITICAL"}]})
+    assert answer["ok"] and answer["result"]["trigger"]["status"] == "Gated", answer
+    aws.use_function_env("GatesFunction")
+    sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the handler's Logger
+    with contextlib.redirect_stdout(sink):
+        handler = aws.functions["GatesFunction"].handler()
+
+    class Ctx:
+        function_name, memory_limit_in_mb, aws_request_id = "bench", 256, "r"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+
+    def scan(digest: str) -> None:
+        event = {"source": "aws.ecr", "detail-type": "ECR Image Scan", "account": "123456789012",
+                 "region": aws.region, "detail": {"scan-status": "COMPLETE", "repository-name": "bench/gates",
+                                                  "image-digest": digest, "finding-severity-counts": {}}}
+        with contextlib.redirect_stdout(sink):
+            handler(event, Ctx())
+
+    scan(other[0])  # warm: clients built, code paths imported
+    counter = CallCounter()
+    counter.attach(clients.client("dynamodb"))
+    scan(other[1])
+    calls = counter.take()
+    assert waited not in other
+    return {"gate_event_noop_reads": total(calls, "dynamodb:") - writes(calls),
+            "gate_event_noop_writes": writes(calls)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=40)
@@ -317,12 +361,15 @@ def main() -> int:
         aws.deploy()
         results.update(measure_idle_reconciler(aws, 100))
         results.update(bench_fanout(aws))
+        results.update(bench_gate_noop(aws))
     results.update(summarize(results))
     results.update(bench_imports(args.imports))
     rows = [
         ("ingest: AWS calls per fresh push", results["ingest_calls_fresh"], "<= 3"),
         ("ingest: AWS calls per duplicate event", results["ingest_calls_duplicate"], "<= 2"),
         ("ingest: DynamoDB writes per duplicate event", results["ingest_writes_duplicate"], "0"),
+        ("gate event for a digest nobody waits on: table reads / writes",
+         f"{results['gate_event_noop_reads']} / {results['gate_event_noop_writes']}", "<= 1 / 0"),
         ("ECS fire: ECS calls (new digest)", results["ecs_fire_calls"], "<= 4"),
         ("ECS fire: ECS calls (already pinned)", results["ecs_fire_calls_pinned"], "<= 2"),
         ("ECS fire: trigger writes (new / pinned)",

@@ -352,3 +352,114 @@ _bad_commands_before_m_xacct = bad_commands
 def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
     yield from _bad_commands_before_m_xacct()
     yield from xacct_bad_commands()
+
+
+# ------------------------------------------------------------------------------------------------- gates
+
+BAD_GATES: list[Any] = [
+    "approval", {"type": "approval"}, [None], ["approval"], [{"type": "nope"}], [{"type": None}], [{}],
+    [{"type": "Approval"}], [{"type": "approval", "who": "me"}], [{"type": "approval"}, {"type": "approval"}],
+    [{"type": "scan"}], [{"type": "scan", "blockAt": "SEVERE"}], [{"type": "scan", "blockAt": "critical"}],
+    [{"type": "scan", "blockAt": ["CRITICAL"]}], [{"type": "scan", "blockAt": "HIGH", "timeoutMinutes": -1}],
+    [{"type": "scan", "blockAt": "HIGH", "timeoutMinutes": 0}], [{"type": "scan", "blockAt": "HIGH",
+                                                                  "timeoutMinutes": 1.5}],
+    [{"type": "scan", "blockAt": "HIGH", "timeoutMinutes": True}], [{"type": "scan", "blockAt": "HIGH",
+                                                                     "timeoutMinutes": 10**9}],
+    [{"type": "signature", "timeoutMinutes": "30"}], [{"type": "signature", "blockAt": "HIGH"}],
+    [{"type": "verified", "triggers": "tr-0123456789ab", "minutes": 5}],
+    [{"type": "verified", "triggers": [], "minutes": 5}],
+    [{"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": -5}],
+    [{"type": "verified", "triggers": ["tr-0123456789ab"]}],
+    [{"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": 5}],  # names no existing trigger
+    [{"type": "verified", "triggers": ["tr-" + "a" * 40], "minutes": 5}],
+    [{"type": "verified", "triggers": [1], "minutes": 5}],
+    [{"type": "verified", "triggers": ["tr-0123456789ab"] * 21, "minutes": 5}],
+    [{"type": "approval"}] + [{"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": 1}] * 10,
+] + [[{"type": "verified", "triggers": [s], "minutes": 1}] for s in HOSTILE_STRINGS]
+
+
+def gate_bad_commands() -> Iterator[tuple[str, Any]]:
+    for i, gates in enumerate(BAD_GATES):
+        yield f"gates: trigger.add with bad gates #{i}", {"action": "trigger.add", "from": "team/web:latest",
+                                                           "target": ECS, "gates": gates}
+        yield f"gates: trigger.gates with bad gates #{i}", {"action": "trigger.gates", "id": "tr-0123456789ab",
+                                                             "gates": gates}
+    yield "gates: trigger.gates of an unknown trigger", {"action": "trigger.gates", "id": "tr-0123456789ab",
+                                                         "gates": []}
+    yield "gates: trigger.gates without id", {"action": "trigger.gates", "gates": []}
+    yield "gates: trigger.gates unknown field", {"action": "trigger.gates", "id": "tr-0123456789ab", "gates": [],
+                                                 "force": True}
+    yield "gates: discovery target with gates", {"action": "trigger.add", "from": "*", "gates": [],
+                                                 "target": {"type": "eks", "cluster": "prod", "discover": True}}
+    for value in ["yes", 1, None, [], {}]:
+        yield f"gates: deploy force {value!r}", {"action": "deploy", "from": "team/web:latest", "force": value}
+    for verb in ("approve", "reject"):
+        yield f"gates: {verb} without digest", {"action": verb, "id": "tr-0123456789ab"}
+        yield f"gates: {verb} without id or target", {"action": verb, "digest": DIGEST}
+        yield f"gates: {verb} with id and target", {"action": verb, "id": "tr-0123456789ab",
+                                                    "target": "team/web:prod", "digest": DIGEST}
+        yield f"gates: {verb} of an unknown trigger", {"action": verb, "id": "tr-0123456789ab", "digest": DIGEST}
+        yield f"gates: {verb} unknown field", {"action": verb, "id": "tr-0123456789ab", "digest": DIGEST,
+                                               "gates": []}
+        for digest in BAD_DIGESTS + [None, 1, [], "latest"]:
+            yield f"gates: {verb} digest {digest!r}", {"action": verb, "id": "tr-0123456789ab", "digest": digest}
+        for value in HOSTILE_STRINGS + WRONG_TYPES:
+            yield f"gates: {verb} id {value!r:.40}", {"action": verb, "id": value, "digest": DIGEST}
+            if value:
+                yield f"gates: {verb} target {value!r:.40}", {"action": verb, "target": value, "digest": DIGEST}
+    yield "gates: approve with a reason", {"action": "approve", "id": "tr-0123456789ab", "digest": DIGEST,
+                                           "reason": "fine"}
+    for reason in [1, None, [], {}, "x" * 2000, "bad\x00reason", "line\nbreak", "\x1b[31mred"]:
+        yield f"gates: reject reason {reason!r:.40}", {"action": "reject", "id": "tr-0123456789ab",
+                                                      "digest": DIGEST, "reason": reason}
+
+
+def bad_gate_events() -> Iterator[tuple[str, Any]]:
+    """Gate events (ECR Image Scan, Inspector2 Scan, Signer Job Status Change) and gate clock messages that the
+    gates function refuses (``Invalid``), touching nothing."""
+    scan = {"source": "aws.ecr", "detail-type": "ECR Image Scan", "account": "123456789012", "region": "us-east-1",
+            "detail": {"scan-status": "COMPLETE", "repository-name": "team/web", "image-digest": DIGEST}}
+    for value in [None, [], "event", 7]:
+        yield f"gate event is {value!r}", value
+    for value in ["aws.s3", "aws.ecs", None, "AWS.ECR"]:
+        yield f"gate event source {value!r}", {**scan, "source": value}
+    for value in ["ECR Image Action", "Inspector2 Finding", None, ""]:
+        yield f"gate event detail-type {value!r}", {**scan, "detail-type": value}
+    for value in ["x", None, [], 5]:
+        yield f"gate event detail {value!r}", {**scan, "detail": value}
+    for value in HOSTILE_STRINGS + WRONG_TYPES + ["arn:aws:ecr:us-east-1:123456789012:repo/team/web",
+                                                  "arn:aws:s3:::bucket/team/web"]:
+        yield f"gate event repository-name {value!r:.40}", {**scan, "detail": {**scan["detail"],
+                                                                               "repository-name": value}}
+    for value in BAD_DIGESTS + [None, 1, []]:
+        yield f"gate event image-digest {value!r}", {**scan, "detail": {**scan["detail"], "image-digest": value}}
+    inspector = {**scan, "source": "aws.inspector2", "detail-type": "Inspector2 Scan", "detail": {
+        **scan["detail"], "repository-name": "arn:aws:ecr:us-east-1:123456789012:repository/team/web"}}
+    yield "gate event Inspector2 about another account", {
+        **inspector, "detail": {**inspector["detail"],
+                                "repository-name": "arn:aws:ecr:us-east-1:999999999999:repository/team/web"}}
+    yield "gate event Inspector2 from another region", {**inspector, "region": "eu-west-1"}
+
+
+def bad_clock_messages() -> Iterator[tuple[str, Any]]:
+    good = {"kind": "trigger", "id": "tr-0123456789ab", "digest": DIGEST, "due": "2026-01-01T00:00:00Z"}
+    for value in [None, [], "x", 1]:
+        yield f"clock message {value!r}", value
+    for key in ("kind", "id", "digest", "due"):
+        yield f"clock message without {key}", {k: v for k, v in good.items() if k != key}
+    for value in ["stream", None, 1, "TRIGGER"]:
+        yield f"clock kind {value!r}", {**good, "kind": value}
+    for value in HOSTILE_STRINGS[:8] + WRONG_TYPES:
+        yield f"clock id {value!r:.40}", {**good, "id": value}
+        yield f"clock policy target {value!r:.40}", {"kind": "policy", "target": value, "digest": DIGEST,
+                                                     "due": good["due"]}
+    for value in ["tomorrow", "2026-01-01T00:00:00", 1, None, "2026-13-01T00:00:00Z"]:
+        yield f"clock due {value!r}", {**good, "due": value}
+
+
+_bad_commands_before_g_gates = bad_commands
+
+
+def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
+    yield from _bad_commands_before_g_gates()
+    yield from gate_bad_commands()

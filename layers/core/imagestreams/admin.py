@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .errors import Forbidden, ImageStreamsError, Invalid, NotFound, NotOurs, TransientTargetError
+from .gates import parse_gates
 from .model import (
     HOST_RE,
     ImageRef,
@@ -193,8 +194,10 @@ def _trigger_add(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
         raise Invalid("missing field(s) for trigger.add: from")
     stream_tag = _tag_ref(streams, p["from"], "from")
     target = parse_target(p["target"])
+    gates = parse_gates(p.get("gates"))
     firing = _Firing(streams, "add")
-    trigger = streams.add_trigger(stream_tag, target, paused=_bool(p, "paused", False), fire=firing.one)
+    trigger = streams.add_trigger(stream_tag, target, paused=_bool(p, "paused", False), fire=firing.one,
+                                  gates=gates)
     answer = {"id": trigger.id, "trigger": trigger.as_dict()}
     if firing.queued:
         answer["queued"] = firing.queued
@@ -205,6 +208,8 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     """Adopt every workload of a cluster that carries OpenShift's ``image.openshift.io/triggers`` annotation.
     ``from`` is not used (each annotation names its own tag); bad annotations are listed in ``errors``."""
     cluster = parse_discovery(p["target"])
+    if "gates" in p:
+        raise Invalid("gates cannot be given with a discovery target; set them per trigger with trigger.gates")
     if p.get("from") not in (None, "*"):
         raise Invalid('with a discovery target, from must be "*" (each annotation names its own tag)')
     paused = _bool(p, "paused", False)
@@ -264,8 +269,54 @@ def _set_paused(paused: bool) -> Callable[[ImageStreams, dict[str, Any]], dict[s
 
 
 def _deploy(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    force = _bool(p, "force", False)
+    actor = _actor(p)
+    triggers = _triggers(streams, p)
+    if force:  # past the gates, recorded with who did it
+        triggers = streams.force_past_gates(triggers, actor, wait=LEASE_WAIT_SECONDS)
     firing = _Firing(streams, "deploy")
-    return firing.result(firing.all(_triggers(streams, p), force=True))
+    return firing.result(firing.all(triggers, force=True))
+
+
+def _trigger_gates(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    """Replace a trigger's gates, then judge its head again (it may fire now, or be held)."""
+    gates = parse_gates(p["gates"])
+    trigger = streams.get_trigger(validate_trigger_id(p["id"]))
+    streams.set_trigger_gates(trigger, gates)
+    fresh = streams.get_trigger(trigger.id)
+    if fresh.paused:
+        return _result_triggers([fresh])
+    firing = _Firing(streams, "gates")
+    return firing.result(firing.all([fresh]))
+
+
+def _decide(approve: bool) -> Callable[[ImageStreams, dict[str, Any]], dict[str, Any]]:
+    def run(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+        actor = _actor(p)
+        if ("id" in p) == ("target" in p):
+            raise Invalid("give exactly one of id (a trigger) or target (a policy tag)")
+        digest = validate_digest(p["digest"])
+        reason = None
+        if "reason" in p:
+            if approve:
+                raise Invalid("reason applies to reject")
+            reason = p["reason"]
+            if not isinstance(reason, str) or len(reason) > MAX_ACTOR or not reason.isprintable():
+                raise Invalid(f"reason must be a string of at most {MAX_ACTOR} printable characters")
+        if "target" in p:
+            stream_tag = _tag_ref(streams, p["target"], "target")
+            decide_policy = getattr(streams, "approve_policy", None)
+            if decide_policy is None:
+                raise Invalid("policy tags are not available in this version: give id (a trigger)")
+            policy = decide_policy(stream_tag, digest, actor, approve=approve, reason=reason)
+            return {"policies": [policy.as_dict()]}
+        trigger = streams.get_trigger(validate_trigger_id(p["id"]))
+        streams.decide_trigger(trigger, digest, actor, approve=approve, reason=reason, wait=LEASE_WAIT_SECONDS)
+        fresh = streams.get_trigger(trigger.id)
+        firing = _Firing(streams, "approve" if approve else "reject")
+        return firing.result(firing.all([fresh]) if not fresh.paused else [fresh])
+
+    return run
 
 
 MAX_TARGETS = 50
@@ -368,12 +419,15 @@ ACTIONS: dict[str, Action] = {
     "import": _spec(_import, (), ("target", "stream")),
     "describe": _spec(_describe, ("stream",)),
     "history": _spec(_history, ("target",), ("limit",)),
-    "trigger.add": _spec(_trigger_add, ("target",), ("from", "paused")),
+    "trigger.add": _spec(_trigger_add, ("target",), ("from", "paused", "gates")),
+    "trigger.gates": _spec(_trigger_gates, ("id", "gates")),
+    "approve": _spec(_decide(True), ("digest",), ("id", "target")),
+    "reject": _spec(_decide(False), ("digest",), ("id", "target", "reason")),
     "trigger.remove": _spec(_trigger_remove, (), ("id", "from")),
     "trigger.pause": _spec(_set_paused(True), (), ("id", "from")),
     "trigger.resume": _spec(_set_paused(False), (), ("id", "from")),
     "trigger.list": _spec(_trigger_list, (), ("from",)),
-    "deploy": _spec(_deploy, (), ("id", "from")),
+    "deploy": _spec(_deploy, (), ("id", "from", "force")),
     "prune": _spec(_prune, (), ("stream", "keepTagRevisions", "keepYoungerThanMinutes", "confirm", "cursor")),
     "check": _spec(_check, (), ("trigger",)),
 }

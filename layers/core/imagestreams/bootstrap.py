@@ -108,6 +108,11 @@ def build(settings: Settings) -> ImageStreams:
         from .adapters.sqs import SqsFireQueue
 
         fire_queue = SqsFireQueue(aws.LazyClient("sqs"), settings.fire_queue_url)
+    gate_clock = None
+    if settings.gate_clock_queue_url:
+        from .adapters.sqs import SqsGateClock
+
+        gate_clock = SqsGateClock(aws.LazyClient("sqs"), settings.gate_clock_queue_url)
     host = stack_registry_host(settings)
     streams = ImageStreams(
         store=DynamoStore(aws.client("dynamodb"), settings.table,
@@ -119,6 +124,7 @@ def build(settings: Settings) -> ImageStreams:
             "eks": lambda: RoleDrivers(lambda role, ext: _eks_driver(host, role, ext)),
             "lambda": lambda: RoleDrivers(_lambda_driver)}),
         fire_queue=fire_queue,
+        gate_clock=gate_clock,
         history_limit=settings.history_limit,
         policy=TargetPolicy.from_strings(settings.allowed_ecs_clusters, settings.allowed_eks_namespaces,
                                          settings.allowed_lambda_functions, settings.account_id, settings.region,

@@ -20,7 +20,7 @@ from .errors import ImageStreamsError
 from .model import function_name, short_name
 
 MUTATING = {"tag", "untag", "rollback", "import", "trigger.add", "trigger.remove", "trigger.pause",
-            "trigger.resume", "deploy"}
+            "trigger.resume", "deploy", "trigger.gates", "approve", "reject"}
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -77,9 +77,17 @@ def render_triggers(triggers: list[dict[str, Any]]) -> str:
     return table(
         ["ID", "FROM", "TARGET", "STATUS", "PAUSED", "DIGEST", "ROLLOUT", "ERROR"],
         [[t["id"], t["from"], target_text(t["target"]), t["status"], "yes" if t["paused"] else "no",
-          short(t["lastTriggeredDigest"]), t.get("rolloutState"), t.get("lastError") or t.get("drift")]
+          short(t["lastTriggeredDigest"]), t.get("rolloutState"),
+          t.get("lastError") or t.get("drift") or _gate_text(t.get("gate"))]
          for t in triggers],
     )
+
+
+def _gate_text(gate: dict[str, Any] | None) -> str | None:
+    """``scan blocked: 3 CRITICAL findings (sha256:0123456789ab)`` for a trigger held by a gate."""
+    if not gate or gate.get("state") == "passed" and gate.get("type") != "forced":
+        return None
+    return f"{gate.get('type')} {gate.get('state')}: {gate.get('reason')} ({short(gate.get('digest'))})"
 
 
 def render_history(result: dict[str, Any]) -> str:
@@ -112,6 +120,9 @@ def render(action: str, result: dict[str, Any]) -> str:
         return render_check(result)
     if "moves" in result:
         return render_moves(result)
+    if "policies" in result and "triggers" not in result:
+        policies = globals().get("render_policies")
+        return policies(result["policies"]) if policies else json.dumps(result["policies"], indent=2)
     if action == "trigger.add":
         if "errors" in result or result.get("trigger") is None:  # discovery: every adopted trigger, every problem
             return render_discovery(result)
@@ -142,7 +153,12 @@ EXAMPLES = {
     "tag": "imagestreams tag team/web:latest team/web:prod",
     "untag": "imagestreams untag team/web:old",
     "rollback": "imagestreams rollback team/web:prod --steps 1    |    imagestreams rollback --trigger tr-0123456789ab",
-    "deploy": "imagestreams deploy tr-0123456789ab    |    imagestreams deploy --from team/web:prod",
+    "deploy": "imagestreams deploy tr-0123456789ab    |    imagestreams deploy --from team/web:prod    |    "
+              "imagestreams deploy tr-0123456789ab --force  (past its gates)",
+    "approve": "imagestreams approve tr-0123456789ab sha256:…    |    imagestreams approve team/web:prod sha256:…",
+    "reject": "imagestreams reject tr-0123456789ab sha256:… --reason 'fails the smoke test'",
+    "trigger gates": "imagestreams trigger gates tr-0123456789ab --gate scan:CRITICAL --gate approval    |    "
+                     "--clear",
     "trigger add": "imagestreams trigger add team/web:prod --ecs prod/web:web    |    "
                    "--eks prod/apps/deployment/web:web    |    --lambda resize:live",
     "trigger list": "imagestreams trigger list --from team/web:prod",
@@ -211,8 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger")
     p.add_argument("--to", metavar="DIGEST")
     p.add_argument("--steps", type=int)
-    p = _sub(verbs, "deploy", "apply the current head now, even if paused")
+    p = _sub(verbs, "deploy", "apply the current head now, even if paused (gates still apply unless --force)")
     _selector(p)
+    p.add_argument("--force", action="store_true", help="deploy past the trigger's gates (recorded with the actor)")
+    for verb, text in (("approve", "approve the digest a trigger's or policy tag's approval gate waits on"),
+                       ("reject", "reject the digest a trigger's or policy tag's approval gate waits on")):
+        p = _sub(verbs, verb, text)
+        p.add_argument("subject", metavar="ID|REF", help="a trigger id (tr-…) or a policy tag (team/web:prod)")
+        p.add_argument("digest", metavar="DIGEST")
+        if verb == "reject":
+            p.add_argument("--reason", metavar="TEXT")
 
     trig = verbs.add_parser("trigger", help="add, remove, pause, resume or list triggers")
     tverbs = _Verbs(trig.add_subparsers(dest="tverb", required=True, metavar="ACTION"))
@@ -226,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="JSON", help='a target object as JSON, e.g. {"type": "ecs", "cluster": '
                    '"prod", "service": "web", "container": "web"} (docs/concepts.md lists every field)')
     p.add_argument("--paused", action="store_true")
+    p.add_argument("--gate", action="append", type=_gate_flag, metavar="GATE", help=GATE_HELP)
+    p = _sub(tverbs, "gates", "replace a trigger's gates (it is judged again at once)", "trigger gates")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--gate", action="append", type=_gate_flag, metavar="GATE", help=GATE_HELP)
+    p.add_argument("--clear", action="store_true", help="remove every gate")
     for name in ("remove", "pause", "resume"):
         _selector(_sub(tverbs, name, f"{name} triggers", f"trigger {name}"))
     p = _sub(tverbs, "list", "triggers with their status", "trigger list")
@@ -269,6 +298,38 @@ def _eks_target(spec: str) -> dict[str, Any]:
             "container": container}
 
 
+GATE_HELP = ("a gate (repeatable): approval | scan:SEVERITY[:TIMEOUT_MINUTES] (SEVERITY: CRITICAL, HIGH, MEDIUM, "
+             "LOW) | signature[:TIMEOUT_MINUTES] | verified:TRIGGER_ID[,TRIGGER_ID…]:MINUTES")
+
+
+def _gate_flag(spec: str) -> dict[str, Any]:
+    """``--gate``: ``approval``, ``scan:CRITICAL[:60]``, ``signature[:30]``, ``verified:tr-…[,tr-…]:30`` → the
+    gate object of the admin contract (the admin checks the values)."""
+    kind, _, rest = spec.partition(":")
+    parts = rest.split(":") if rest else []
+
+    def number(text: str, what: str) -> int:
+        if not text.isdigit():
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number of minutes, got {text!r} in {spec!r}")
+        return int(text)
+
+    if kind == "approval" and not parts:
+        return {"type": "approval"}
+    if kind == "scan" and 1 <= len(parts) <= 2 and parts[0]:
+        gate: dict[str, Any] = {"type": "scan", "blockAt": parts[0].upper()}
+        if len(parts) == 2:
+            gate["timeoutMinutes"] = number(parts[1], "the scan timeout")
+        return gate
+    if kind == "signature" and len(parts) <= 1:
+        gate = {"type": "signature"}
+        if parts:
+            gate["timeoutMinutes"] = number(parts[0], "the signature timeout")
+        return gate
+    if kind == "verified" and len(parts) == 2 and parts[0]:
+        return {"type": "verified", "triggers": parts[0].split(","), "minutes": number(parts[1], "verified")}
+    raise argparse.ArgumentTypeError(f"invalid gate {spec!r}: expected {GATE_HELP.split(': ', 1)[1]}")
+
+
 def _json(text: str) -> Any:
     try:
         return json.loads(text)
@@ -304,6 +365,12 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
             cmd.update({"from": args.from_, "target": target})
             if args.paused:
                 cmd["paused"] = True
+            if args.gate:
+                cmd["gates"] = args.gate
+        elif args.tverb == "gates":
+            if bool(args.gate) == args.clear:
+                raise UsageError("trigger gates needs --gate (one or more) or --clear")
+            cmd.update({"id": args.id, "gates": args.gate or []})
         elif args.tverb == "list":
             if args.from_:
                 cmd["from"] = args.from_
@@ -336,6 +403,13 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
                 cmd[key] = getattr(args, key)
     elif verb == "deploy":
         _put_selector(cmd, args)
+        if args.force:
+            cmd["force"] = True
+    elif verb in ("approve", "reject"):
+        cmd["id" if re.fullmatch(r"tr-[a-f0-9]{12}", args.subject) else "target"] = args.subject
+        cmd["digest"] = args.digest
+        if getattr(args, "reason", None) is not None:
+            cmd["reason"] = args.reason
     return cmd
 
 
@@ -554,10 +628,11 @@ def setup_problem(exc: BaseException, args: argparse.Namespace) -> str | None:
 def _failed_fires(action: str, result: dict[str, Any]) -> list[str]:
     if action == "check":
         return check_failures(result)
-    if action not in ("trigger.add", "deploy", "trigger.resume"):
+    if action not in ("trigger.add", "deploy", "trigger.resume", "trigger.gates", "approve", "reject"):
         return []
     triggers = [result["trigger"]] if result.get("trigger") else result.get("triggers") or []
-    return [f"trigger {clean(t['id'])}: fire failed: {clean(t.get('lastError') or t.get('status'))}"
+    return [f"trigger {clean(t['id'])}: fire failed: "
+            f"{clean(t.get('lastError') or _gate_text(t.get('gate')) or t.get('status'))}"
             for t in triggers if t.get("status") in ("Failed", "Blocked")]
 
 

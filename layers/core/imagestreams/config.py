@@ -35,6 +35,7 @@ class Settings(NamedTuple):
     repository_pattern: str = "*"  # ECR repositories that are ours (RepositoryPattern, an IAM resource pattern)
     allowed_target_accounts: str = ""  # AllowedTargetAccounts: comma-separated ids; empty: this account only
     target_role_pattern: str = ""  # TargetRolePattern: role names a target's roleArn may name; empty: none
+    gate_clock_queue_url: str | None = None  # GateClockQueue: wakes waiting gates on time
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,4 +57,5 @@ class Settings(NamedTuple):
             repository_pattern=os.environ.get("REPOSITORY_PATTERN", "").strip() or "*",
             allowed_target_accounts=os.environ.get("ALLOWED_TARGET_ACCOUNTS", "").strip(),
             target_role_pattern=os.environ.get("TARGET_ROLE_PATTERN", "").strip(),
+            gate_clock_queue_url=os.environ.get("GATE_CLOCK_QUEUE_URL") or None,
         )

@@ -29,6 +29,7 @@ from .model import (
     short_name,
     target_account,
     target_key,
+    utcnow,
 )
 from .policy import TargetPolicy
 from .ports import DriverResult, FireQueue, Registry, StreamStore, TargetDriver
@@ -43,19 +44,22 @@ MAX_TARGET_CHANGES = 3  # a target written by someone else between our read and 
 ROLLOUT_DONE = ("COMPLETED", "FAILED")
 
 
-def advance_rollout(trigger: Trigger, state: str | None, reason: str | None = None) -> Trigger:
+def advance_rollout(trigger: Trigger, state: str | None, reason: str | None = None,
+                    at: datetime | None = None) -> Trigger:
     """The trigger after learning that its deployment is in ``state``. A deployment only moves forward
     (IN_PROGRESS → COMPLETED or FAILED): a late, duplicated or reordered report never moves it back, never clears
-    ``Failed`` and never re-opens a digest whose rollout failed."""
+    ``Failed`` and never re-opens a digest whose rollout failed. ``rollout_at`` becomes ``at`` (default: now)
+    when the state changes: a verified gate counts its soak time from there."""
     current = trigger.rollout_state
     if state not in ("IN_PROGRESS", *ROLLOUT_DONE) or state == current or current in ROLLOUT_DONE:
         return trigger
+    when = at or utcnow()
     if state == "IN_PROGRESS":
-        return trigger.with_outcome(rollout_state="IN_PROGRESS")
+        return trigger.with_outcome(rollout_state="IN_PROGRESS", rollout_at=when)
     if state == "COMPLETED":  # a Failed of a later fire (API error) or a deleted tag keeps its status
         done = {"status": "Deployed", "last_error": None} if trigger.status == "Deploying" else {}
-        return trigger.with_outcome(rollout_state="COMPLETED", **done)
-    return trigger.with_outcome(status="Failed", rollout_state="FAILED",
+        return trigger.with_outcome(rollout_state="COMPLETED", rollout_at=when, **done)
+    return trigger.with_outcome(status="Failed", rollout_state="FAILED", rollout_at=when,
                                 last_error=f"rollout of {trigger.last_triggered_digest} failed: "
                                            f"{reason or 'no reason given'}")
 
@@ -176,7 +180,7 @@ class Firing:
                 # only a person's `deploy` accepts (and re-records) what the service runs now; a target rollback,
                 # though forced, still clones only the recorded family and roles
                 return self._apply(current, head if exact else current_head, force=force,
-                                   rerecord=force and not exact)
+                                   rerecord=force and not exact, gated=not exact)
             except TargetChanged as exc:
                 log.info("%s; reading it again", exc)
                 trigger = current
@@ -184,9 +188,22 @@ class Firing:
         self.record(trigger, self._failed(trigger, f"will retry: {error}"))
         raise TransientTargetError(error)
 
-    def _apply(self, trigger: Trigger, head: Head | None, *, force: bool, rerecord: bool | None = None) -> Trigger:
+    def _apply(self, trigger: Trigger, head: Head | None, *, force: bool, rerecord: bool | None = None,
+               gated: bool = True) -> Trigger:
         if head is None or head.deleted:
             return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
+        if gated and trigger.gates and not (trigger.last_triggered_digest == head.digest
+                                            and trigger.status not in ("Gated", "Blocked")):
+            verdict = self.gate_verdict(trigger.gates, head.stream_tag.stream, head.digest, trigger.gate_state,
+                                        owner=trigger.id)
+            if verdict.state != "passed":  # the target keeps its image; nothing reaches the driver
+                return self.record(trigger, trigger.with_outcome(
+                    status="Gated" if verdict.state == "waiting" else "Blocked", gate=verdict.gate,
+                    gate_state=verdict.gate_state))
+            forced = verdict.gate_state.forced_by
+            gate = ({"type": "forced", "state": "passed", "digest": head.digest,
+                     "reason": f"deployed past its gates by {forced}"} if forced else None)
+            trigger = self.record(trigger, trigger.with_outcome(gate=gate, gate_state=verdict.gate_state))
         if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
             return trigger  # no loop: a digest whose rollout failed is not re-fired until the head moves or `deploy`
         driver = self.drivers.get(trigger.target.type)
@@ -236,9 +253,9 @@ class Firing:
         if result.changed:
             status = "Deployed" if result.rollout_state == "COMPLETED" else "Deploying"
             return trigger.with_outcome(
-                status=status, last_triggered_digest=head.digest, last_triggered_at=self.clock(),
-                last_error=None, rollout_state=result.rollout_state, drift=None, deployed_image=image,
-                deployment=result.deployment, failures=0, retry_at=None, pins=pins)
+                rollout_at=self.clock(), status=status, last_triggered_digest=head.digest,
+                last_triggered_at=self.clock(), last_error=None, rollout_state=result.rollout_state, drift=None,
+                deployed_image=image, deployment=result.deployment, failures=0, retry_at=None, pins=pins)
         settled = trigger.with_outcome(last_triggered_digest=head.digest, last_error=None, drift=None,
                                        deployed_image=image, failures=0, retry_at=None, pins=pins)
         if trigger.deployed_image == image and trigger.last_triggered_digest == head.digest:
@@ -246,18 +263,19 @@ class Firing:
             rollout = result.rollout_state if result.deployment in (None, trigger.deployment) else None
             return advance_rollout(settled.with_outcome(
                 status="Deployed" if trigger.status != "Deploying" else trigger.status,
-                last_triggered_at=trigger.last_triggered_at or self.clock()), rollout, result.reason)
+                last_triggered_at=trigger.last_triggered_at or self.clock()), rollout, result.reason, self.clock())
         if result.deployment is not None and result.deployment != trigger.deployment:
             # The target runs our image, but our record says we put something else there: the record of the fire
             # that did it was lost (e.g. the trigger write failed after UpdateService), or the head moved to what
             # it already runs. Adopt the deployment that runs it, so its rollout events (FAILED too) reach us.
             adopted = settled.with_outcome(status="Deploying", deployment=result.deployment, rollout_state=None,
                                            last_triggered_at=self.clock())
-            return advance_rollout(adopted, result.rollout_state or "IN_PROGRESS", result.reason)
+            return advance_rollout(adopted, result.rollout_state or "IN_PROGRESS", result.reason, self.clock())
         # another digest, already there: the old rollout state says nothing about it
         return advance_rollout(settled.with_outcome(
             status="Deployed" if trigger.status != "Deploying" else trigger.status, rollout_state=None,
-            last_triggered_at=trigger.last_triggered_at or self.clock()), result.rollout_state, result.reason)
+            last_triggered_at=trigger.last_triggered_at or self.clock()), result.rollout_state, result.reason,
+            self.clock())
 
     def queue_fires(self, triggers: list[Trigger], *, reason: str, force: bool = False) -> list[str]:
         """Hand fires to the fire queue instead of firing here (an admin call must never run out of time midway).
@@ -306,10 +324,12 @@ class Firing:
             trigger = self.store.refresh_trigger(listed)  # the index lags: a newer fire may have replaced it since
             if trigger is None or trigger.deployment != deployment:
                 continue
-            after = advance_rollout(trigger, state, reason)
+            after = advance_rollout(trigger, state, reason, self.clock())
             # conditional on the fire we read: a fire that lands between our read and this write wins
             if after != trigger and self.store.save_trigger(after, expect=trigger):
                 updated.append(after)
+        if any(t.rollout_state in ROLLOUT_DONE for t in updated):
+            self.rollout_done(updated)  # verified gates naming these triggers: pass on time, or block
         return updated
 
     def image_for(self, driver: TargetDriver, trigger: Trigger, head: Head) -> str:
@@ -322,7 +342,10 @@ class Firing:
         return pinned_ref(head.registry, head.stream_tag.stream, child)
 
     def record(self, before: Trigger, after: Trigger) -> Trigger:
-        """Persist a trigger's new state (only when it changed; never its ``paused`` flag)."""
+        """Persist a trigger's new state (only when it changed; never its ``paused`` flag). A changed rollout
+        state gets its ``rollout_at`` (when the caller did not set one)."""
+        if after.rollout_state != before.rollout_state and after.rollout_at == before.rollout_at:
+            after = after.with_outcome(rollout_at=self.clock())
         if after != before and not self.store.save_trigger(after):
             log.info("trigger %s was removed while firing", before.id)
         return after

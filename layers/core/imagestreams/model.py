@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import Forbidden, Invalid
+
+if TYPE_CHECKING:  # gates.py imports this module
+    from .gates import Gate, GateState
 
 DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -28,7 +31,7 @@ ECS_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 ECS_ARN_RE = re.compile(r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:(?:cluster|service)/[A-Za-z0-9_/-]{1,512}")
 
 CAUSES = ("push", "tag", "alias", "rollback", "import", "delete")
-STATUSES = ("WaitingForImage", "Deploying", "Deployed", "Failed")
+STATUSES = ("WaitingForImage", "Deploying", "Deployed", "Failed", "Gated", "Blocked")
 
 
 def utcnow() -> datetime:
@@ -683,6 +686,10 @@ class Trigger(NamedTuple):
     failures: int = 0  # consecutive failed fires
     retry_at: datetime | None = None  # when the reconciler may retry a failed fire (backoff)
     pins: TaskPins | None = None  # ECS: the family and roles a fire may clone (None: not recorded yet)
+    gates: tuple[Gate, ...] = ()  # conditions a digest must meet before this trigger fires it
+    gate: dict[str, Any] | None = None  # the gate holding the head back: {"type", "state", "reason", "digest"}
+    gate_state: GateState | None = None  # what the gates remember for that digest (decisions, since when)
+    rollout_at: datetime | None = None  # when ``rollout_state`` last changed (the verified gate's soak time)
 
     def with_outcome(self, **changes: Any) -> Trigger:
         """A copy with new state. Outside text (``last_error``, ``drift``) is capped by :func:`cap_text` here,
@@ -706,6 +713,8 @@ class Trigger(NamedTuple):
             "rolloutState": self.rollout_state,
             "drift": self.drift,
             "pins": self.pins.as_dict() if self.pins else None,
+            "gates": [g.as_dict() for g in self.gates],
+            "gate": self.gate,
         }
 
 

@@ -88,6 +88,40 @@ class Registry(Protocol):
         ``NotFound`` when the index has no such child."""
 
 
+class ScanResult(NamedTuple):
+    """An image's scan (basic or enhanced): its status and its finding counts per severity."""
+
+    status: str  # COMPLETE | ACTIVE (enhanced, done) | IN_PROGRESS | PENDING | FAILED | … as ECR says
+    counts: dict[str, int]
+
+
+class SigningStatus(NamedTuple):
+    """ECR managed signing of one image, summed over its signing profiles (COMPLETE if any profile completed)."""
+
+    status: str  # IN_PROGRESS | COMPLETE | FAILED
+    reason: str | None = None
+
+
+class GateEvidence(Protocol):
+    """The registry reads gates need (ECR in production)."""
+
+    def scan_result(self, stream: str, digest: str) -> ScanResult | None:
+        """The image's scan status and severity counts; None when it has no scan (ECR: ScanNotFoundException)."""
+
+    def signing_status(self, stream: str, digest: str) -> SigningStatus | None:
+        """Managed signing's status for the image; None when no signing is configured or known for it."""
+
+    def signature_referrers(self, stream: str, digest: str) -> list[str]:
+        """The artifact types of the image's OCI referrers (signatures, SBOMs …)."""
+
+
+class GateClock(Protocol):
+    """Wakes waiting gates on time (SQS with per-message delay in production)."""
+
+    def schedule(self, message: dict, due: datetime) -> None:
+        """Deliver ``message`` to the gates function at ``due`` (or soon after)."""
+
+
 class DriverResult(NamedTuple):
     changed: bool
     previous_image: str | None = None

@@ -20,6 +20,8 @@ from .errors import (
     TargetError,
 )
 from .firing import FIRE_LEASE_SECONDS, MAX_RETRY_DELAY, MAX_TARGET_CHANGES, ROLLOUT_DONE, Firing, advance_rollout
+from .gateflow import GateFlow
+from .gates import Gate, Gating
 from .manual import ManualActions
 from .model import (
     Head,
@@ -35,7 +37,7 @@ from .model import (
     utcnow,
 )
 from .policy import TargetPolicy
-from .ports import FireQueue, Registry, StreamStore, TargetDriver
+from .ports import FireQueue, GateClock, Registry, StreamStore, TargetDriver
 from .tags import DEFAULT_HISTORY_LIMIT, MAX_ALIAS_DEPTH, MAX_ALIASES, TagFlow
 
 __all__ = ["DEFAULT_HISTORY_LIMIT", "FIRE_LEASE_SECONDS", "MAX_ALIAS_DEPTH", "MAX_ALIASES", "MAX_RETRY_DELAY",
@@ -44,13 +46,14 @@ __all__ = ["DEFAULT_HISTORY_LIMIT", "FIRE_LEASE_SECONDS", "MAX_ALIAS_DEPTH", "MA
 log = logging.getLogger(__name__)
 
 
-class ImageStreams(TagFlow, ManualActions, Firing):
+class ImageStreams(TagFlow, ManualActions, Firing, Gating, GateFlow):
     """The use cases, over the ports they are given (see :mod:`imagestreams.bootstrap`)."""
 
     def __init__(self, store: StreamStore, registry: Registry, drivers: Mapping[str, TargetDriver],
                  fire_queue: FireQueue | None = None, *, history_limit: int = DEFAULT_HISTORY_LIMIT,
                  clock: Callable[[], datetime] = utcnow, max_attempts: int = 8,
-                 policy: TargetPolicy | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 policy: TargetPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
+                 gate_clock: GateClock | None = None) -> None:
         self.store = store
         self.registry = registry
         self.drivers = drivers
@@ -60,11 +63,13 @@ class ImageStreams(TagFlow, ManualActions, Firing):
         self.max_attempts = max_attempts
         self.policy = policy or TargetPolicy()
         self.sleep = sleep
+        self.gate_clock = gate_clock
 
     # --------------------------------------------------------------------------------------- triggers
 
     def add_trigger(self, stream_tag: StreamTag, target: Target, *, paused: bool = False,
-                    fire: Callable[[Trigger, Head | None], Trigger] | None = None) -> Trigger:
+                    fire: Callable[[Trigger, Head | None], Trigger] | None = None,
+                    gates: tuple[Gate, ...] = ()) -> Trigger:
         """Register; fire at once when the tag already has a head (like OpenShift). Idempotent per target.
         ``fire`` replaces :meth:`fire` for that first fire (e.g. the admin's: queue it, or fire within a budget).
 
@@ -74,7 +79,9 @@ class ImageStreams(TagFlow, ManualActions, Firing):
         """
         target = self.policy.canonical(target)
         self.policy.check(target)
-        trigger = Trigger(trigger_id(stream_tag, target), stream_tag, target, paused=paused)
+        if gates:
+            self.check_gate_triggers(gates)
+        trigger = Trigger(trigger_id(stream_tag, target), stream_tag, target, paused=paused, gates=tuple(gates))
         driver = self.drivers.get(target.type)
         validate = getattr(driver, "validate", None)
         if validate is not None:

@@ -25,6 +25,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ..errors import ConcurrentUpdate
+from ..gates import GateState, gates_from_dicts
 from ..model import Head, HistoryEntry, StreamTag, Target, TaskPins, Trigger, cap_text, parse_target, target_key
 
 _ser = TypeSerializer()
@@ -56,6 +57,17 @@ def _dump(item: dict[str, Any]) -> dict[str, Any]:
 
 def _load(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def _ints(value: Any) -> Any:
+    """Numbers as DynamoDB hands them back (Decimal) turned into the ints they were written as."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    return value
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -108,7 +120,17 @@ def _trigger_state(trigger: Trigger) -> dict[str, Any]:
         "failures": trigger.failures or None,
         "retryAt": trigger.retry_at.isoformat() if trigger.retry_at else None,
         "pins": {k: v for k, v in trigger.pins.as_dict().items() if v} if trigger.pins else None,
+        "gate": _gate_detail(trigger.gate),
+        "gateState": trigger.gate_state.as_dict() if trigger.gate_state else None,
+        "rolloutAt": trigger.rollout_at.isoformat() if trigger.rollout_at else None,
     }
+
+
+def _gate_detail(gate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The public gate detail, its reason (it may quote outside text) capped like every outside text."""
+    if not gate:
+        return None
+    return {**gate, "reason": cap_text(gate.get("reason"))}
 
 
 def trigger_item(trigger: Trigger) -> dict[str, Any]:
@@ -118,6 +140,7 @@ def trigger_item(trigger: Trigger) -> dict[str, Any]:
         "gsi1pk": "TRIGGER", "gsi1sk": trigger.id, "gsi2pk": target_key(trigger.target), "gsi2sk": trigger.id,
         "id": trigger.id, "stream": st.stream, "tag": st.tag,
         "target": trigger.target.as_dict(), "paused": trigger.paused, **_trigger_state(trigger),
+        **({"gates": [g.as_dict() for g in trigger.gates]} if trigger.gates else {}),
     }
 
 
@@ -129,6 +152,8 @@ def trigger_from_item(item: dict[str, Any]) -> Trigger:
         item.get("lastError"), item.get("rolloutState"), item.get("drift"), item.get("deployedImage"),
         item.get("deployment"), int(item.get("failures") or 0), _dt(item.get("retryAt")),
         TaskPins.from_dict(item["pins"]) if item.get("pins") else None,
+        gates_from_dicts(_ints(item.get("gates"))), dict(item["gate"]) if item.get("gate") else None,
+        GateState.from_dict(item.get("gateState")), _dt(item.get("rolloutAt")),
     )
 
 
@@ -377,6 +402,20 @@ class DynamoStore:
     def set_paused(self, trigger: Trigger, paused: bool) -> bool:
         return self._update_trigger(trigger, UpdateExpression="SET paused = :p",
                                     ExpressionAttributeValues=_dump({":p": paused}))
+
+    def set_gates(self, trigger: Trigger, gates: tuple[Any, ...]) -> bool:
+        """Set only ``gates`` (``trigger.gates``); False when the trigger no longer exists."""
+        if not gates:
+            return self._update_trigger(trigger, UpdateExpression="REMOVE gates")
+        return self._update_trigger(trigger, UpdateExpression="SET gates = :g",
+                                    ExpressionAttributeValues=_dump({":g": [g.as_dict() for g in gates]}))
+
+    def set_gate_state(self, trigger: Trigger, state: GateState | None) -> bool:
+        """Set only ``gateState`` (an approval, a rejection, a forced deploy); False when the trigger is gone."""
+        if state is None:
+            return self._update_trigger(trigger, UpdateExpression="REMOVE gateState")
+        return self._update_trigger(trigger, UpdateExpression="SET gateState = :s",
+                                    ExpressionAttributeValues=_dump({":s": state.as_dict()}))
 
     def _update_trigger(self, trigger: Trigger, condition: str = "", **update: Any) -> bool:
         """UpdateItem on an existing trigger (and ``condition``); False when it was removed or the condition

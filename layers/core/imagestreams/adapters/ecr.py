@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from ..errors import Conflict, NotFound, NotOurs
 from ..model import DIGEST_RE, Observation, registry_host
+from ..ports import ScanResult, SigningStatus
 
 _GONE = {"ImageNotFoundException", "RepositoryNotFoundException"}
 # Pass all four so ECR hands back the manifest or index exactly as stored, never converted.
@@ -25,6 +26,11 @@ INDEX_MEDIA_TYPES = {"application/vnd.docker.distribution.manifest.list.v2+json"
                      "application/vnd.oci.image.index.v1+json"}
 _DENIED = {"AccessDeniedException", "AccessDenied"}
 MAX_LISTED_PLATFORMS = 8
+MAX_REFERRER_PAGES = 5
+# no evidence (yet) rather than a fault: no scan of this image; an endpoint without the operation (older regions,
+# the embedded AWS), where the gate then waits for its timeout
+_NO_EVIDENCE = {"ScanNotFoundException", "UnknownOperationException", "InvalidAction", "NotImplemented",
+                "UnsupportedImageTypeException"}
 
 
 def _word(value: Any) -> str:
@@ -364,3 +370,59 @@ class EcrRegistry:
         """ACTIVE, ARCHIVED or ACTIVATING (DescribeImages ``imageStatus``); None when ECR has no such image."""
         detail = self._describe_one(stream, {"imageDigest": digest})
         return (detail.get("imageStatus") or "ACTIVE") if detail is not None else None
+
+    # ------------------------------------------------------------------------------------- gate evidence
+
+    def _gate_read(self, stream: str, call: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """One read for a gate; None when ECR has no such image, repository or scan, or (an older endpoint, the
+        embedded AWS) does not know the operation. AccessDenied → NotOurs; anything else is raised (throttling
+        is retried by botocore's retry mode first)."""
+        self._check(stream)
+        try:
+            return call(repositoryName=stream, **kwargs)
+        except ClientError as exc:
+            if _code(exc) in _GONE | _NO_EVIDENCE:
+                return None
+            self._denied(stream, exc)
+            raise
+
+    def scan_result(self, stream: str, digest: str) -> ScanResult | None:
+        """``DescribeImageScanFindings``: status and severity counts (basic and enhanced scanning alike)."""
+        out = self._gate_read(stream, self.client.describe_image_scan_findings, imageId={"imageDigest": digest},
+                              maxResults=1)
+        if out is None:
+            return None
+        status = (out.get("imageScanStatus") or {}).get("status") or ""
+        counts = (out.get("imageScanFindings") or {}).get("findingSeverityCounts") or {}
+        return ScanResult(str(status), {str(k): int(v) for k, v in counts.items()})
+
+    def signing_status(self, stream: str, digest: str) -> SigningStatus | None:
+        """``DescribeImageSigningStatus`` (ECR managed signing): COMPLETE when any signing profile completed,
+        else IN_PROGRESS while one runs, else FAILED (with the first reason); None when there is none."""
+        out = self._gate_read(stream, self.client.describe_image_signing_status, imageId={"imageDigest": digest})
+        statuses = (out or {}).get("signingStatuses") or []
+        if not statuses:
+            return None
+        seen = [str(s.get("status") or "") for s in statuses]
+        for wanted in ("COMPLETE", "IN_PROGRESS"):
+            if wanted in seen:
+                return SigningStatus(wanted)
+        failed = next((s for s in statuses if s.get("status") == "FAILED"), statuses[0])
+        reason = failed.get("failureReason") or failed.get("failureCode")
+        return SigningStatus(str(failed.get("status") or "FAILED"), str(reason)[:256] if reason else None)
+
+    def signature_referrers(self, stream: str, digest: str) -> list[str]:
+        """``ListImageReferrers``: the artifact types of the image's active referrers (at most 5 pages)."""
+        found: list[str] = []
+        token: str | None = None
+        for _ in range(MAX_REFERRER_PAGES):
+            extra = {"nextToken": token} if token else {}
+            out = self._gate_read(stream, self.client.list_image_referrers, subjectId={"imageDigest": digest},
+                                  filter={"artifactStatus": "ACTIVE"}, **extra)
+            if out is None:
+                break
+            found += [str(r.get("artifactType") or "") for r in out.get("referrers") or []]
+            token = out.get("nextToken")
+            if not token:
+                break
+        return found

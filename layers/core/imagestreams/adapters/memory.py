@@ -102,7 +102,8 @@ class MemoryStore:
             if expect is not None and (current.deployment, current.last_triggered_at) != (
                     expect.deployment, expect.last_triggered_at):
                 return False
-            self.triggers[trigger.id] = trigger.with_outcome(paused=current.paused)  # paused is set_paused's
+            # paused is set_paused's, gates set_gates'
+            self.triggers[trigger.id] = trigger.with_outcome(paused=current.paused, gates=current.gates)
             self.writes += 1
             return True
 
@@ -115,6 +116,21 @@ class MemoryStore:
             if current is None:
                 return False
             self.triggers[trigger.id] = current.with_outcome(paused=paused)
+            self.writes += 1
+            return True
+
+    def set_gates(self, trigger: Trigger, gates: tuple) -> bool:
+        return self._set_field(trigger, gates=tuple(gates))
+
+    def set_gate_state(self, trigger: Trigger, state: Any) -> bool:
+        return self._set_field(trigger, gate_state=state)
+
+    def _set_field(self, trigger: Trigger, **change: Any) -> bool:
+        with self._lock:
+            current = self.triggers.get(trigger.id)
+            if current is None:
+                return False
+            self.triggers[trigger.id] = current.with_outcome(**change)
             self.writes += 1
             return True
 
@@ -189,6 +205,23 @@ class MemoryRegistry:
         self.image_details: dict[tuple[str, str], Any] = {}  # (stream, digest) -> RegistryImage (prune)
         self.describe_pages = 0  # DescribeImages pages of `images`
         self.delete_calls = 0  # BatchDeleteImage calls of `delete_images`
+        # gate evidence, set by tests: (stream, digest) -> ScanResult / SigningStatus / [artifact types]
+        self.scans: dict[tuple[str, str], Any] = {}
+        self.signing: dict[tuple[str, str], Any] = {}
+        self.referrers: dict[tuple[str, str], list[str]] = {}
+        self.evidence_reads = 0
+
+    def scan_result(self, stream: str, digest: str) -> Any:
+        self.evidence_reads += 1
+        return self.scans.get((stream, digest))
+
+    def signing_status(self, stream: str, digest: str) -> Any:
+        self.evidence_reads += 1
+        return self.signing.get((stream, digest))
+
+    def signature_referrers(self, stream: str, digest: str) -> list[str]:
+        self.evidence_reads += 1
+        return list(self.referrers.get((stream, digest), ()))
 
     def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
         self.tag_map[(stream, tag)] = digest
@@ -413,6 +446,16 @@ class MemoryEcs:
         self.deployments[key] = f"ecs-svc/{self.revisions[key]}"
         self.rollouts[key] = "COMPLETED"
         return failed["id"]
+
+
+class ListClock:
+    """The gate clock in memory: what would be sent, with when it is due."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[dict, datetime]] = []
+
+    def schedule(self, message: dict, due: datetime) -> None:
+        self.messages.append((message, due))
 
 
 class ListQueue:

@@ -53,3 +53,27 @@ class SqsFireQueue:
             out = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             if out.get("Failed"):
                 raise RuntimeError(f"SendMessageBatch failed for {out['Failed']}")
+
+
+MAX_DELAY_SECONDS = 900  # SQS's longest per-message delay; longer waits are re-queued for the remainder
+
+
+def clock_delay(due: datetime, now: datetime) -> int:
+    """Seconds to delay a gate-clock message due at ``due`` (0 when due, at most 900)."""
+    return max(0, min(MAX_DELAY_SECONDS, int((due - now).total_seconds() + 0.999)))
+
+
+class SqsGateClock:
+    """The gate clock on a standard SQS queue: one message per wake-up, delayed up to 15 minutes; the gates
+    function re-queues a message that is not due yet for the remaining time."""
+
+    def __init__(self, client: Any, queue_url: str, clock: Any = None) -> None:
+        from ..model import utcnow
+
+        self.client = client
+        self.queue_url = queue_url
+        self.clock = clock or utcnow
+
+    def schedule(self, message: dict[str, Any], due: datetime) -> None:
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(message),
+                                 DelaySeconds=clock_delay(due, self.clock()))

@@ -1,0 +1,190 @@
+"""Gate use cases: setting a trigger's gates, approving or rejecting a digest, forcing a deploy past the gates, and
+waking waiting gates when their evidence changes (scan and signing events, rollouts of the triggers a verified gate
+names, the gate clock). Mixed into :class:`imagestreams.services.ImageStreams`.
+
+A gate is only ever *judged* by a fire (:meth:`~imagestreams.firing.Firing.fire`) or a policy evaluation; this module
+finds who waits on a digest and hands them to those, so the target-lease and one-writer rules hold for every gate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from .errors import Conflict, Invalid, NotFound, TransientTargetError
+from .gates import Gate, GateState
+from .model import Head, Trigger
+
+log = logging.getLogger(__name__)
+
+HELD = ("Gated", "Blocked")
+MAX_RECHECKED = 50  # waiting signature gates re-checked for one signing event that names no image
+
+
+def _holds(trigger: Trigger, digest: str | None = None) -> bool:
+    """Whether ``trigger`` is held by its gates (on ``digest``, when given)."""
+    return (bool(trigger.gates) and trigger.status in HELD and trigger.gate_state is not None
+            and (digest is None or trigger.gate_state.digest == digest))
+
+
+def _policy_stream(policy: Any) -> str:
+    """The stream of a policy tag, whichever way the policy names its tag."""
+    for name in ("stream_tag", "target"):
+        value = getattr(policy, name, None)
+        if value is not None:
+            return getattr(value, "stream", None) or str(value).partition(":")[0]
+    return str(getattr(policy, "stream", ""))
+
+
+class GateFlow:
+    store: Any
+    fire_queue: Any
+    clock: Callable[[], datetime]
+
+    # ---------------------------------------------------------------------------------- admin side
+
+    def set_trigger_gates(self, trigger: Trigger, gates: tuple[Gate, ...]) -> Trigger:
+        """Replace a trigger's gates (the gate state is kept: an approval of the waiting digest still counts)."""
+        self.check_gate_triggers(gates)
+        if not self.store.set_gates(trigger, gates):
+            raise NotFound(f"no trigger with id {trigger.id}")
+        return trigger.with_outcome(gates=gates)
+
+    def check_gate_triggers(self, gates: Iterable[Gate]) -> None:
+        """A verified gate must name triggers that exist."""
+        for gate in gates:
+            for trigger_id in gate.triggers:
+                if self.store.get_trigger(trigger_id) is None:
+                    raise Invalid(f"verified gate names trigger {trigger_id}, which does not exist")
+
+    def decide_trigger(self, trigger: Trigger, digest: str, actor: str, *, approve: bool,
+                       reason: str | None = None, wait: float | None = 5.0) -> Trigger:
+        """Record an approval (or rejection) of ``digest`` on ``trigger``; :class:`Conflict` (nothing written) when
+        ``digest`` is not the one waiting there. The caller fires the trigger afterwards (that judges the gates).
+
+        Read and written under the target's lease, like every fire: a fire judging the gates meanwhile cannot write
+        back the state it read before this decision."""
+        with self._target_lease(trigger.target, wait):  # type: ignore[attr-defined]
+            current = self.store.refresh_trigger(trigger)
+            if current is None:
+                raise NotFound(f"no trigger with id {trigger.id}")
+            if current.status not in HELD:
+                raise Conflict(f"trigger {current.id} is not waiting on its gates (status {current.status})")
+            state = self.decide(current.gate_state, current.gates, digest, actor,  # type: ignore[attr-defined]
+                                approve=approve, reason=reason)
+            if not self.store.set_gate_state(current, state):
+                raise NotFound(f"no trigger with id {trigger.id}")
+        return current.with_outcome(gate_state=state)
+
+    def force_past_gates(self, triggers: list[Trigger], actor: str, wait: float | None = 5.0) -> list[Trigger]:
+        """``deploy`` with ``force``: the head each gated trigger would deploy now is released past its gates, and
+        who did it is recorded on the trigger's gate state (a newer head is judged again). Under the target's
+        lease, like a decision."""
+        out = []
+        for trigger in triggers:
+            if not trigger.gates:
+                out.append(trigger)
+                continue
+            with self._target_lease(trigger.target, wait):  # type: ignore[attr-defined]
+                head, listed = self.store.head_and_triggers(trigger.stream_tag)
+                current = next((t for t in listed if t.id == trigger.id), None)
+                if current is None or head is None or head.deleted:
+                    out.append(current or trigger)
+                    continue
+                state = current.gate_state
+                if state is None or state.digest != head.digest:
+                    state = GateState(head.digest, self.clock())
+                state = state._replace(forced_by=actor, wake_at=None)
+                self.store.set_gate_state(current, state)
+            out.append(current.with_outcome(gate_state=state))
+        return out
+
+    # ---------------------------------------------------------------------------------- evidence side
+
+    def gate_evidence(self, stream: str, digest: str) -> dict[str, Any]:
+        """New evidence about ``stream@digest`` (a scan, a signature, a gate-clock wake-up): re-judge whatever waits
+        on it. One query of the stream's partition; nothing written when nobody waits on the digest."""
+        view = getattr(self.store, "stream_view", None)
+        if view is not None:
+            heads, triggers, policies = view(stream)
+        else:
+            heads, triggers = self.store.stream_state(stream)
+            policies = []
+        waiting = [t for t in triggers if _holds(t, digest) and not t.paused]
+        policy_wait = [p for p in policies if getattr(p, "status", None) in HELD
+                       and (getattr(p, "digest", None) == digest
+                            or (getattr(p, "gate", None) or {}).get("digest") == digest)]
+        fired = self._refire(waiting, {h.stream_tag: h for h in heads}, "gate")
+        evaluated = False
+        if policy_wait and hasattr(self, "evaluate_policies"):
+            self.evaluate_policies(stream)  # type: ignore[attr-defined]
+            evaluated = True
+        return {"stream": stream, "digest": digest, "triggers": fired, "policies": evaluated}
+
+    def _refire(self, triggers: list[Trigger], heads: dict[Any, Head], why: str) -> list[str]:
+        """Fire held triggers again (through the FIFO queue when there is one): the fire judges the gates."""
+        done: list[str] = []
+        for trigger in triggers:
+            head = heads.get(trigger.stream_tag)
+            if head is None or head.deleted:
+                continue
+            if self.fire_queue is not None:
+                self.fire_queue.enqueue([trigger], head, reason=f"{why}-{int(self.clock().timestamp() * 1000)}")
+            else:
+                try:
+                    self.fire(trigger, head)  # type: ignore[attr-defined]
+                except TransientTargetError as exc:
+                    log.warning("gate re-check of %s: fire failed: %s", trigger.id, exc)
+            done.append(trigger.id)
+        return done
+
+    def gate_wake(self, kind: str, key: str, digest: str) -> dict[str, Any]:
+        """The gate clock's wake-up for one trigger (``kind`` trigger, ``key`` its id) or policy tag (``kind``
+        policy, ``key`` ``stream:tag`` or just the stream)."""
+        if kind == "trigger":
+            trigger = self.store.get_trigger(key)
+            if trigger is None:
+                return {"stream": None, "digest": digest, "triggers": [], "policies": False}
+            stream = trigger.stream_tag.stream
+        else:
+            stream = key.partition(":")[0]
+        return self.gate_evidence(stream, digest)
+
+    def recheck_signatures(self) -> list[dict[str, Any]]:
+        """A signing event that names no image: re-judge every held gate list with a signature gate (bounded)."""
+        seen: dict[tuple[str, str], None] = {}
+        for trigger in self.store.all_triggers():
+            if _holds(trigger) and any(g.type == "signature" for g in trigger.gates):
+                seen[(trigger.stream_tag.stream, trigger.gate_state.digest)] = None  # type: ignore[union-attr]
+        all_policies = getattr(self.store, "all_policies", None)
+        for policy in all_policies() if all_policies is not None else []:
+            gate = getattr(policy, "gate", None) or {}
+            if getattr(policy, "status", None) in HELD and gate.get("type") == "signature" and gate.get("digest"):
+                seen[(_policy_stream(policy), gate["digest"])] = None
+        return [self.gate_evidence(stream, digest) for stream, digest in list(seen)[:MAX_RECHECKED]]
+
+    def rollout_done(self, triggers: list[Trigger]) -> list[str]:
+        """Rollouts of ``triggers`` completed or failed: gate lists whose verified gate names one of them are judged
+        again, so a soak passes at completion + N minutes (the verdict schedules that) and a failure blocks now."""
+        ids = {t.id for t in triggers}
+        held = [t for t in self.store.all_triggers()
+                if _holds(t) and not t.paused and any(ids & set(g.triggers) for g in t.gates)]
+        fired: list[str] = []
+        by_tag: dict[Any, list[Trigger]] = {}
+        for trigger in held:
+            by_tag.setdefault(trigger.stream_tag, []).append(trigger)
+        for stream_tag, due in by_tag.items():
+            fired += self._refire(due, {stream_tag: self.store.get_head(stream_tag)}, "rollout")
+        all_policies = getattr(self.store, "all_policies", None)
+        if all_policies is not None and hasattr(self, "evaluate_policies"):
+            streams = set()
+            for policy in all_policies():
+                gates = getattr(policy, "gates", ()) or ()
+                named = {i for g in gates for i in (g.get("triggers", ()) if isinstance(g, dict) else g.triggers)}
+                if getattr(policy, "status", None) in HELD and named & ids:
+                    streams.add(_policy_stream(policy))
+            for stream in sorted(streams):
+                self.evaluate_policies(stream)  # type: ignore[attr-defined]
+        return fired
