@@ -198,6 +198,7 @@ EXPECTED_TABLE_ACTIONS = {  # what each handler's code path calls (see tests/int
     "ReconcilerFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
     "RolloutFunction": {"GetItem", "Query", "UpdateItem"},
     "AdminFunction": {"GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
+    "NotifyFunction": set(),  # reads only its stream records
 }
 
 
