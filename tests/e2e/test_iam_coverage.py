@@ -160,8 +160,9 @@ def test_every_call_a_function_makes_in_the_demo_is_allowed_by_its_role(monkeypa
     requests = [Request(function, *r) for function, service, operation, params in recorded
                 for r in iam_requests(aws, service, operation, params)]
     functions = {r.function for r in requests}
+    # the story exercises them all (rollout events: see integration)
     assert {"IngestFunction", "FanoutFunction", "DeployerFunction", "AdminFunction",
-            "ReconcilerFunction", "NotifyFunction"} <= functions  # the story exercises them all (rollout events: see integration)
+            "ReconcilerFunction", "NotifyFunction"} <= functions
     denied = sorted({repr(r) for r in requests
                      if not allowed(role_statements(aws, r.function), r.action, r.resource, r.context)})
     assert denied == []

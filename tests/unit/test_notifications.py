@@ -501,3 +501,19 @@ def test_the_dashboard_shows_every_dlq_and_only_metrics_that_exist():
     assert "ReconcileErrors" in ours and "NotifiedGateWaiting" in ours
     assert "DashboardName" not in template["Resources"]["Dashboard"]["Properties"]  # two stacks fit in one account
     assert template["Outputs"]["DashboardName"]["Value"] == {"Ref": "Dashboard"}
+
+
+def test_the_notify_handler_imports_nothing_the_fan_out_does_not():
+    """Cold start: what ``import notify`` loads is what ``import fanout`` loads, plus the pure notifications module
+    (the EventBridge client and adapter are built on the first batch)."""
+    import subprocess
+    import sys
+
+    def loaded(handler: str) -> set[str]:
+        paths = [str(ROOT / "functions" / handler), str(ROOT / "layers" / "core")]
+        code = f"import sys; sys.path[:0] = {paths!r}; import {handler}; print('\\n'.join(sorted(sys.modules)))"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+        return set(done.stdout.split())
+
+    extra = loaded("notify") - loaded("fanout")
+    assert extra == {"notify", "imagestreams.notifications"}, extra
