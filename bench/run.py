@@ -33,7 +33,7 @@ from bench.cost import CapacityMeter, measure_idle_reconciler, summarize  # noqa
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 HANDLERS = {"ingest": "functions/ingest", "fanout": "functions/fanout", "deployer": "functions/deployer",
-            "admin": "functions/admin"}
+            "admin": "functions/admin", "notify": "functions/notify"}
 
 
 class CallCounter:
@@ -84,7 +84,7 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
 
     ddb, ecr, ecs = clients.client("dynamodb"), clients.client("ecr"), clients.client("ecs")
     counter = CallCounter()
-    counter.attach(ddb, ecr, ecs)
+    counter.attach(ddb, ecr, ecs, clients.client("events"))  # events: notifications must stay off this path
     meter = CapacityMeter().attach(ddb)
     table = aws.outputs["StreamsTableName"]
 
@@ -145,6 +145,7 @@ def bench_calls_and_overhead(aws: EmbeddedAws, events: int) -> dict[str, Any]:
         "ingest_calls_duplicate": med(dup_calls, total),
         "ingest_writes_duplicate": med(dup_calls, writes),
         "ingest_calls_fresh_detail": dict(fresh_calls[-1]),
+        "ingest_events_calls": sum(total(c, "events:") for c in fresh_calls + dup_calls),
         "ecs_fire_calls": total(fire_new, "ecs:"),
         "ecs_fire_calls_pinned": total(fire_pinned, "ecs:"),
         "ecs_fire_dynamodb_writes": writes(fire_new) - lease_writes(fire_new),
@@ -348,6 +349,36 @@ def bench_gate_noop(aws: EmbeddedAws) -> dict[str, Any]:
     assert waited not in other
     return {"gate_event_noop_reads": total(calls, "dynamodb:") - writes(calls),
             "gate_event_noop_writes": writes(calls)}
+def bench_notify(aws: EmbeddedAws) -> dict[str, Any]:
+    """The notify function over one batch of 10 table-stream records (10 head moves, one event each), as the
+    event source mapping delivers them (BatchSize 10): its EventBridge calls, counted on the client it uses."""
+    from datetime import datetime, timezone
+
+    from boto3.dynamodb.types import TypeSerializer
+
+    from imagestreams import aws as clients
+    from imagestreams.adapters.dynamodb import head_item
+    from imagestreams.model import Head, StreamTag
+
+    aws.use_function_env("NotifyFunction")
+    counter = CallCounter()
+    counter.attach(clients.client("events"))
+    ser, now = TypeSerializer(), datetime.now(timezone.utc)
+    stream_arn = str(aws.resolver.attrs[("StreamsTable", "StreamArn")])
+
+    def image(generation: int) -> dict[str, Any]:
+        head = Head(StreamTag("bench/web", "latest"), f"sha256:{generation:064x}", generation, now, "push", "ecr", REG)
+        return {k: ser.serialize(v) for k, v in head_item(head).items() if v is not None}
+
+    records = [{"eventName": "MODIFY", "eventSource": "aws:dynamodb", "eventSourceARN": stream_arn,
+                "dynamodb": {"SequenceNumber": str(100 + n), "OldImage": image(n), "NewImage": image(n + 1)}}
+               for n in range(1, 11)]
+    out = aws.invoke("NotifyFunction", {"Records": records}, "dynamodb")
+    calls = counter.take()
+    received = aws.notifications()
+    assert out == {"batchItemFailures": []} and len(received) == 10, (out, len(received))
+    return {"notify_putevents_per_batch": calls["events:PutEvents"], "notify_records_per_batch": len(records),
+            "notify_events_received": len(received)}
 
 
 def main() -> int:
@@ -362,6 +393,7 @@ def main() -> int:
         results.update(measure_idle_reconciler(aws, 100))
         results.update(bench_fanout(aws))
         results.update(bench_gate_noop(aws))
+        results.update(bench_notify(aws))
     results.update(summarize(results))
     results.update(bench_imports(args.imports))
     rows = [
@@ -370,6 +402,10 @@ def main() -> int:
         ("ingest: DynamoDB writes per duplicate event", results["ingest_writes_duplicate"], "0"),
         ("gate event for a digest nobody waits on: table reads / writes",
          f"{results['gate_event_noop_reads']} / {results['gate_event_noop_writes']}", "<= 1 / 0"),
+        ("ingest: EventBridge calls (notifications are sent from the table stream)", results["ingest_events_calls"],
+         "0"),
+        (f"notify: PutEvents calls per batch of {results['notify_records_per_batch']} records",
+         results["notify_putevents_per_batch"], "<= 1"),
         ("ECS fire: ECS calls (new digest)", results["ecs_fire_calls"], "<= 4"),
         ("ECS fire: ECS calls (already pinned)", results["ecs_fire_calls_pinned"], "<= 2"),
         ("ECS fire: trigger writes (new / pinned)",

@@ -175,6 +175,7 @@ class EmbeddedAws:
         self.schedules: dict[str, Any] = {}
         self._clients: dict[str, Any] = {}
         self.resolver: Resolver | None = None  # the deployed template's, with its parameters and physical ids
+        self._notification_queue: str | None = None
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -292,6 +293,7 @@ class EmbeddedAws:
         self.outputs.clear()
         self.invocations.clear()
         self._applied_env = None
+        self._notification_queue = None
         self._reset_clients()
 
     # ----------------------------------------------------------------------------------------- deploy
@@ -323,7 +325,35 @@ class EmbeddedAws:
         for key, out in (template.get("Outputs") or {}).items():
             with contextlib.suppress(KeyError):
                 self.outputs[key] = str(resolve(out["Value"]))
+        self._watch_notifications(prefix, str(resolve.refs.get("EventBusName") or "default"))
         return self.outputs
+
+    def _watch_notifications(self, prefix: str, bus: str) -> None:
+        """A rule on the stack's bus that copies every notification (source ``imagestreams``) the notify function
+        puts into a queue, for :meth:`notifications` (tests, the playground's log)."""
+        events, sqs = self.client("events"), self.client("sqs")
+        if bus != "default":
+            with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+                events.create_event_bus(Name=bus)
+        self._notification_queue = sqs.create_queue(QueueName=f"{prefix}-notifications")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self._notification_queue,
+                                       AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=f"{prefix}-notifications", EventBusName=bus, State="ENABLED",
+                        EventPattern=json.dumps({"source": ["imagestreams"]}))
+        events.put_targets(Rule=f"{prefix}-notifications", EventBusName=bus, Targets=[{"Id": "watch", "Arn": arn}])
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """The notifications (EventBridge envelopes) put on the stack's bus since the last call, oldest first."""
+        sqs, out = self.client("sqs"), []
+        while self._notification_queue:
+            messages = sqs.receive_message(QueueUrl=self._notification_queue, MaxNumberOfMessages=10,
+                                           MessageSystemAttributeNames=["SentTimestamp"]).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                out.append((int(message["Attributes"]["SentTimestamp"]), len(out), json.loads(message["Body"])))
+                sqs.delete_message(QueueUrl=self._notification_queue, ReceiptHandle=message["ReceiptHandle"])
+        return [event for _, _, event in sorted(out, key=lambda e: e[:2])]
 
     def _name_generated(self, sqs: Any, prefix: str, logical: str, props: dict[str, Any], resolve: Resolver) -> None:
         """What SAM generates for a function, so the template may refer to it (as CloudFormation would): its role

@@ -244,6 +244,11 @@ def up(out: TextIO = sys.stdout, *, state: Path | None = None, fast: bool = Fals
     def log(inv: Any) -> None:
         if inv.function == "AdminFunction":
             return
+        if inv.function == "NotifyFunction" and inv.error is None:  # what reached the bus, one line each
+            for event in aws.notifications():
+                say(f"{time.strftime('%H:%M:%S')} notification {event['detail-type']}: "
+                    + json.dumps(event["detail"], sort_keys=True)[:200])
+            return
         what = f"error {type(inv.error).__name__}: {inv.error}" if inv.error is not None else _summary(inv)
         if what:
             say(f"{time.strftime('%H:%M:%S')} {inv.function}: {what}")

@@ -115,4 +115,5 @@ def test_every_event_sample_gives_the_documented_answer(play, tmp_path):
     answer = story.invoke("rollout", "ecs_deployment_failed.json")  # not a deployment one of our fires started
     assert answer.get("triggers", []) == []  # not a deployment one of our fires recorded: no trigger changes
 
-    assert story.used == {p.name for p in EVENTS.glob("*.json")}, "a sample in events/ is not in the story"
+    published = {p.name for p in EVENTS.glob("imagestreams-*.json")}  # what the stack sends: test_notifications.py
+    assert story.used == {p.name for p in EVENTS.glob("*.json")} - published, "a sample in events/ is not in the story"

@@ -74,6 +74,9 @@ def iam_requests(aws: EmbeddedAws, service: str, operation: str, params: dict[st
                                                                                         else ""), {})]
     if service == "eks":
         return [(f"eks:{operation}", f"arn:aws:eks:{arn}:cluster/{params['name']}", {})]
+    if service == "events" and operation == "PutEvents":
+        buses = sorted({(e.get("EventBusName") or "default").rsplit("/", 1)[-1] for e in params["Entries"]})
+        return [(f"events:{operation}", f"arn:aws:events:{arn}:event-bus/{bus}", {}) for bus in buses]
     if service == "sqs":
         queue_arn = next(a for a, url in aws._queue_urls_by_arn.items() if url == params["QueueUrl"])
         return [(f"sqs:{operation}", queue_arn, {})]
@@ -157,8 +160,9 @@ def test_every_call_a_function_makes_in_the_demo_is_allowed_by_its_role(monkeypa
     requests = [Request(function, *r) for function, service, operation, params in recorded
                 for r in iam_requests(aws, service, operation, params)]
     functions = {r.function for r in requests}
+    # the story exercises them all (rollout events: see integration)
     assert {"IngestFunction", "FanoutFunction", "DeployerFunction", "AdminFunction",
-            "ReconcilerFunction"} <= functions  # the story exercises them all (rollout events: see integration)
+            "ReconcilerFunction", "NotifyFunction"} <= functions
     denied = sorted({repr(r) for r in requests
                      if not allowed(role_statements(aws, r.function), r.action, r.resource, r.context)})
     assert denied == []

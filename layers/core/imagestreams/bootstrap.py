@@ -151,7 +151,18 @@ def reconciler() -> Any:
     return Reconciler(streams, streams.registry, streams.store)
 
 
+@lru_cache(maxsize=1)
+def publisher() -> Any:
+    """Where notifications go: EventBridge, the bus named by ``EVENT_BUS_NAME`` (empty: the default bus)."""
+    import os
+
+    from .adapters.events import EventBridgePublisher
+
+    return EventBridgePublisher(aws.client("events"), os.environ.get("EVENT_BUS_NAME", "").strip() or None)
+
+
 def reset() -> None:
+    publisher.cache_clear()
     services.cache_clear()
     settings.cache_clear()
     aws.reset()
