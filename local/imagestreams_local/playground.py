@@ -492,11 +492,16 @@ def invoke(name: str, event_file: str, *, out: TextIO = sys.stdout) -> int:
 def parse_image_ref(ref: str, verb: str) -> tuple[str, str]:
     """``REPO:TAG`` or ``REPO@sha256:…`` -> (repository, tag or digest)."""
     repo, at, digest = ref.partition("@")
-    if at:
-        if not repo or not digest.startswith("sha256:") or len(digest) != 71:
-            raise PlaygroundError(f"{verb} takes REPOSITORY:TAG or REPOSITORY@sha256:<64 hex>, got {ref!r}")
+    hexes = digest.removeprefix("sha256:")
+    if at and repo and digest.startswith("sha256:") and len(hexes) == 64 and set(hexes) <= set("0123456789abcdef"):
         return repo, digest
-    return parse_ref(ref, verb)
+    try:
+        if not at:
+            return parse_ref(ref, verb)
+    except PlaygroundError:
+        pass
+    raise PlaygroundError(f"{verb} takes REPOSITORY:TAG or REPOSITORY@sha256:<64 hex digits> (like team/web:latest), "
+                          f"got {ref!r}")
 
 
 def _control(body: dict[str, Any]) -> dict[str, Any]:
