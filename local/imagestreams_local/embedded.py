@@ -240,7 +240,18 @@ class EmbeddedAws:
                 return streams
 
             build._embedded_clock = True  # type: ignore[attr-defined]
+            build.__wrapped__ = original  # type: ignore[attr-defined]
             bootstrap.build = build  # type: ignore[assignment]
+
+    @staticmethod
+    def _remove_clock() -> None:
+        from imagestreams import bootstrap
+
+        from . import scanning
+
+        scanning.CLOCK.offset = 0.0
+        if getattr(bootstrap.build, "_embedded_clock", False):
+            bootstrap.build = bootstrap.build.__wrapped__  # type: ignore[attr-defined]
 
     def advance(self, minutes: float = 0, *, seconds: float = 0) -> datetime:
         """Time travel: move the clock of the embedded AWS and of the functions it runs forward. Delayed and
@@ -279,6 +290,7 @@ class EmbeddedAws:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+            self._remove_clock()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

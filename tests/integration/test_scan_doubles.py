@@ -42,7 +42,8 @@ def probe(embedded, tmp_path):
             "Handler": "gate_probe.handler", "CodeUri": str(code), "Events": events}}}}))
     embedded.reset()
     embedded.deploy(template_path=template)
-    return embedded
+    yield embedded
+    embedded.reset()  # back to real time for the next test
 
 
 def delivered(aws, source: str) -> list[dict]:
