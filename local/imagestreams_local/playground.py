@@ -11,7 +11,11 @@ server) and the container-image Lambda function ``web-fn``. The stack is deploye
 them (``LambdaFunctionPattern=web-*``, ``TaskRolePattern=web-*``); by default the stack refuses Lambda targets and
 task roles.
 
-``--state DIR`` keeps streams, images, triggers and the sample targets in DIR across restarts (saved at exit).
+``scan`` and ``sign`` set an image's ECR scan result or signing status (a test double, see scanning.py; the events
+AWS sends follow) and ``advance`` moves the playground's clock forward (delayed queue messages come due).
+
+``--state DIR`` keeps streams, images, triggers and the sample targets in DIR across restarts (saved at exit);
+scan results and signing statuses are not kept.
 Limits: it is a test double, not AWS; see docs/concepts.md and the README's "Local runner" section.
 """
 
@@ -282,6 +286,8 @@ def up(out: TextIO = sys.stdout, *, state: Path | None = None, fast: bool = Fals
         else:
             say(f"# sample targets, all on {REPO}:latest: ECS service {CLUSTER}/{SERVICE} (container web),")
             say(f"#   EKS Deployment {EKS_CLUSTER}/apps/deployment/web, Lambda function {FUNCTION} (arm64)")
+        say("# gate evidence (test doubles, docs/test-doubles.md): `imagestreams-local scan|sign REF`, "
+            "`imagestreams-local advance MINUTES`")
         say(f"# in another terminal: source {env_file}")
         say("#   (or paste the export lines below); Ctrl-C here stops everything")
         for line in lines:
