@@ -5,6 +5,9 @@
   push REPO:TAG            (with up's exports) push a small image to the playground's ECR; the ECR event follows
   delete REPO:TAG          (with up's exports) delete a tag from the playground's ECR; the ECR event follows
   invoke FUNCTION --event FILE   (with up's exports) run one function of the template with a JSON event
+  scan REPO:TAG|REPO@DIGEST [--critical N ...]   (with up's exports) set an image's ECR scan result; event follows
+  sign REPO:TAG|REPO@DIGEST [--failed|--cosign]  (with up's exports) set an image's signing status; event follows
+  advance MINUTES          (with up's exports) move the playground's clock forward (delayed messages come due)
 
 The concepts (stream, head, history, trigger, drift) are explained in docs/concepts.md.
 """
@@ -52,7 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("invoke", help="run one function of the template with a JSON event; print its answer")
     p.add_argument("function", metavar="FUNCTION", help="e.g. IngestFunction, ingest, admin")
     p.add_argument("--event", required=True, metavar="FILE", help="the event as a JSON file (- for stdin)")
+    p = verbs.add_parser("scan", help="set an image's ECR scan result (a test double); the scan event follows")
+    p.add_argument("ref", metavar="REPO:TAG|REPO@DIGEST")
+    for severity in ("critical", "high", "medium", "low", "informational"):
+        p.add_argument(f"--{severity}", type=_count, default=0, metavar="N", help=f"{severity.upper()} findings")
+    p.add_argument("--failed", action="store_true", help="the scan failed (no findings)")
+    p.add_argument("--enhanced", action="store_true", default=None,
+                   help="as Amazon Inspector (enhanced scanning): the Inspector2 Scan event")
+    p = verbs.add_parser("sign", help="set an image's managed-signing status (a test double); the Signer event follows")
+    p.add_argument("ref", metavar="REPO:TAG|REPO@DIGEST")
+    p.add_argument("--failed", action="store_true", help="signing FAILED")
+    p.add_argument("--cosign", action="store_true", help="attach a cosign signature referrer instead")
+    p = verbs.add_parser("advance", help="move the playground's clock forward (delayed messages come due)")
+    p.add_argument("minutes", type=float, metavar="MINUTES")
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count (0 or more), got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
             return playground.push(args.ref, platforms=platforms, emit=not args.no_event, wait=args.wait)
         if args.command == "delete":
             return playground.delete(args.ref, emit=not args.no_event)
+        if args.command == "scan":
+            counts = {s.upper(): getattr(args, s) for s in ("critical", "high", "medium", "low", "informational")
+                      if getattr(args, s)}
+            return playground.scan(args.ref, counts=counts, failed=args.failed, enhanced=args.enhanced)
+        if args.command == "sign":
+            return playground.sign(args.ref, failed=args.failed, cosign=args.cosign)
+        if args.command == "advance":
+            return playground.advance(args.minutes)
         return playground.invoke(args.function, args.event)
     except PlaygroundError as exc:
         print(f"imagestreams-local: {exc}", file=sys.stderr)

@@ -10,8 +10,13 @@ the handlers the way AWS would:
 * SQS sources receive batches (FIFO groups respected by moto), delete what succeeded and make failures visible
   again at once; the queue's own redrive policy parks messages in its DLQ after ``maxReceiveCount``.
 
+ECR scan findings, managed signing and OCI referrers (which moto lacks) come from the test double in scanning.py,
+with the scan and signer events AWS sends. One clock serves the doubles, SQS per-message ``DelaySeconds`` (a message
+is delivered only once its delay has passed) and the functions' ``clock``; :meth:`EmbeddedAws.advance` moves it.
+
 Limits (a test double, not AWS): invocations run in this process one at a time; no IAM is evaluated; no
-concurrency between functions; delays (visibility timeouts, batching windows, retry backoff) are skipped.
+concurrency between functions; other delays (visibility timeouts after a failure, batching windows, retry backoff)
+are skipped.
 """
 
 from __future__ import annotations
@@ -194,6 +199,7 @@ class EmbeddedAws:
         import urllib.request
 
         urllib.request.urlopen(urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST")).read()
+        self._install_gate_doubles()
         jar_dir = find_dynamodb_local()
         want_local = self.use_dynamodb_local
         if want_local is None:
@@ -215,6 +221,47 @@ class EmbeddedAws:
             self._overrides = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
         self._set_env({**env, **self._overrides})
         return self
+
+    def _install_gate_doubles(self) -> None:
+        """Scan findings, signing status and referrers answered by the test double in scanning.py (moto has
+        none of them), its control endpoint, and one clock for the doubles, SQS delays and the functions."""
+        from imagestreams import bootstrap
+
+        from . import scanning
+
+        scanning.install()
+        scanning.serve_control(self._moto._server)
+        scanning.CLOCK.offset = 0.0
+        if not getattr(bootstrap.build, "_embedded_clock", False):
+            original = bootstrap.build
+
+            def build(settings: Any) -> Any:
+                streams = original(settings)
+                streams.clock = scanning.CLOCK.now  # the runner's clock (moved by ``advance``)
+                return streams
+
+            build._embedded_clock = True  # type: ignore[attr-defined]
+            build.__wrapped__ = original  # type: ignore[attr-defined]
+            bootstrap.build = build  # type: ignore[assignment]
+
+    @staticmethod
+    def _remove_clock() -> None:
+        from imagestreams import bootstrap
+
+        from . import scanning
+
+        scanning.CLOCK.offset = 0.0
+        if getattr(bootstrap.build, "_embedded_clock", False):
+            bootstrap.build = bootstrap.build.__wrapped__  # type: ignore[attr-defined]
+
+    def advance(self, minutes: float = 0, *, seconds: float = 0) -> datetime:
+        """Time travel: move the clock of the embedded AWS and of the functions it runs forward. Delayed and
+        invisible SQS messages, and the scans and signings the doubles complete, come due as if that time had
+        passed (deliver them with :meth:`pump`). Returns the new now."""
+        from . import scanning
+
+        scanning.advance(minutes * 60 + seconds)
+        return scanning.CLOCK.now()
 
     def _start_dynamodb_local(self, jar_dir: Path) -> None:
         port = _free_port()
@@ -244,6 +291,7 @@ class EmbeddedAws:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+            self._remove_clock()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -295,6 +343,9 @@ class EmbeddedAws:
         self._applied_env = None
         self._notification_queue = None
         self._reset_clients()
+        from . import scanning
+
+        scanning.CLOCK.offset = 0.0
 
     # ----------------------------------------------------------------------------------------- deploy
 
@@ -488,9 +539,14 @@ class EmbeddedAws:
 
     def pump(self, max_rounds: int = 200) -> int:
         """Deliver everything pending until the system is quiet. Returns the number of invocations."""
+        from .scanning import due_events
+
         before = len(self.invocations)
         for _ in range(max_rounds):
             worked = False
+            for event in due_events(self.region):  # scans and signings of the doubles that completed
+                self.emit(event)
+                worked = True
             for source in list(self.sources):
                 worked |= getattr(self, f"_poll_{source.kind}")(source)
             if not worked:

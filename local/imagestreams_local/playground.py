@@ -11,7 +11,11 @@ server) and the container-image Lambda function ``web-fn``. The stack is deploye
 them (``LambdaFunctionPattern=web-*``, ``TaskRolePattern=web-*``); by default the stack refuses Lambda targets and
 task roles.
 
-``--state DIR`` keeps streams, images, triggers and the sample targets in DIR across restarts (saved at exit).
+``scan`` and ``sign`` set an image's ECR scan result or signing status (a test double, see scanning.py; the events
+AWS sends follow) and ``advance`` moves the playground's clock forward (delayed queue messages come due).
+
+``--state DIR`` keeps streams, images, triggers and the sample targets in DIR across restarts (saved at exit);
+scan results and signing statuses are not kept.
 Limits: it is a test double, not AWS; see docs/concepts.md and the README's "Local runner" section.
 """
 
@@ -95,8 +99,8 @@ def _registry(aws: EmbeddedAws) -> str:
 def _create_samples(aws: EmbeddedAws, kube: Any) -> None:
     registry = _registry(aws)
     ecr, ecs = aws.client("ecr"), aws.client("ecs")
-    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=REPO)
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):  # scanned on push, like most repos
+        ecr.create_repository(repositoryName=REPO, imageScanningConfiguration={"scanOnPush": True})
     ecs.create_cluster(clusterName=CLUSTER)
     task_def = ecs.register_task_definition(family=SERVICE, executionRoleArn=EXEC_ROLE, containerDefinitions=[
         {"name": "web", "image": f"{registry}/{REPO}:latest", "memory": 256, "essential": True},
@@ -287,6 +291,8 @@ def up(out: TextIO = sys.stdout, *, state: Path | None = None, fast: bool = Fals
         else:
             say(f"# sample targets, all on {REPO}:latest: ECS service {CLUSTER}/{SERVICE} (container web),")
             say(f"#   EKS Deployment {EKS_CLUSTER}/apps/deployment/web, Lambda function {FUNCTION} (arm64)")
+        say("# gate evidence (test doubles, docs/test-doubles.md): `imagestreams-local scan|sign REF`, "
+            "`imagestreams-local advance MINUTES`")
         say(f"# in another terminal: source {env_file}")
         say("#   (or paste the export lines below); Ctrl-C here stops everything")
         for line in lines:
@@ -488,4 +494,81 @@ def invoke(name: str, event_file: str, *, out: TextIO = sys.stdout) -> int:
     with contextlib.redirect_stdout(io.StringIO()):  # EMF metric lines, as Lambda prints them
         result = fn.handler()(event, FakeContext(f"imagestreams-{logical}"))
     print(json.dumps(result, indent=2, sort_keys=True, default=str), file=out)
+    return 0
+
+
+# ------------------------------------------------------------------------ scan findings, signing, clock
+
+
+def parse_image_ref(ref: str, verb: str) -> tuple[str, str]:
+    """``REPO:TAG`` or ``REPO@sha256:…`` -> (repository, tag or digest)."""
+    repo, at, digest = ref.partition("@")
+    hexes = digest.removeprefix("sha256:")
+    if at and repo and digest.startswith("sha256:") and len(hexes) == 64 and set(hexes) <= set("0123456789abcdef"):
+        return repo, digest
+    try:
+        if not at:
+            return parse_ref(ref, verb)
+    except PlaygroundError:
+        pass
+    raise PlaygroundError(f"{verb} takes REPOSITORY:TAG or REPOSITORY@sha256:<64 hex digits> (like team/web:latest), "
+                          f"got {ref!r}")
+
+
+def _control(body: dict[str, Any]) -> dict[str, Any]:
+    """Post one command to the doubles' control endpoint inside the running playground."""
+    import urllib.error
+    import urllib.request
+
+    from .scanning import CONTROL_PATH
+
+    stack = _stack()
+    body = {"region": stack["region"], **body}
+    request = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"].rstrip("/") + CONTROL_PATH,
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        raise PlaygroundError(json.loads(exc.read() or b"{}").get("error") or str(exc)) from exc
+    except urllib.error.URLError as exc:
+        raise PlaygroundError(f"the playground does not answer ({exc.reason}): is `imagestreams-local up` "
+                              "running?") from exc
+
+
+def scan(ref: str, *, counts: dict[str, int] | None = None, failed: bool = False, enhanced: bool | None = None,
+         out: TextIO = sys.stdout) -> int:
+    """Give an image this scan result (the ECR scan test double) and send the scan event AWS would send."""
+    repo, image = parse_image_ref(ref, "scan")
+    answer = _control({"op": "scan", "repository": repo, "image": image, "counts": counts or {},
+                       "status": "FAILED" if failed else "COMPLETE", "enhanced": enhanced})
+    status = answer["imageScanStatus"]["status"]
+    found = (answer.get("imageScanFindings") or {}).get("findingSeverityCounts") or {}
+    summary = ", ".join(f"{n} {severity}" for severity, n in found.items()) or "no findings"
+    print(f"scan of {repo}@{answer['imageId']['imageDigest']}: {status}"
+          + ("" if status == "FAILED" else f", {summary}"), file=out)
+    return 0
+
+
+def sign(ref: str, *, failed: bool = False, cosign: bool = False, out: TextIO = sys.stdout) -> int:
+    """Set an image's managed-signing status (or attach a cosign signature referrer) and send the Signer event."""
+    repo, image = parse_image_ref(ref, "sign")
+    answer = _control({"op": "sign", "repository": repo, "image": image, "cosign": cosign,
+                       "status": "FAILED" if failed else "COMPLETE"})
+    if cosign:
+        print(f"cosign signature {answer['referrer']['digest']} attached to {ref}", file=out)
+        return 0
+    status = answer["signingStatuses"][0]
+    print(f"signing of {repo}@{answer['imageId']['imageDigest']}: {status['status']}"
+          + (f" ({status['failureReason']})" if status.get("failureReason") else ""), file=out)
+    return 0
+
+
+def advance(minutes: float, *, out: TextIO = sys.stdout) -> int:
+    """Move the playground's clock forward (delayed queue messages, scans and the functions' clock)."""
+    if minutes <= 0:
+        raise PlaygroundError(f"advance takes a positive number of minutes, got {minutes:g}")
+    answer = _control({"op": "advance", "seconds": minutes * 60})
+    print(f"the playground's clock is now {answer['now'][:19]}Z ({answer['offset'] / 60:g} min ahead)", file=out)
     return 0
