@@ -51,6 +51,11 @@ class ManualActions:
             raise Invalid("alias: true needs a tag as source (a digest does not move)")
         if alias:  # before anything is written: the links alone decide
             self._refuse_alias_cycles(StreamTag(stream, source.tag or ""), targets)
+            get_policy = getattr(self.store, "get_policy", None)
+            for target in targets if get_policy is not None else ():
+                if get_policy(target) is not None:
+                    raise Conflict(f"{target} is a policy tag: a tag is either an alias or a policy tag; remove "
+                                   "its policy first (policy remove)")
         moves: list[Move] = []
         if source.digest is not None:
             digest = source.digest
@@ -199,6 +204,9 @@ class ManualActions:
             raise Invalid(f"{target} already points to {to}")
         check_restorable(self.registry, target.stream, to, entries, must_exist=False)
         self.registry.check_can_tag(target.stream, to, [target.tag])
+        hold = getattr(self, "hold_policy", None)
+        if hold is not None:  # before the move: its re-evaluation must not undo the rollback
+            hold(target)
         self.registry.retag(target.stream, to, target.tag)
         return self.sync(target, cause="rollback", actor=actor)
 
