@@ -22,8 +22,9 @@ Three kinds, one per policy tag:
     image was pushed to ECR. The highest wins. ``order`` defaults to ``alphabetical``.
     So that no tag can make matching slow, patterns are restricted: no backreferences, look-arounds or
     conditionals; no repetition inside a repetition (``(a+)+``), no alternation inside a repetition
-    (``(a|b)*``); repeat counts at most 128; and at most three variable repetitions (``*``, ``+``, ``?``,
-    ``{m,n}``) that can match a common character (``[0-9]+\\.[0-9]+`` has none in common; ``.*-.*`` has two).
+    (``(a|b)*``); repeat counts at most 128; and at most two variable repetitions (``*``, ``+``, ``?``,
+    ``{m,n}``) that can match a common character (``[0-9]+\\.[0-9]+`` has none in common; ``.*-.*`` has two;
+    ``.*-.*-.*`` has three: write ``[^-]*-[^-]*-.*`` instead).
 
 ``{"follow": TAG}``
     The named tag of the same stream (any tag, a policy tag too; at most 10 follows in a chain). With gates
@@ -56,7 +57,7 @@ FIELDS = {"semver": {"semver", "prerelease"}, "pattern": {"pattern", "order", "e
 MAX_PATTERN = 256
 MAX_RANGE = 256
 MAX_REPEAT_COUNT = 128  # no tag is longer
-MAX_OVERLAPPING_REPEATS = 3  # variable repetitions sharing a character: O(n^3) steps at worst on a 128-char tag
+MAX_OVERLAPPING_REPEATS = 2  # variable repetitions sharing a character: O(n^2) steps at worst on a 128-char tag
 MAX_FOLLOW_CHAIN = 10
 TAG_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
@@ -117,9 +118,7 @@ def _compiled(kind: str, text: str) -> PolicySpec:
         order = raw.get("order", "alphabetical")
         if order not in ORDERS:
             raise Invalid(f"policy.order must be one of {', '.join(ORDERS)}, got {show(order)}")
-        extract = raw.get("extract")
-        if extract is not None:
-            extract = _group(regex, extract)
+        extract = _group(regex, raw["extract"]) if "extract" in raw else None
         return PolicySpec(kind, raw, regex, order=order, extract=extract)
     return PolicySpec(kind, raw, validate_tag(raw["follow"]))
 
