@@ -367,6 +367,37 @@ HOSTILE_PATTERNS = [
     r".*.*.*x", r"[a-z]*[a-z]*[a-z]*0", r".*-?.*-?.*-?.*", r"\w*\d*\w*[0-9]*$", r"a{1000}", r"a{0,500}",
     r"(", r"[z-a]", r"a**", r"(?P<1>a)", r"\p{L}", "a" * 257, "", "a\nb", "a\x00", 5, None, ["a"], {"re": "a"},
 ]
+# The worst shapes the limits still allow: two repetitions that can trade characters (with separators they can
+# cross, optional pieces, repeat counts at the cap, ignore-case, alternations), each next to repetitions they cannot
+# trade with; against tags that make them backtrack most.
+WORST_ALLOWED_PATTERNS = [
+    r".*.*x", r".*.*", r"[a-z0-9]*[a-z0-9]*!", r".*-.*-x", r".{0,128}.{0,128}x", r"(?i)[a-z]*[A-Z]*0",
+    r"v?[0-9]*[0-9]*\.", r"(?:ab)*(?:ab)*c", r"[^.]*[^.]*\.x", r"\w*\w*-", r"(?P<a>.*)(?P<b>.*)-x",
+    r"(.*|a)(.*|b)y", r"(.*|a)(b|c)(.*|d)y", r"[^-]*-[^-]*-.*.*Q", r"x?y?z?[0-9]*[0-9]*a",
+    r"[0-9]+\.[0-9]+\.[0-9]+-rc[0-9]+\.[a-z]+-[a-z0-9]*[a-z0-9]*Q",
+]
+HOSTILE_TAGS = ["a" * 128, "a" * 127 + "-", "-" * 128, "a-" * 64, "0" * 128, "ab" * 64, "a." * 64,
+                "1.2.3-rc4." + "a" * 118, "A" * 128, "x" + "a" * 127]
+
+
+
+
+def worst_pattern_match_ms() -> float:
+    """The slowest full match of any of the worst allowed patterns against any hostile tag, in ms."""
+    import time
+
+    from imagestreams.policytags import compile_pattern
+
+    worst = 0.0
+    for pattern in WORST_ALLOWED_PATTERNS:
+        regex = compile_pattern(pattern)
+        for tag in HOSTILE_TAGS:
+            started = time.perf_counter()
+            regex.fullmatch(tag)
+            worst = max(worst, (time.perf_counter() - started) * 1000)
+    return worst
+
+
 BAD_RANGES = ["foo", "", " ", ">>1", "1.2.3.4", "^", "~>1", "1.2.3 -", "=<1", "^1.2" * 80, "1.2.3\n", 7, None,
               ["^1"], {"range": "^1"}, True]
 
