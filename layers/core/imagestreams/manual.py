@@ -163,6 +163,9 @@ class ManualActions:
         head = self.store.get_head(target)
         if head is None or head.deleted:
             raise NotFound(f"{target} is not a tag of the stream")
+        get_policy = getattr(self.store, "get_policy", None)
+        if get_policy is not None and get_policy(target) is not None:  # its policy would put it right back
+            raise Conflict(f"{target} is a policy tag: remove its policy first (policy remove), then untag it")
         if head.alias_of:
             self._link(target, None)
         if not keep_in_registry:

@@ -333,15 +333,23 @@ def _class(items: Any) -> frozenset[str]:
 # ---------------------------------------------------------------------------------------- selection
 
 
-def _semver_key(spec: PolicySpec, tag: str) -> Any:
+@functools.lru_cache(maxsize=8192)
+def _version(tag: str) -> Any:
+    """The semantic version a tag names (``1.2.3``, ``v1.2.3-rc.1``), or None."""
     match = _VERSION_RE.fullmatch(tag)
     if match is None:
         return None
     import semantic_version
 
     try:
-        version = semantic_version.Version(match[1])
+        return semantic_version.Version(match[1])
     except ValueError:
+        return None
+
+
+def _semver_key(spec: PolicySpec, tag: str) -> Any:
+    version = _version(tag)
+    if version is None:
         return None
     if version.prerelease:
         if not spec.prerelease:
