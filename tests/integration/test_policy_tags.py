@@ -104,3 +104,30 @@ def test_reconciler_brings_a_policy_tag_to_its_selection(repo, services):
     assert ecr_image(repo, "stable") == ecr_image(repo, "v1.1.0")
     entries = admin(repo, action="history", target="team/web:stable")["entries"]
     assert [e["cause"] for e in entries] == ["policy", "policy"]
+
+
+def test_policy_items_in_the_table(repo, services):
+    from imagestreams.errors import ConcurrentUpdate
+    from imagestreams.model import StreamTag
+    from imagestreams.policytags import Policy
+
+    store = services.store
+    push(repo, "v1.0.0")
+    head = store.get_head(StreamTag("team/web", "v1.0.0"))
+    assert head.pushed_at is not None  # ECR's imagePushedAt, kept on the head for order "pushed"
+    stable = StreamTag("team/web", "stable")
+    gates = ({"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": 30}, {"type": "approval"})
+    written = store.put_policy(Policy(stable, {"semver": "^1", "prerelease": True}, gates), None)
+    assert written.rev == 1 and store.get_policy(stable) == written
+    with pytest.raises(ConcurrentUpdate):
+        store.put_policy(written._replace(held=True), None)  # one exists already
+    with pytest.raises(ConcurrentUpdate):
+        store.put_policy(written._replace(held=True), written._replace(rev=7))
+    updated = store.put_policy(written._replace(held=True, gate_state={"digest": head.digest, "since": "x"}),
+                               written)
+    assert store.get_policy(stable) == updated and updated.rev == 2
+    heads, triggers, policies = store.stream_view("team/web")
+    assert [h.stream_tag.tag for h in heads] == ["v1.0.0"] and triggers == [] and policies == [updated]
+    assert store.all_policies() == [updated]
+    store.delete_policy(stable)
+    assert store.get_policy(stable) is None and store.stream_view("team/web")[2] == []
