@@ -473,6 +473,7 @@ def policy_conflict_commands() -> Iterator[tuple[str, Any]]:
     yield "alias onto policy tags among others", {"action": "tag", "source": "team/web:latest",
                                                   "target": ["team/web:fresh", "team/web:prod"], "alias": True}
     yield "untag a policy tag", {"action": "untag", "target": "team/web:stable"}
+    yield "copy onto a policy tag", {"action": "tag", "source": "team/web:latest", "target": "team/web:stable"}
     yield "follow cycle", {"action": "policy.set", "target": "team/web:stable", "policy": {"follow": "prod"}}
     yield "policy replaced by one with a hostile pattern", {"action": "policy.set", "target": "team/web:stable",
                                                             "policy": {"pattern": "(a+)+$"}}

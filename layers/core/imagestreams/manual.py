@@ -51,11 +51,12 @@ class ManualActions:
             raise Invalid("alias: true needs a tag as source (a digest does not move)")
         if alias:  # before anything is written: the links alone decide
             self._refuse_alias_cycles(StreamTag(stream, source.tag or ""), targets)
-            get_policy = getattr(self.store, "get_policy", None)
-            for target in targets if get_policy is not None else ():
-                if get_policy(target) is not None:
-                    raise Conflict(f"{target} is a policy tag: a tag is either an alias or a policy tag; remove "
-                                   "its policy first (policy remove)")
+        get_policy = getattr(self.store, "get_policy", None)
+        for target in targets if get_policy is not None else ():
+            if get_policy(target) is not None:  # its policy decides where it points (and would undo a copy)
+                raise Conflict(f"{target} is a policy tag: its policy decides where it points; roll it back (which "
+                               "holds the policy) or remove its policy first (policy remove)"
+                               + ("; a tag is either an alias or a policy tag" if alias else ""))
         moves: list[Move] = []
         if source.digest is not None:
             digest = source.digest

@@ -32,8 +32,9 @@ Three kinds, one per policy tag:
 
 Ties (two tags with the same version, value or push time) go to the tag whose name sorts last. No candidate:
 the policy tag stays where it is (or does not exist yet) and the policy reports ``NoCandidate``. A rollback of a
-policy tag *holds* its policy (``held: true``) until ``policy.resume``. A tag that is an alias cannot get a
-policy, and a policy tag cannot become an alias.
+policy tag *holds* its policy (``held: true``) until ``policy.resume``, which evaluates at once. A tag that is an
+alias cannot get a policy, and a policy tag cannot become an alias; copying onto a policy tag or untagging it is
+refused too (its policy decides where it points: ``policy remove`` first makes it a plain tag again).
 
 Standard library only; the semver library is imported when a semver policy is parsed.
 """
