@@ -378,3 +378,46 @@ def test_cli_policy_set_and_list(capsys):
     assert cli_main(["policy", "list", "--stream", "team/web", "--output", "json"], transport=transport) == 0
     assert '"selected": "main-10"' in capsys.readouterr().out
     assert cli_main(["policy", "set", "team/web:x", "--semver", "^1", "--follow", "a"], transport=transport) == 2
+
+
+# --------------------------------------------------------------------------------------- randomized
+
+
+def test_random_pushes_and_deletes_keep_every_policy_tag_on_its_best_candidate():
+    """Random pushes, re-pushes and deletes of version and build tags, each fanned out as the table stream would
+    (the policy tags' own moves too): afterwards every policy tag equals what its policy selects from the live
+    candidates, or stays where it was when there is none."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(60):
+        streams, store, registry, _queue = make()
+        specs = {"stable": {"semver": "^1.2"}, "pre": {"semver": ">=1.0.0", "prerelease": True},
+                 "nightly": {"pattern": r"main-(?P<n>[0-9]+)", "order": "numeric", "extract": "n"},
+                 "prod": {"follow": "stable"}, "edge": {"follow": "prod"}}
+        for tag, spec in specs.items():
+            streams.set_policy(StreamTag(S, tag), spec)
+        tags = ["1.1.0", "v1.2.0", "1.3.0", "1.4.0-rc.1", "2.0.0", "main-3", "main-12", "main-7", "latest"]
+        for step in range(12):
+            tag = rng.choice(tags)
+            if rng.random() < 0.25 and (S, tag) in registry.tag_map:
+                registry.remove(S, tag)
+            else:
+                registry.set(S, tag, digest(rng.randrange(6)))
+            streams.sync(StreamTag(S, tag), cause="push")
+            pending = [store.get_head(StreamTag(S, tag))]
+            while pending:  # the table stream: every head change is fanned out, policy tags' moves included
+                head = pending.pop(0)
+                before = {t: store.get_head(StreamTag(S, t)) for t in specs}
+                streams.head_moved(head)
+                pending += [h for t, h in ((t, store.get_head(StreamTag(S, t))) for t in specs)
+                            if h is not None and h != before[t]]
+            live = {h.stream_tag.tag: h for h in store.heads(S) if not h.deleted}
+            for policy_tag, spec in specs.items():
+                pool = [Candidate(t, h.digest, h.pushed_at or h.at) for t, h in live.items()
+                        if t != policy_tag and ("follow" in spec or t not in specs)]
+                want = select(parse_policy(spec), pool)
+                have = live.get(policy_tag)
+                if want is not None:
+                    assert have is not None and have.digest == want[1], (step, policy_tag, want, have)
+                    assert registry.tag_map[(S, policy_tag)] == want[1]
