@@ -197,6 +197,22 @@ def test_rollback_of_a_policy_tag_holds_it_until_resume():
     assert registry.tag_map[(S, "stable")] == digest(3)
 
 
+def test_a_rollback_that_fails_in_ecr_leaves_the_policy_unheld(monkeypatch):
+    streams, store, registry, _ = make()
+    push(streams, registry, "v1.2.0", 1)
+    stable = StreamTag(S, "stable")
+    streams.set_policy(stable, {"semver": "^1.2"})
+    push(streams, registry, "v1.3.0", 2)
+
+    def refused(*_args):
+        raise Conflict("ECR refused the retag")
+
+    monkeypatch.setattr(registry, "retag", refused)
+    with pytest.raises(Conflict):
+        streams.rollback_tag(stable)
+    assert streams.get_policy(stable).held is False
+
+
 @pytest.mark.parametrize("name, command", list(policy_conflict_commands()),
                          ids=[n for n, _ in policy_conflict_commands()])
 def test_alias_and_policy_conflicts_are_refused_and_write_nothing(name, command):

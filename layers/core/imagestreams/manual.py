@@ -209,9 +209,13 @@ class ManualActions:
         check_restorable(self.registry, target.stream, to, entries, must_exist=False)
         self.registry.check_can_tag(target.stream, to, [target.tag])
         hold = getattr(self, "hold_policy", None)
-        if hold is not None:  # before the move: its re-evaluation must not undo the rollback
-            hold(target)
-        self.registry.retag(target.stream, to, target.tag)
+        held = hold(target) if hold is not None else False  # before the move: its fan-out must not undo it
+        try:
+            self.registry.retag(target.stream, to, target.tag)
+        except Exception:
+            if held:
+                self.release_hold(target)  # type: ignore[attr-defined]  # nothing moved: the policy goes on
+            raise
         return self.sync(target, cause="rollback", actor=actor)
 
     def rollback_target(self, trigger_id_: str, *, to: str | None = None, actor: str = "unknown",

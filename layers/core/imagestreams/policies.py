@@ -124,11 +124,16 @@ class PolicyTags:
         return self.get_policy(stream_tag)
 
     def hold_policy(self, stream_tag: StreamTag) -> bool:
-        """Hold the policy of ``stream_tag`` if it has one (a rollback of the tag). False when it has none."""
-        if self.store.get_policy(stream_tag) is None:
+        """Hold the policy of ``stream_tag`` if it has one (a rollback of the tag). True when this put the hold on
+        (it has a policy that was not held), so a rollback that then fails can take it off again."""
+        policy = self.store.get_policy(stream_tag)
+        if policy is None or policy.held:
             return False
         self._set_held(stream_tag, True)
         return True
+
+    def release_hold(self, stream_tag: StreamTag) -> None:
+        self._set_held(stream_tag, False)
 
     def _set_held(self, stream_tag: StreamTag, held: bool) -> Policy:
         for _ in range(self.max_attempts):
