@@ -89,8 +89,8 @@ def render_history(result: dict[str, Any]) -> str:
 
 def render_describe(result: dict[str, Any]) -> str:
     rows = [[t["tag"], short(t["digest"]), t["generation"], when(t["at"]), t.get("alias_of"),
-             ",".join(t["triggers"]) or "-", policy_text(t.get("policy"))] for t in result["tags"]]
-    headers = ["TAG", "DIGEST", "GEN", "UPDATED (UTC)", "ALIAS OF", "TRIGGERS", "POLICY"]
+             policy_text(t.get("policy")), ",".join(t["triggers"]) or "-"] for t in result["tags"]]
+    headers = ["TAG", "DIGEST", "GEN", "UPDATED (UTC)", "ALIAS OF", "POLICY", "TRIGGERS"]
     return f"stream {clean(result['stream'])}\n" + table(headers, rows)
 
 
