@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from .errors import Forbidden, TransientTargetError
+from .errors import Forbidden, NotOurs, TransientTargetError
 from .model import Head, StreamTag, Trigger, rfc3339
 from .ports import TargetDriver, TargetState
 from .services import ROLLOUT_DONE, ImageStreams, advance_rollout
@@ -220,6 +220,8 @@ class Reconciler:
             return
         try:
             moves = self.streams.evaluate_policies(stream)
+        except NotOurs:
+            return  # IAM no longer lets us write it: not ours, like its listing
         except Exception as exc:  # noqa: BLE001 - one bad stream must not stop the others
             log.exception("policy evaluation of %s failed", stream)
             report["errors"].append(f"{stream} (policy tags): {type(exc).__name__}: {exc}")
