@@ -349,6 +349,8 @@ def bench_gate_noop(aws: EmbeddedAws) -> dict[str, Any]:
     assert waited not in other
     return {"gate_event_noop_reads": total(calls, "dynamodb:") - writes(calls),
             "gate_event_noop_writes": writes(calls)}
+
+
 def bench_notify(aws: EmbeddedAws) -> dict[str, Any]:
     """The notify function over one batch of 10 table-stream records (10 head moves, one event each), as the
     event source mapping delivers them (BatchSize 10): its EventBridge calls, counted on the client it uses."""
@@ -381,6 +383,57 @@ def bench_notify(aws: EmbeddedAws) -> dict[str, Any]:
             "notify_events_received": len(received)}
 
 
+READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
+
+
+def bench_policies(aws: EmbeddedAws, policies: int = 20) -> dict[str, Any]:
+    """A stream with ``policies`` policy tags (half semver ranges, half a numeric pattern): the fan-out of a push
+    that changes no selection (table reads; ECR writes, which must be none), then of one that changes the pattern
+    policies' selection (ECR writes: one per policy tag that moved). Plus the slowest match of the worst patterns
+    the limits allow against a hostile 128-character tag."""
+    from imagestreams import aws as clients
+    from imagestreams.bootstrap import build
+    from imagestreams.config import Settings
+    from imagestreams.model import StreamTag
+    from tests.corpus import worst_pattern_match_ms
+
+    repo = "bench/pol"
+    aws.client("ecr").create_repository(repositoryName=repo)
+    aws.use_function_env("FanoutFunction")
+    streams = build(Settings.from_env())
+    for n in range(5):
+        aws.push_image(repo, f"v1.{n}.0", seed=f"pol-{n}", emit=False)
+        streams.sync(StreamTag(repo, f"v1.{n}.0"))
+    for i in range(policies):
+        spec = ({"semver": f"~1.{i % 5}"} if i < policies // 2 else
+                {"pattern": r"v1\.(?P<m>[0-9]+)\.0", "order": "numeric", "extract": "m"})
+        streams.set_policy(StreamTag(repo, f"p{i:02d}"), spec)
+    counter = CallCounter()
+    counter.attach(clients.client("dynamodb"), clients.client("ecr"))
+
+    def fan_out(tag: str, seed: str) -> Counter[str]:
+        aws.push_image(repo, tag, seed=seed, emit=False)
+        streams.sync(StreamTag(repo, tag))  # what ingest does with the push
+        head = streams.store.get_head(StreamTag(repo, tag))
+        counter.take()
+        streams.head_moved(head)  # what the fan-out does with the head's stream record
+        return counter.take()
+
+    unchanged = fan_out("latest", "pol-latest")  # no policy selects it
+    changed = fan_out("v1.9.0", "pol-9")  # the pattern policies now select it
+    reads = sum(n for k, n in unchanged.items() if k.split(":")[1] in READS and k.startswith("dynamodb:"))
+    return {
+        "policy_tags": policies,
+        "policy_eval_reads_per_push": reads,
+        "policy_retags_unchanged": unchanged.get("ecr:PutImage", 0),
+        "policy_eval_writes_unchanged": writes(unchanged),
+        "policy_retags_changed": changed.get("ecr:PutImage", 0),
+        "policy_retags_changed_expected": policies - policies // 2,
+        "policy_eval_detail_changed": dict(changed),
+        "policy_regex_worst_ms": round(min(worst_pattern_match_ms() for _ in range(3)), 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=40)
@@ -394,6 +447,7 @@ def main() -> int:
         results.update(bench_fanout(aws))
         results.update(bench_gate_noop(aws))
         results.update(bench_notify(aws))
+        results.update(bench_policies(aws))
     results.update(summarize(results))
     results.update(bench_imports(args.imports))
     rows = [
@@ -431,6 +485,14 @@ def main() -> int:
     rows += [
         ("fan-out of 100 triggers: SendMessageBatch calls / distinct FIFO groups",
          f"{results['fanout_send_calls_100']} / {results['fanout_groups_100']}", "<= 10 / 100"),
+        (f"policy tags: table reads per push to a stream with {results['policy_tags']} policy tags",
+         results["policy_eval_reads_per_push"], "<= 1"),
+        ("policy tags: ECR writes for policy tags whose selection did not change", results["policy_retags_unchanged"],
+         "0"),
+        (f"policy tags: ECR writes when {results['policy_retags_changed_expected']} selections change",
+         results["policy_retags_changed"], str(results["policy_retags_changed_expected"])),
+        ("policy pattern: slowest match of an allowed pattern on a hostile 128-char tag (ms)",
+         results["policy_regex_worst_ms"], "< 50"),
         ("cost per 1,000 pushes, one ECS trigger each (USD)", results["cost_usd_per_1000_pushes"], "<= 0.01"),
         (f"cost of an idle month, reconciler over {results['reconcile_idle_tags']} tags + FIFO polling (USD)",
          results["cost_usd_idle_month"], "<= 0.50"),

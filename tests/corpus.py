@@ -463,3 +463,126 @@ _bad_commands_before_g_gates = bad_commands
 def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
     yield from _bad_commands_before_g_gates()
     yield from gate_bad_commands()
+# ---------------------------------------------------------------------------------------------------------------
+# Policy tags (helper p-policy): hostile regular expressions, ranges that do not parse, unknown fields, gates that
+# cannot be parsed. Refused in any world, before anything is read or written. The alias <-> policy conflicts need a
+# world with an alias and a policy tag: policy_world() builds it and tests/unit/test_policy_tags.py runs
+# policy_conflict_commands() there.
+
+# Each is refused: catastrophic backtracking shapes, features that allow it, compile errors, limits.
+HOSTILE_PATTERNS = [
+    r"(a+)+", r"(a*)*b", r"(a|aa)*", r"(x+x+)+y", r"^(\w+\s?)*$", r"(?:[a-z]+-?)+$", r"(a|b|ab)*c", r"(.*a){12}",
+    r"(a)\1", r"(?P<x>a)(?P=x)", r"(?=a).*", r"(?!a).*", r"(?<=a)b", r"(?<!a)b", r"(?P<n>a)?(?(n)b|c)",
+    r".*.*.*x", r"[a-z]*[a-z]*[a-z]*0", r".*-?.*-?.*-?.*", r"\w*\d*\w*[0-9]*$", r"a{1000}", r"a{0,500}",
+    r"(", r"[z-a]", r"a**", r"(?P<1>a)", r"\p{L}", "a" * 257, "", "a\nb", "a\x00", 5, None, ["a"], {"re": "a"},
+]
+# The worst shapes the limits still allow: two repetitions that can trade characters (with separators they can
+# cross, optional pieces, repeat counts at the cap, ignore-case, alternations), each next to repetitions they cannot
+# trade with; against tags that make them backtrack most.
+WORST_ALLOWED_PATTERNS = [
+    r".*.*x", r".*.*", r"[a-z0-9]*[a-z0-9]*!", r".*-.*-x", r".{0,128}.{0,128}x", r"(?i)[a-z]*[A-Z]*0",
+    r"v?[0-9]*[0-9]*\.", r"(?:ab)*(?:ab)*c", r"[^.]*[^.]*\.x", r"\w*\w*-", r"(?P<a>.*)(?P<b>.*)-x",
+    r"(.*|a)(.*|b)y", r"(.*|a)(b|c)(.*|d)y", r"[^-]*-[^-]*-.*.*Q", r"x?y?z?[0-9]*[0-9]*a",
+    r"[0-9]+\.[0-9]+\.[0-9]+-rc[0-9]+\.[a-z]+-[a-z0-9]*[a-z0-9]*Q",
+]
+HOSTILE_TAGS = ["a" * 128, "a" * 127 + "-", "-" * 128, "a-" * 64, "0" * 128, "ab" * 64, "a." * 64,
+                "1.2.3-rc4." + "a" * 118, "A" * 128, "x" + "a" * 127]
+
+
+
+
+def worst_pattern_match_ms() -> float:
+    """The slowest full match of any of the worst allowed patterns against any hostile tag, in ms."""
+    import time
+
+    from imagestreams.policytags import compile_pattern
+
+    worst = 0.0
+    for pattern in WORST_ALLOWED_PATTERNS:
+        regex = compile_pattern(pattern)
+        for tag in HOSTILE_TAGS:
+            started = time.perf_counter()
+            regex.fullmatch(tag)
+            worst = max(worst, (time.perf_counter() - started) * 1000)
+    return worst
+
+
+BAD_RANGES = ["foo", "", " ", ">>1", "1.2.3.4", "^", "~>1", "1.2.3 -", "=<1", "^1.2" * 80, "1.2.3\n", 7, None,
+              ["^1"], {"range": "^1"}, True]
+
+
+def policy_bad_commands() -> Iterator[tuple[str, Any]]:
+    def cmd(policy: Any, **extra: Any) -> dict[str, Any]:
+        return {"action": "policy.set", "target": "team/web:stable", "policy": policy, **extra}
+
+    for pattern in HOSTILE_PATTERNS:
+        yield f"policy pattern {pattern!r:.40}", cmd({"pattern": pattern, "order": "numeric"})
+    for value in BAD_RANGES:
+        yield f"policy semver {value!r:.40}", cmd({"semver": value})
+    yield "policy with two kinds", cmd({"semver": "^1.2", "pattern": "v.*"})
+    yield "policy with no kind", cmd({"order": "numeric"})
+    yield "policy empty", cmd({})
+    for value in ["^1.2", ["semver", "^1.2"], 1, None, True]:
+        yield f"policy {value!r:.30}", cmd(value)
+    yield "semver policy with order", cmd({"semver": "^1.2", "order": "numeric"})
+    yield "semver policy with an unknown field", cmd({"semver": "^1.2", "include": "all"})
+    yield "follow policy with extract", cmd({"follow": "staging", "extract": "n"})
+    for value in ["yes", 1, None, "true"]:
+        yield f"semver prerelease={value!r}", cmd({"semver": "^1.2", "prerelease": value})
+    for value in ["random", "", None, "NUMERIC", 1, "newest"]:
+        yield f"pattern order={value!r}", cmd({"pattern": "v.*", "order": value})
+    for value in ["missing", 2, -1, True, "", None, ["n"]]:
+        yield f"pattern extract={value!r}", cmd({"pattern": "main-(?P<n>[0-9]+)", "order": "numeric",
+                                                 "extract": value})
+    for value in ["bad tag!", "", "a" * 129, "-x", 5, None, "team/web:staging"]:
+        yield f"follow {value!r:.30}", cmd({"follow": value})
+    yield "follow itself", cmd({"follow": "stable"})
+    yield "policy.set with an unknown field", cmd({"semver": "^1.2"}, verbose=True)
+    yield "policy.set without policy", {"action": "policy.set", "target": "team/web:stable"}
+    yield "policy.set without target", {"action": "policy.set", "policy": {"semver": "^1.2"}}
+    for value in ["approval", {"type": "approval"}, 1, [{"type": "nope"}], [{"kind": "scan"}], ["approval"]]:
+        yield f"policy gates={value!r:.30}", cmd({"semver": "^1.2"}, gates=value)
+    for value in ["team/web", "team/web@" + DIGEST, "docker.io/team/web:stable", "Team/Web:x", "", 1, None]:
+        yield f"policy.set target={value!r:.30}", {"action": "policy.set", "target": value,
+                                                   "policy": {"semver": "^1.2"}}
+    for action in ("policy.remove", "policy.resume"):
+        yield f"{action} of a tag without a policy", {"action": action, "target": "team/web:latest"}
+        yield f"{action} without target", {"action": action}
+        yield f"{action} with an unknown field", {"action": action, "target": "team/web:latest", "id": "x"}
+    yield "policy.list with an unknown field", {"action": "policy.list", "from": "team/web:latest"}
+    for value in ["", "Team/Web", "team/web:latest", 1, None]:
+        yield f"policy.list stream={value!r}", {"action": "policy.list", "stream": value}
+
+
+_bad_commands_before_p_policy = bad_commands
+
+
+def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
+    yield from _bad_commands_before_p_policy()
+    yield from policy_bad_commands()
+
+
+def policy_world(streams: Any, registry: Any) -> None:
+    """team/web with v1.2.0 and v1.3.0, ``edge`` an alias of ``latest``, and ``stable`` a semver policy tag."""
+    from imagestreams.model import ImageRef, StreamTag
+
+    for n, tag in enumerate(("latest", "v1.2.0", "v1.3.0")):
+        registry.set("team/web", tag, "sha256:" + f"{n + 1}" * 64)
+        streams.sync(StreamTag("team/web", tag))
+    streams.tag(ImageRef("team/web", "latest"), [StreamTag("team/web", "edge")], alias=True)
+    streams.set_policy(StreamTag("team/web", "stable"), {"semver": "^1.2"})
+    streams.set_policy(StreamTag("team/web", "prod"), {"follow": "stable"})
+
+
+def policy_conflict_commands() -> Iterator[tuple[str, Any]]:
+    yield "policy on an alias tag", {"action": "policy.set", "target": "team/web:edge",
+                                     "policy": {"semver": "^1.2"}}
+    yield "alias onto a policy tag", {"action": "tag", "source": "team/web:latest", "target": "team/web:stable",
+                                      "alias": True}
+    yield "alias onto policy tags among others", {"action": "tag", "source": "team/web:latest",
+                                                  "target": ["team/web:fresh", "team/web:prod"], "alias": True}
+    yield "untag a policy tag", {"action": "untag", "target": "team/web:stable"}
+    yield "copy onto a policy tag", {"action": "tag", "source": "team/web:latest", "target": "team/web:stable"}
+    yield "follow cycle", {"action": "policy.set", "target": "team/web:stable", "policy": {"follow": "prod"}}
+    yield "policy replaced by one with a hostile pattern", {"action": "policy.set", "target": "team/web:stable",
+                                                            "policy": {"pattern": "(a+)+$"}}

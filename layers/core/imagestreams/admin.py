@@ -459,3 +459,37 @@ def dispatch(streams: ImageStreams | Callable[[], ImageStreams], command: Any) -
         return {"ok": False, "error": exc.as_dict()}
     except NotOurs as exc:  # outside RepositoryPattern, or IAM denies it: the caller may not act on it here
         return {"ok": False, "error": Forbidden(exc.message).as_dict()}
+
+
+# ------------------------------------------------------------------------------------------- policy tags
+
+
+def _policy_set(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    actor = _actor(p)
+    target = _tag_ref(streams, p["target"], "target")
+    policy = streams.set_policy(target, p["policy"], p.get("gates"), actor=actor)
+    return {"policies": [policy.as_dict()]}
+
+
+def _policy_remove(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    _actor(p)
+    streams.remove_policy(_tag_ref(streams, p["target"], "target"))
+    return {"policies": []}
+
+
+def _policy_resume(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    actor = _actor(p)
+    return {"policies": [streams.resume_policy(_tag_ref(streams, p["target"], "target"), actor=actor).as_dict()]}
+
+
+def _policy_list(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(streams, p["stream"]) if "stream" in p else None
+    return {"policies": [policy.as_dict() for policy in streams.list_policies(stream)]}
+
+
+ACTIONS.update({
+    "policy.set": _spec(_policy_set, ("target", "policy"), ("gates",)),
+    "policy.remove": _spec(_policy_remove, ("target",)),
+    "policy.resume": _spec(_policy_resume, ("target",)),
+    "policy.list": _spec(_policy_list, (), ("stream",)),
+})

@@ -20,7 +20,8 @@ from .errors import ImageStreamsError
 from .model import function_name, short_name
 
 MUTATING = {"tag", "untag", "rollback", "import", "trigger.add", "trigger.remove", "trigger.pause",
-            "trigger.resume", "deploy", "trigger.gates", "approve", "reject"}
+            "trigger.resume", "deploy", "trigger.gates", "approve", "reject", "policy.set", "policy.remove",
+            "policy.resume"}
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -97,8 +98,8 @@ def render_history(result: dict[str, Any]) -> str:
 
 def render_describe(result: dict[str, Any]) -> str:
     rows = [[t["tag"], short(t["digest"]), t["generation"], when(t["at"]), t.get("alias_of"),
-             ",".join(t["triggers"]) or "-"] for t in result["tags"]]
-    headers = ["TAG", "DIGEST", "GEN", "UPDATED (UTC)", "ALIAS OF", "TRIGGERS"]
+             policy_text(t.get("policy")), ",".join(t["triggers"]) or "-"] for t in result["tags"]]
+    headers = ["TAG", "DIGEST", "GEN", "UPDATED (UTC)", "ALIAS OF", "POLICY", "TRIGGERS"]
     return f"stream {clean(result['stream'])}\n" + table(headers, rows)
 
 
@@ -118,6 +119,8 @@ def render(action: str, result: dict[str, Any]) -> str:
         return render_prune(result)
     if action == "check":
         return render_check(result)
+    if "policies" in result:
+        return render_policies(result["policies"])
     if "moves" in result:
         return render_moves(result)
     if "policies" in result and "triggers" not in result:
@@ -261,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_", metavar="REF")
     add_prune_verb(verbs)
     add_check_verb(verbs)
+    add_policy_verb(verbs)
     return parser
 
 
@@ -344,6 +348,8 @@ def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
         return prune_command(args)
     if verb == "check":
         return check_command(args)
+    if verb == "policy":
+        return policy_command(args)
     if verb == "trigger":
         action = f"trigger.{args.tverb}"
         cmd: dict[str, Any] = {"action": action}
@@ -428,7 +434,8 @@ def precheck(command: dict[str, Any]) -> None:
     if stream is not None and plain(stream):
         validate_repository(stream)
     targets = command.get("target")
-    if action in ("history", "untag", "import", "tag") or (action == "rollback" and "target" in command):
+    if action in ("history", "untag", "import", "tag", "policy.set", "policy.remove", "policy.resume") or (
+            action == "rollback" and "target" in command):
         for ref in targets if isinstance(targets, list) else [targets] if targets is not None else []:
             if plain(ref):
                 StreamTag.parse(ref, "target")
@@ -445,6 +452,131 @@ def _put_selector(cmd: dict[str, Any], args: argparse.Namespace) -> None:
         cmd["id"] = args.id
     if args.from_:
         cmd["from"] = args.from_
+
+
+# ---------------------------------------------------------------------------------------------- policy
+
+
+POLICY_EXAMPLES = """examples:
+  imagestreams policy set team/web:stable --semver '^1.2'
+  imagestreams policy set team/web:nightly --pattern '^main-(?P<n>[0-9]+)$' --order numeric --extract n
+  imagestreams policy set team/web:prod --follow staging --gate verified:tr-0123456789ab:30 --gate approval
+  imagestreams policy list --stream team/web
+  imagestreams policy resume team/web:stable"""
+
+
+def add_policy_verb(verbs: Any) -> None:
+    pol = verbs.add_parser("policy", help="policy tags: keep a tag on the best tag a policy selects",
+                           description="policy tags: keep a tag on the best tag of its stream that a semver range, "
+                                       "a pattern or another tag (through gates) selects",
+                           epilog=POLICY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pverbs = _Verbs(pol.add_subparsers(dest="pverb", required=True, metavar="ACTION"))
+    p = pverbs.add_parser("set", help="give a tag a policy (evaluated at once; may move the tag)",
+                          epilog=POLICY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="REF")
+    p.add_argument("--semver", metavar="RANGE", help="npm-style range: ^1.2, ~1.2.3, 1.2.x, '>=1.2.0 <2', 'a || b'")
+    p.add_argument("--prerelease", action="store_true", help="with --semver: pre-release tags are candidates too")
+    p.add_argument("--pattern", metavar="REGEX", help="tags fully matching this regular expression (Python syntax)")
+    p.add_argument("--order", choices=("numeric", "alphabetical", "pushed"), help="with --pattern (alphabetical)")
+    p.add_argument("--extract", metavar="GROUP", help="with --pattern: order by this group of the match")
+    p.add_argument("--follow", metavar="TAG", help="another tag of the same stream")
+    p.add_argument("--gate", action="append", default=None, metavar="GATE",
+                   help="verified:TRIGGER[,TRIGGER…]:MINUTES | approval | scan:SEVERITY[:TIMEOUT_MINUTES] | "
+                        "signature[:TIMEOUT_MINUTES] (repeatable)")
+    p = pverbs.add_parser("list", help="policy tags with what they selected")
+    p.add_argument("--stream")
+    for name, text in (("remove", "remove a tag's policy (the tag stays, as a plain tag)"),
+                       ("resume", "resume a policy held by a rollback of its tag (evaluates at once)")):
+        pverbs.add_parser(name, help=text).add_argument("target", metavar="REF")
+
+
+def _minutes(text: str, spec: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"--gate {spec!r}: minutes must be a whole number, got {text!r}")
+    return int(text)
+
+
+def parse_gate_flag(spec: str) -> dict[str, Any]:
+    """``--gate`` text as the gate object the admin takes."""
+    kind, _, rest = spec.partition(":")
+    parts = rest.split(":") if rest else []
+    if kind == "approval" and not parts:
+        return {"type": "approval"}
+    if kind == "verified" and len(parts) == 2 and parts[0]:
+        return {"type": "verified", "triggers": [t for t in parts[0].split(",") if t],
+                "minutes": _minutes(parts[1], spec)}
+    if kind == "scan" and 1 <= len(parts) <= 2 and parts[0]:
+        gate: dict[str, Any] = {"type": "scan", "blockAt": parts[0].upper()}
+        if len(parts) == 2:
+            gate["timeoutMinutes"] = _minutes(parts[1], spec)
+        return gate
+    if kind == "signature" and len(parts) <= 1:
+        gate = {"type": "signature"}
+        if parts:
+            gate["timeoutMinutes"] = _minutes(parts[0], spec)
+        return gate
+    raise UsageError(f"--gate takes verified:TRIGGER[,TRIGGER…]:MINUTES, approval, scan:SEVERITY[:MINUTES] or "
+                     f"signature[:MINUTES], got {spec!r}")
+
+
+def policy_command(args: argparse.Namespace) -> dict[str, Any]:
+    cmd: dict[str, Any] = {"action": f"policy.{args.pverb}"}
+    if args.pverb == "list":
+        if args.stream:
+            cmd["stream"] = args.stream
+        return cmd
+    cmd["target"] = args.target
+    if args.pverb != "set":
+        return cmd
+    kinds = [k for k in ("semver", "pattern", "follow") if getattr(args, k) is not None]
+    if len(kinds) != 1:
+        raise UsageError("policy set needs exactly one of --semver, --pattern or --follow"
+                         + (f" (got {len(kinds)})" if kinds else ""))
+    if args.prerelease and kinds[0] != "semver":
+        raise UsageError("--prerelease goes with --semver")
+    if (args.order or args.extract) and kinds[0] != "pattern":
+        raise UsageError("--order and --extract go with --pattern")
+    policy: dict[str, Any] = {kinds[0]: getattr(args, kinds[0])}
+    if args.prerelease:
+        policy["prerelease"] = True
+    if args.order:
+        policy["order"] = args.order
+    if args.extract:
+        policy["extract"] = args.extract
+    cmd["policy"] = policy
+    if args.gate:
+        cmd["gates"] = [parse_gate_flag(g) for g in args.gate]
+    return cmd
+
+
+def policy_text(policy: dict[str, Any] | None) -> str:
+    """A policy (P) in a few words: ``semver ^1.2``, ``pattern RE (numeric by n)``, ``follow staging``."""
+    if not policy:
+        return "-"
+    spec = policy.get("policy") or {}
+    if "semver" in spec:
+        text = f"semver {spec['semver']}" + (" +prerelease" if spec.get("prerelease") else "")
+    elif "pattern" in spec:
+        by = f" by {spec['extract']}" if spec.get("extract") is not None else ""
+        text = f"pattern {spec['pattern']} ({spec.get('order', 'alphabetical')}{by})"
+    else:
+        text = f"follow {spec.get('follow')}"
+    gates = [g.get("type", "?") for g in policy.get("gates") or []]
+    if gates:
+        text += f" [gates: {', '.join(gates)}]"
+    return text + (" (held)" if policy.get("held") else "")
+
+
+def render_policies(policies: list[dict[str, Any]]) -> str:
+    if not policies:
+        return "no policy tags"
+    rows = []
+    for p in policies:
+        gate = p.get("gate") or {}
+        rows.append([p["target"], policy_text({**p, "held": False}), p["status"], p.get("selected"),
+                     short(p.get("digest")), "yes" if p.get("held") else "no",
+                     f"{gate.get('type')}: {gate.get('state')} {gate.get('reason') or ''}".strip() if gate else "-"])
+    return table(["TARGET", "POLICY", "STATUS", "SELECTED", "DIGEST", "HELD", "GATE"], rows)
 
 
 # ---------------------------------------------------------------------------------------------- check

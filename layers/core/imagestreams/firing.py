@@ -79,21 +79,32 @@ class Firing:
     # -------------------------------------------------------------------------------------- fan-out
 
     def head_moved(self, head: Head) -> list[Trigger]:
-        """A head changed (from the table's change stream): queue a fire for every unpaused trigger on it.
+        """A head changed (from the table's change stream): queue a fire for every unpaused trigger on it, then
+        re-evaluate the stream's policy tags (a move or a delete may change what they select), all from one
+        query of the stream.
 
         A tombstone fires nothing: its triggers keep their digest and report ``WaitingForImage``.
         """
-        _, triggers = self.store.head_and_triggers(head.stream_tag)
+        view = getattr(self.store, "stream_view", None)
+        heads, policies = None, None
+        if view is None:
+            _, triggers = self.store.head_and_triggers(head.stream_tag)
+        else:
+            heads, all_triggers, policies = view(head.stream_tag.stream)
+            triggers = [t for t in all_triggers if t.stream_tag == head.stream_tag]
+        due: list[Trigger] = []
         if head.deleted:
             for trigger in triggers:
                 if trigger.status != "WaitingForImage":
                     self.store.save_trigger(trigger.with_outcome(
                         status="WaitingForImage",
                         last_error=f"{head.stream_tag} was deleted; keeping the current image"))
-            return []
-        due = [t for t in triggers if not t.paused]
-        if due and self.fire_queue is not None:
-            self.fire_queue.enqueue(due, head)
+        else:
+            due = [t for t in triggers if not t.paused]
+            if due and self.fire_queue is not None:
+                self.fire_queue.enqueue(due, head)
+        if policies:
+            self.evaluate_policies(head.stream_tag.stream, heads, policies)  # type: ignore[attr-defined]
         return due
 
     def tombstone_expired(self, tombstone: Head) -> int:

@@ -51,6 +51,12 @@ class ManualActions:
             raise Invalid("alias: true needs a tag as source (a digest does not move)")
         if alias:  # before anything is written: the links alone decide
             self._refuse_alias_cycles(StreamTag(stream, source.tag or ""), targets)
+        get_policy = getattr(self.store, "get_policy", None)
+        for target in targets if get_policy is not None else ():
+            if get_policy(target) is not None:  # its policy decides where it points (and would undo a copy)
+                raise Conflict(f"{target} is a policy tag: its policy decides where it points; roll it back (which "
+                               "holds the policy) or remove its policy first (policy remove)"
+                               + ("; a tag is either an alias or a policy tag" if alias else ""))
         moves: list[Move] = []
         if source.digest is not None:
             digest = source.digest
@@ -158,6 +164,9 @@ class ManualActions:
         head = self.store.get_head(target)
         if head is None or head.deleted:
             raise NotFound(f"{target} is not a tag of the stream")
+        get_policy = getattr(self.store, "get_policy", None)
+        if get_policy is not None and get_policy(target) is not None:  # its policy would put it right back
+            raise Conflict(f"{target} is a policy tag: remove its policy first (policy remove), then untag it")
         if head.alias_of:
             self._link(target, None)
         if not keep_in_registry:
@@ -199,7 +208,14 @@ class ManualActions:
             raise Invalid(f"{target} already points to {to}")
         check_restorable(self.registry, target.stream, to, entries, must_exist=False)
         self.registry.check_can_tag(target.stream, to, [target.tag])
-        self.registry.retag(target.stream, to, target.tag)
+        hold = getattr(self, "hold_policy", None)
+        held = hold(target) if hold is not None else False  # before the move: its fan-out must not undo it
+        try:
+            self.registry.retag(target.stream, to, target.tag)
+        except Exception:
+            if held:
+                self.release_hold(target)  # type: ignore[attr-defined]  # nothing moved: the policy goes on
+            raise
         return self.sync(target, cause="rollback", actor=actor)
 
     def rollback_target(self, trigger_id_: str, *, to: str | None = None, actor: str = "unknown",

@@ -247,6 +247,7 @@ class Observation(NamedTuple):
     digest: str
     media_type: str | None
     registry: str
+    pushed_at: datetime | None = None  # ECR's imagePushedAt (orders pattern policies by push time)
 
 
 class Head(NamedTuple):
@@ -270,6 +271,7 @@ class Head(NamedTuple):
     rev: int = 0
     aliases: tuple[str, ...] = ()
     kept_in_registry: bool = False
+    pushed_at: datetime | None = None  # when ECR got the image (imagePushedAt), if it said
 
     def entry(self) -> HistoryEntry:
         return HistoryEntry(self.digest, self.generation, self.at, self.cause, self.actor)

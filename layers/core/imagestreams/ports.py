@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from .model import Head, HistoryEntry, Observation, StreamTag, Target, TaskPins, Trigger
+from .policytags import Policy
 
 
 class StreamStore(Protocol):
@@ -38,6 +39,22 @@ class StreamStore(Protocol):
 
     def stream_state(self, stream: str) -> tuple[list[Head], list[Trigger]]:
         """Every head (tombstones included) and every trigger of a stream, in one read."""
+
+    def stream_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
+        """Every head (tombstones included), trigger and policy tag of a stream, in one read."""
+
+    def get_policy(self, stream_tag: StreamTag) -> Policy | None:
+        """Consistent read of a tag's policy."""
+
+    def put_policy(self, policy: Policy, expect: Policy | None) -> Policy:
+        """Write ``policy`` on condition that the stored one is still ``expect`` (same ``rev``; None: none stored),
+        raising ``ConcurrentUpdate`` otherwise; returns what was written (``rev`` one above ``expect``'s)."""
+
+    def delete_policy(self, stream_tag: StreamTag) -> None: ...
+
+    def policies(self, stream: str) -> list[Policy]: ...
+
+    def all_policies(self) -> list[Policy]: ...
 
     def all_triggers(self) -> list[Trigger]: ...
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from .errors import Forbidden, TransientTargetError
+from .errors import Forbidden, NotOurs, TransientTargetError
 from .model import Head, StreamTag, Trigger, rfc3339
 from .ports import TargetDriver, TargetState
 from .services import ROLLOUT_DONE, ImageStreams, advance_rollout
@@ -121,6 +121,7 @@ class Reconciler:
         self.catalog = catalog
         self.cursors = cursors
         self.clock = clock or streams.clock
+        self._policy_streams: set[str] | None = None  # streams with policy tags (read once per run)
 
     def run(self, out_of_time: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         cursor = self.cursors.load_cursor() or {}
@@ -205,7 +206,27 @@ class Reconciler:
             return place.saved()
         if place.step == "gone" and not self._gone(stream, report, place, late, repository_gone=gone):
             return place.saved()
+        if not gone:
+            self._policies(stream, report)
         return None
+
+    def _policies(self, stream: str, report: dict[str, Any]) -> None:
+        """Once the stream's heads are in line with ECR: bring its policy tags to their selection (one query of
+        the stream; nothing for a stream without policy tags, known from one index read per run)."""
+        if self._policy_streams is None:
+            listing = getattr(self.streams.store, "all_policies", None)
+            self._policy_streams = {p.stream_tag.stream for p in listing()} if listing is not None else set()
+        if stream not in self._policy_streams:
+            return
+        try:
+            moves = self.streams.evaluate_policies(stream)
+        except NotOurs:
+            return  # IAM no longer lets us write it: not ours, like its listing
+        except Exception as exc:  # noqa: BLE001 - one bad stream must not stop the others
+            log.exception("policy evaluation of %s failed", stream)
+            report["errors"].append(f"{stream} (policy tags): {type(exc).__name__}: {exc}")
+            return
+        report["moves"] += [m.as_dict() for m in moves]
 
     def _listing(self, stream: str, report: dict[str, Any], place: _Place, late: _Deadline) -> bool:
         while True:

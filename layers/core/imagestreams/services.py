@@ -1,6 +1,6 @@
 """Use cases, composed: :class:`ImageStreams` holds the ports and mixes in one class per group of use cases —
 :mod:`.tags` (ingest and aliases), :mod:`.manual` (retag, untag, rollbacks), :mod:`.firing` (fan-out, fire, rollout
-tracking) — and keeps triggers and reads here.
+tracking), :mod:`.policies` (policy tags) — and keeps triggers and reads here.
 
 Orchestrates ports only; no boto3, no Lambda event shapes.
 """
@@ -36,6 +36,7 @@ from .model import (
     trigger_id,
     utcnow,
 )
+from .policies import PolicyTags
 from .policy import TargetPolicy
 from .ports import FireQueue, GateClock, Registry, StreamStore, TargetDriver
 from .tags import DEFAULT_HISTORY_LIMIT, MAX_ALIAS_DEPTH, MAX_ALIASES, TagFlow
@@ -46,7 +47,7 @@ __all__ = ["DEFAULT_HISTORY_LIMIT", "FIRE_LEASE_SECONDS", "MAX_ALIAS_DEPTH", "MA
 log = logging.getLogger(__name__)
 
 
-class ImageStreams(TagFlow, ManualActions, Firing, Gating, GateFlow):
+class ImageStreams(TagFlow, ManualActions, Firing, Gating, GateFlow, PolicyTags):
     """The use cases, over the ports they are given (see :mod:`imagestreams.bootstrap`)."""
 
     def __init__(self, store: StreamStore, registry: Registry, drivers: Mapping[str, TargetDriver],
@@ -135,10 +136,11 @@ class ImageStreams(TagFlow, ManualActions, Firing, Gating, GateFlow):
     # ----------------------------------------------------------------------------------------- reads
 
     def describe(self, stream: str) -> dict:
-        all_heads, triggers = self.store.stream_state(stream)
+        all_heads, triggers, policies = self.store.stream_view(stream)
         heads = [h for h in all_heads if not h.deleted]
-        if not heads and not triggers:
+        if not heads and not triggers and not policies:
             raise NotFound(f"stream {stream} has no tags and no triggers")
+        policy_of = {p.stream_tag.tag: p.as_dict() for p in policies}
         by_tag: dict[str, list[str]] = {}
         for trigger in triggers:
             by_tag.setdefault(trigger.stream_tag.tag, []).append(trigger.id)
@@ -153,10 +155,13 @@ class ImageStreams(TagFlow, ManualActions, Firing, Gating, GateFlow):
                 "alias_of": head.alias_of,
                 "pinned": head.pinned,
                 "triggers": sorted(by_tag.pop(head.stream_tag.tag, [])),
+                "policy": policy_of.pop(head.stream_tag.tag, None),
             })
-        for tag, ids in sorted(by_tag.items()):  # triggers waiting for a tag that has no head yet
+        # triggers waiting for a tag that has no head yet, and policy tags that have selected nothing yet
+        for tag in sorted(set(by_tag) | set(policy_of)):
             tags.append({"tag": tag, "digest": None, "generation": 0, "at": None, "cause": None,
-                         "alias_of": None, "pinned": None, "triggers": sorted(ids)})
+                         "alias_of": None, "pinned": None, "triggers": sorted(by_tag.get(tag, [])),
+                         "policy": policy_of.get(tag)})
         return {"stream": stream, "tags": tags}
 
     def history(self, stream_tag: StreamTag, limit: int | None = None) -> list[HistoryEntry]:

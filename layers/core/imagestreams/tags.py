@@ -71,6 +71,7 @@ class TagFlow:
                     stream_tag, seen.digest, (head.generation if head else 0) + 1, self.clock(), cause, actor,
                     seen.registry, seen.media_type, head.alias_of if head else None, False,
                     (head.rev if head else 0) + 1, head.aliases if head else (),
+                    pushed_at=seen.pushed_at,
                 )
             try:
                 self._commit(head, new)

@@ -4,6 +4,7 @@ Key design (one partition per stream, so a tag's head and its triggers come back
 
     pk = "S#<repo>"
     sk = "T#<tag>#H"              head or tombstone     kind=HEAD
+         "T#<tag>#P"              policy tag            kind=POLICY, gsi1pk="POLICY", gsi1sk=<stream>:<tag>
          "T#<tag>#R#<trigger id>" trigger               kind=TRIGGER, gsi1pk="TRIGGER", gsi1sk=<id>
          "T#<tag>#V#<generation>" history entry         kind=HIST (generation zero-padded: sorts newest last)
     pk = "LEASE#<name>", sk = "LEASE"  a lease (one writer per target resource, one reconciler run)  kind=LEASE,
@@ -27,6 +28,7 @@ from botocore.exceptions import ClientError
 from ..errors import ConcurrentUpdate
 from ..gates import GateState, gates_from_dicts
 from ..model import Head, HistoryEntry, StreamTag, Target, TaskPins, Trigger, cap_text, parse_target, target_key
+from ..policytags import Policy
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -41,6 +43,10 @@ def pk(stream: str) -> str:
 
 def head_sk(tag: str) -> str:
     return f"T#{tag}#H"
+
+
+def policy_sk(tag: str) -> str:
+    return f"T#{tag}#P"
 
 
 def trigger_sk(tag: str, trigger_id: str) -> str:
@@ -82,6 +88,7 @@ def head_item(head: Head, tombstone_ttl: timedelta | None = None) -> dict[str, A
         "actor": head.actor, "registry": head.registry, "mediaType": head.media_type, "aliasOf": head.alias_of,
         "deleted": head.deleted, "rev": head.rev, "aliases": list(head.aliases),
         "keptInRegistry": head.kept_in_registry or None,
+        "pushedAt": head.pushed_at.isoformat() if head.pushed_at else None,
     }
     if head.deleted and tombstone_ttl is not None:
         item["expiresAt"] = int((head.at + tombstone_ttl).timestamp())
@@ -93,7 +100,7 @@ def head_from_item(item: dict[str, Any]) -> Head:
         StreamTag(item["stream"], item["tag"]), item["digest"], int(item["generation"]), _dt(item["at"]),
         item["cause"], item["actor"], item["registry"], item.get("mediaType"), item.get("aliasOf"),
         bool(item.get("deleted", False)), int(item.get("rev", 0)), tuple(item.get("aliases") or ()),
-        bool(item.get("keptInRegistry", False)),
+        bool(item.get("keptInRegistry", False)), _dt(item.get("pushedAt")),
     )
 
 
@@ -154,6 +161,50 @@ def trigger_from_item(item: dict[str, Any]) -> Trigger:
         TaskPins.from_dict(item["pins"]) if item.get("pins") else None,
         gates_from_dicts(_ints(item.get("gates"))), dict(item["gate"]) if item.get("gate") else None,
         GateState.from_dict(item.get("gateState")), _dt(item.get("rolloutAt")),
+    )
+
+
+def policy_item(policy: Policy) -> dict[str, Any]:
+    st = policy.stream_tag
+    return {
+        "pk": pk(st.stream), "sk": policy_sk(st.tag), "kind": "POLICY", "gsi1pk": "POLICY",
+        "gsi1sk": f"{st.stream}:{st.tag}", "stream": st.stream, "tag": st.tag, "policy": _number(policy.policy),
+        "gates": _number(list(policy.gates)), "held": policy.held, "status": policy.status,
+        "selected": policy.selected, "digest": policy.digest, "gate": _number(policy.gate),
+        "gateState": _number(policy.gate_state),
+        "rev": policy.rev, "at": policy.at.isoformat() if policy.at else None,
+    }
+
+
+def _number(value: Any) -> Any:
+    """Floats as DynamoDB takes them (Decimal), inside dicts and lists too."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _number(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_number(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal: integers as int again (gate minutes), others as float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def policy_from_item(item: dict[str, Any]) -> Policy:
+    return Policy(
+        StreamTag(item["stream"], item["tag"]), _plain(item["policy"]),
+        tuple(_plain(g) for g in item.get("gates") or ()), bool(item.get("held", False)),
+        item.get("status") or "NoCandidate", item.get("selected"), item.get("digest"),
+        _plain(item["gate"]) if item.get("gate") else None,
+        _plain(item["gateState"]) if item.get("gateState") else None, int(item.get("rev", 0)), _dt(item.get("at")),
     )
 
 
@@ -329,6 +380,53 @@ class DynamoStore:
         items = self._partition(stream, ("HEAD", "TRIGGER"), ConsistentRead=True)
         return ([head_from_item(i) for i in items if i["kind"] == "HEAD"],
                 [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"])
+
+    def stream_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
+        """Heads (tombstones included), triggers and policy tags of a stream: one consistent Query of its
+        partition (history items are filtered out by DynamoDB)."""
+        items = self._partition(stream, ("HEAD", "TRIGGER", "POLICY"), ConsistentRead=True)
+        return ([head_from_item(i) for i in items if i["kind"] == "HEAD"],
+                [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"],
+                [policy_from_item(i) for i in items if i["kind"] == "POLICY"])
+
+    # ----------------------------------------------------------------------------------- policy tags
+
+    def get_policy(self, stream_tag: StreamTag) -> Policy | None:
+        out = self.client.get_item(TableName=self.table, ConsistentRead=True,
+                                   Key=_dump({"pk": pk(stream_tag.stream), "sk": policy_sk(stream_tag.tag)}))
+        return policy_from_item(_load(out["Item"])) if "Item" in out else None
+
+    def put_policy(self, policy: Policy, expect: Policy | None) -> Policy:
+        """Write ``policy`` (its ``rev`` one above ``expect``'s) on condition that the stored one is still
+        ``expect`` (None: none stored). Raises ``ConcurrentUpdate`` otherwise. Returns what was written."""
+        policy = policy._replace(rev=(expect.rev if expect else 0) + 1)
+        if expect is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {"ConditionExpression": "#r = :r", "ExpressionAttributeNames": {"#r": "rev"},
+                         "ExpressionAttributeValues": _dump({":r": expect.rev})}
+        try:
+            self.client.put_item(TableName=self.table, Item=_dump(policy_item(policy)), **condition)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConcurrentUpdate(str(policy.stream_tag)) from exc
+            raise
+        return policy
+
+    def delete_policy(self, stream_tag: StreamTag) -> None:
+        self.client.delete_item(TableName=self.table,
+                                Key=_dump({"pk": pk(stream_tag.stream), "sk": policy_sk(stream_tag.tag)}))
+
+    def policies(self, stream: str) -> list[Policy]:
+        return self.stream_view(stream)[2]
+
+    def all_policies(self) -> list[Policy]:
+        """Every policy tag (the ByKind index, eventually consistent)."""
+        items = self._query({
+            "TableName": self.table, "IndexName": TRIGGER_INDEX,
+            "KeyConditionExpression": "gsi1pk = :t", "ExpressionAttributeValues": _dump({":t": "POLICY"}),
+        })
+        return [policy_from_item(i) for i in items]
 
     def all_triggers(self) -> list[Trigger]:
         items = self._query({

@@ -149,7 +149,7 @@ class EcrRegistry:
             return None
         return Observation(
             detail["imageDigest"], detail.get("imageManifestMediaType"),
-            registry_host(detail["registryId"], self.region),
+            registry_host(detail["registryId"], self.region), detail.get("imagePushedAt"),
         )
 
     # ------------------------------------------------------------------------- bulk (the reconciler)

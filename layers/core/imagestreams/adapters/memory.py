@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConcurrentUpdate, Conflict, NotFound, PinsChanged, TargetError
 from ..model import EcsTarget, Head, HistoryEntry, Observation, StreamTag, TaskPins, Trigger, target_key
+from ..policytags import Policy
 from ..ports import DriverResult, TargetState
 
 
@@ -23,6 +24,7 @@ class MemoryStore:
         self.heads_by_tag: dict[StreamTag, Head] = {}
         self.entries: dict[StreamTag, dict[int, HistoryEntry]] = {}
         self.triggers: dict[str, Trigger] = {}
+        self.policy_items: dict[StreamTag, Policy] = {}
         self.cursor: dict = {}
         self.writes = 0
         self._lock = threading.Lock()
@@ -79,6 +81,35 @@ class MemoryStore:
 
     def all_triggers(self) -> list[Trigger]:
         return list(self.triggers.values())
+
+    def stream_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
+        heads, triggers = self.stream_state(stream)
+        return heads, triggers, [p for st, p in self.policy_items.items() if st.stream == stream]
+
+    def get_policy(self, stream_tag: StreamTag) -> Policy | None:
+        return self.policy_items.get(stream_tag)
+
+    def put_policy(self, policy: Policy, expect: Policy | None) -> Policy:
+        with self._lock:
+            current = self.policy_items.get(policy.stream_tag)
+            if (current is None) != (expect is None) or (
+                    current is not None and expect is not None and current.rev != expect.rev):
+                raise ConcurrentUpdate(str(policy.stream_tag))
+            policy = policy._replace(rev=(expect.rev if expect else 0) + 1)
+            self.policy_items[policy.stream_tag] = policy
+            self.writes += 1
+            return policy
+
+    def delete_policy(self, stream_tag: StreamTag) -> None:
+        with self._lock:
+            if self.policy_items.pop(stream_tag, None) is not None:
+                self.writes += 1
+
+    def policies(self, stream: str) -> list[Policy]:
+        return [p for st, p in self.policy_items.items() if st.stream == stream]
+
+    def all_policies(self) -> list[Policy]:
+        return list(self.policy_items.values())
 
     def get_trigger(self, trigger_id: str) -> Trigger | None:
         return self.triggers.get(trigger_id)
@@ -210,6 +241,7 @@ class MemoryRegistry:
         self.signing: dict[tuple[str, str], Any] = {}
         self.referrers: dict[tuple[str, str], list[str]] = {}
         self.evidence_reads = 0
+        self.pushed: dict[tuple[str, str], datetime] = {}  # (stream, digest) -> imagePushedAt
 
     def scan_result(self, stream: str, digest: str) -> Any:
         self.evidence_reads += 1
@@ -223,7 +255,10 @@ class MemoryRegistry:
         self.evidence_reads += 1
         return list(self.referrers.get((stream, digest), ()))
 
-    def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
+    def set(self, stream: str, tag: str, digest: str, media_type: str | None = None,
+            pushed_at: datetime | None = None) -> None:
+        if pushed_at is not None:
+            self.pushed[(stream, digest)] = pushed_at
         self.tag_map[(stream, tag)] = digest
         self.images.setdefault(stream, set()).add(digest)
         if media_type:
@@ -277,7 +312,9 @@ class MemoryRegistry:
         digest = self.tag_map.get((stream, tag))
         if digest is None:
             return None
-        return Observation(digest, self.media_types.get(digest), self.registry)
+        known = self.image_details.get((stream, digest))
+        pushed = self.pushed.get((stream, digest)) or (known.pushed_at if known is not None else None)
+        return Observation(digest, self.media_types.get(digest), self.registry, pushed)
 
     # ------------------------------------------------------------------ images (prune), like DescribeImages
 
