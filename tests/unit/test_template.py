@@ -196,8 +196,8 @@ EXPECTED_TABLE_ACTIONS = {  # what each handler's code path calls (see tests/int
     "FanoutFunction": {"Query", "UpdateItem", "BatchWriteItem"},
     "DeployerFunction": {"GetItem", "Query", "UpdateItem", "PutItem", "DeleteItem"},
     "ReconcilerFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
-    "RolloutFunction": {"GetItem", "Query", "UpdateItem"},
-    "AdminFunction": {"GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
+    "RolloutFunction": {"GetItem", "BatchGetItem", "Query", "UpdateItem"},
+    "AdminFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
 }
 
 
