@@ -133,6 +133,18 @@ def test_a_risk_item_that_would_outlive_its_ttl_is_renewed_without_changing_its_
     assert renewed is not None and renewed["at"] == first["at"]
 
 
+def test_repositories_without_a_policy_are_asked_a_bounded_number_at_a_time():
+    repos = [f"team/r{n:03d}" for n in range(50)]
+    watch, previews, risks, clock, _ = world(repos=repos, per_run=20)
+    for _ in range(3):
+        before = len(previews.started)
+        run(watch, clock)
+        assert len(previews.started) - before <= 20
+    assert sorted(previews.started) == repos  # each asked once, then believed for hours
+    run(watch, clock)
+    assert len(previews.started) == 50
+
+
 def test_no_lifecycle_policy_costs_one_call_then_none_for_hours():
     watch, previews, risks, clock, _ = world()
     for _ in range(8):

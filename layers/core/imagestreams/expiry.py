@@ -4,7 +4,7 @@ that a running digest is about to go.
 
 ECR's lifecycle policy preview is asynchronous: a run starts the previews of a few repositories and the next run
 reads them (one period later), so a run never waits. Work per run is bounded: at most :data:`PREVIEWS_PER_RUN`
-previews are started; repositories are visited round-robin. A repository without a lifecycle policy costs one
+previews pending or asked for; repositories are visited round-robin. A repository without a lifecycle policy costs one
 call, and that answer is remembered for :data:`NO_POLICY_RECHECK` (no call at all meanwhile); one whose preview
 cannot be started (denied, throttled) is reported and asked again after :data:`ERROR_RECHECK`.
 
@@ -27,7 +27,7 @@ from .check import DEFAULT_KEEP_TAG_REVISIONS, Unreadable, running_digest
 from .model import rfc3339
 
 log = logging.getLogger(__name__)
-PREVIEWS_PER_RUN = 20  # previews started per run (ECR's lifecycle preview calls have a low rate quota)
+PREVIEWS_PER_RUN = 20  # StartLifecyclePolicyPreview calls per run, pending previews included (a low rate quota)
 NO_POLICY_RECHECK = timedelta(hours=6)  # how long "no lifecycle policy" is believed without asking again
 ERROR_RECHECK = timedelta(hours=1)  # a repository whose preview could not be started is asked again after this
 PREVIEW_GIVE_UP = timedelta(hours=1)  # a preview still running after this is dropped (started again later)
@@ -175,10 +175,10 @@ class ExpiryWatch:
                 state["none"][repo] = epoch + int(ERROR_RECHECK.total_seconds())
                 budget -= 1
                 continue
+            budget -= 1  # every call counts: ECR's lifecycle preview calls have a low rate quota
             if has_policy:
                 state["pending"][repo] = epoch
                 report["started"].append(repo)
-                budget -= 1
             else:
                 state["none"][repo] = epoch + int(NO_POLICY_RECHECK.total_seconds())
                 if state["risky"].get(repo):
