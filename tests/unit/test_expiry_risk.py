@@ -181,6 +181,14 @@ def test_an_unreadable_preview_is_reported_and_not_hammered():
     assert run(watch, clock)["errors"]
 
 
+def test_the_pass_uses_the_runs_listing_and_only_repositories_we_own():
+    watch, previews, risks, clock, _ = world(repos=())
+    watch.owns = lambda repository: repository.startswith("team/")
+    previews.policies[REPO] = set()
+    report = watch.run(listed=[REPO, "vendor/base"])
+    assert report["started"] == [REPO] and previews.started == [REPO]
+
+
 def test_a_repository_that_is_gone_takes_its_risks_along():
     repos = [REPO]
     watch, previews, risks, clock, _ = world()
@@ -195,7 +203,7 @@ def test_a_repository_that_is_gone_takes_its_risks_along():
 
 def test_the_reconciler_reports_a_failing_pass_instead_of_raising():
     class Broken:
-        def run(self, out_of_time):
+        def run(self, out_of_time, listed=None):
             raise RuntimeError("boom")
 
     streams = ImageStreams(MemoryStore(), MemoryRegistry(), {})

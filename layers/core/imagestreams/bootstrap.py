@@ -154,10 +154,10 @@ def expiry_watch(streams: ImageStreams) -> Any:
     from .expiry import ExpiryWatch
 
     registry = streams.registry
-    owns = getattr(registry, "owns", lambda _name: True)
-    return ExpiryWatch(streams, lambda: [r for r in registry.repositories() if owns(r)], AwsDiagnosis(aws.client),
+    return ExpiryWatch(streams, registry.repositories, AwsDiagnosis(aws.client),
                        DynamoRiskStore(aws.client("dynamodb"), settings().table), clock=streams.clock,
-                       period=period(os.environ.get("RECONCILE_SCHEDULE")))
+                       period=period(os.environ.get("RECONCILE_SCHEDULE")),
+                       owns=getattr(registry, "owns", lambda _repository: True))
 
 
 def reset() -> None:

@@ -107,8 +107,10 @@ class ExpiryWatch:
 
     def __init__(self, streams: Any, repositories: Callable[[], Iterable[str]], previews: LifecyclePreviews,
                  risks: RiskStore, *, clock: Callable[[], datetime], period: timedelta = timedelta(minutes=15),
-                 keep: int = DEFAULT_KEEP_TAG_REVISIONS, per_run: int = PREVIEWS_PER_RUN) -> None:
+                 keep: int = DEFAULT_KEEP_TAG_REVISIONS, per_run: int = PREVIEWS_PER_RUN,
+                 owns: Callable[[str], bool] = lambda _repository: True) -> None:
         self.streams = streams
+        self.owns = owns
         self.repositories = repositories
         self.previews = previews
         self.risks = risks
@@ -117,13 +119,16 @@ class ExpiryWatch:
         self.keep = keep
         self.per_run = per_run
 
-    def run(self, out_of_time: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    def run(self, out_of_time: Callable[[], bool] = lambda: False,
+            listed: Iterable[str] | None = None) -> dict[str, Any]:
+        """One pass. ``listed``: the registry's repositories as the caller just listed them (else listed here);
+        only those :attr:`owns` accepts are looked at."""
         now = self.clock()
         epoch = int(now.timestamp())
         saved = self.risks.load_expiry_state()
         state = {"after": saved.get("after", ""), "pending": dict(saved.get("pending") or {}),
                  "none": dict(saved.get("none") or {}), "risky": dict(saved.get("risky") or {})}
-        repos = sorted(set(self.repositories()))
+        repos = sorted(r for r in set(self.repositories() if listed is None else listed) if self.owns(r))
         known = set(repos)
         # a check comes round once every `cycle` (plus the run that reads it): RISK items outlive two of them
         cycle = self.period * (math.ceil(len(repos) / max(self.per_run, 1)) + 1)

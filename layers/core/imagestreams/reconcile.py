@@ -119,6 +119,7 @@ class Reconciler:
                  clock: Callable[[], datetime] | None = None, expiry: Any = None) -> None:
         self.streams = streams
         self.expiry = expiry  # an ExpiryWatch (imagestreams.expiry), or None
+        self.listed: list[str] | None = None  # the repositories this run listed (None: it did not list them)
         self.catalog = catalog
         self.cursors = cursors
         self.clock = clock or streams.clock
@@ -137,6 +138,7 @@ class Reconciler:
                 self.cursors.save_cursor({"phase": current})
             if current == "tags":
                 ecr_repos = sorted(self.catalog.repositories())
+                self.listed = ecr_repos  # the expiry-risk pass after the run reuses this listing
                 keys = ecr_repos
             elif current == "orphans":
                 known = set(ecr_repos if ecr_repos is not None else self.catalog.repositories())
@@ -184,7 +186,7 @@ class Reconciler:
         if self.expiry is None:
             return None
         try:
-            return self.expiry.run(out_of_time)
+            return self.expiry.run(out_of_time, self.listed)
         except Exception as exc:  # noqa: BLE001 - reported (metric + log), the next run tries again
             log.exception("expiry risk pass failed")
             return {"errors": [f"expiry risk: {type(exc).__name__}: {exc}"], "atRisk": None}
