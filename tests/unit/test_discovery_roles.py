@@ -135,3 +135,16 @@ def test_the_same_workload_with_and_without_a_role_are_two_triggers():
     there = add(streams, {**DISCOVER, "roleArn": ROLE})["result"]["triggers"]
     assert here[0]["id"] != there[0]["id"]
     assert len(streams.list_triggers()) == 2
+
+
+def test_a_cluster_the_role_cannot_find_is_not_found():
+    from imagestreams.errors import TargetError
+
+    streams, _, accounts, _ = world()
+
+    def missing(cluster):
+        raise TargetError(f"EKS cluster {cluster} not found")
+
+    accounts[ROLE].discover = missing
+    answer = add(streams, {**DISCOVER, "roleArn": ROLE})
+    assert answer["error"]["type"] == "NotFound" and "in account 222222222222" in answer["error"]["message"]

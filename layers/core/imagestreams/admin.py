@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .errors import Forbidden, ImageStreamsError, Invalid, NotFound, NotOurs, TransientTargetError
+from .errors import Forbidden, ImageStreamsError, Invalid, NotFound, NotOurs, TargetError, TransientTargetError
 from .model import (
     HOST_RE,
     ImageRef,
@@ -211,7 +211,10 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     paused = _bool(p, "paused", False)
     streams.policy.check_role(discovery)  # a role outside the allow-lists is never assumed, not even to list
     firing = _Firing(streams, "add")  # its clock starts before the listing, which may take a while
-    found, found_errors = _discovery_driver(streams, discovery).discover(cluster)
+    try:
+        found, found_errors = _discovery_driver(streams, discovery).discover(cluster)
+    except TargetError as exc:  # no such cluster (in the role's account), or no usable certificate authority
+        raise NotFound(f"{discovery.describe()}: {exc}") from exc
     found = [(stream_tag, discovery.adopt(target), entry_paused) for stream_tag, target, entry_paused in found]
     errors = Problems(MAX_DISCOVERY_ERRORS)  # bounded whatever the driver hands back: ≤ 100 lines of ≤ 1 KB
     errors += found_errors
