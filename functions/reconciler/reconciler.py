@@ -43,6 +43,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         report["expiry"] = expiry
         if expiry.get("atRisk") is not None:  # running or kept digests a lifecycle rule would expire
             metrics.add_metric(name="ExpiryRisk", unit=MetricUnit.Count, value=expiry["atRisk"])
+        metrics.add_metric(name="ExpiryRiskErrors", unit=MetricUnit.Count, value=len(expiry.get("errors") or []))
     for name, key in (("ReconcileMoves", "moves"), ("ReconcileFires", "fired"), ("TargetsDrifted", "drift"),
                       ("FiresRetried", "retried"), ("ReconcileErrors", "errors")):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=len(report[key]))
