@@ -136,11 +136,23 @@ def push_steps(r: Mapping[str, Any], *, slow: bool = False) -> list[Step]:
         Step("fanout", 1, ms("fanout", "fanout_ms_1"), sqs_requests=fanout_sqs, **_units(r["fanout_units_1"])),
         Step("deployer", 1, ms("deployer", "ecs_fire_ms"), sqs_requests=SQS_POLLER_REQUESTS_PER_FIRE,
              **_units(r["ecs_fire_units"])),
-        # ECS reports each deployment twice: IN_PROGRESS, then COMPLETED (or FAILED)
-        Step("rollout IN_PROGRESS", 1, ms("rollout", "rollout_in_progress_ms"),
-             **_units(r["rollout_in_progress_units"])),
+        # ECS reports each deployment as IN_PROGRESS, then COMPLETED (or FAILED); the rollout function is invoked
+        # for the states its rule in template.yaml selects
+        *([Step("rollout IN_PROGRESS", 1, ms("rollout", "rollout_in_progress_ms"),
+                **_units(r["rollout_in_progress_units"]))] if "IN_PROGRESS" in rollout_states() else []),
         Step("rollout COMPLETED", 1, ms("rollout", "rollout_completed_ms"), **_units(r["rollout_completed_units"])),
     ]
+
+
+def rollout_states(template: Path = ROOT / "template.yaml") -> set[str]:
+    """The ECS deployment states whose events the rollout function's rule in template.yaml delivers."""
+    sys.path.insert(0, str(ROOT / "local"))
+    from imagestreams_local.template import load_template
+
+    events = load_template(template)["Resources"]["RolloutFunction"]["Properties"]["Events"]
+    names = [name for event in events.values() if event["Type"] == "EventBridgeRule"
+             for name in event["Properties"]["Pattern"].get("detail", {}).get("eventName", [])]
+    return {name.removeprefix("SERVICE_DEPLOYMENT_") for name in names}
 
 
 def idle_steps(r: Mapping[str, Any], *, slow: bool = False) -> list[Step]:

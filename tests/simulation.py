@@ -24,9 +24,13 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
   on an older record than a fire just wrote); and a reconciler run is long: while it reads a target, a push to
   that trigger's tag is ingested and fired.
 
+Every scenario also prunes now and then (``prune`` with small ``keepTagRevisions`` / ``keepYoungerThanMinutes``: a
+dry run, then the same with ``confirm``) between its pushes, rollbacks and fires: a dry run deletes nothing, and a
+prune never deletes what a trigger's target runs or last received, a head, or a tag's kept revisions.
+
 Every violation starts with its class in brackets (``[pins]``, ``[target]``, ``[paused]``, ``[redeploy]``, ``[alias]``,
-``[foreign]``, ``[deployment]``, ``[rollout]``, ``[record]``, ``[tags]``, ``[history]``, ``[reconciler]``), so a soak
-can count them per class.
+``[foreign]``, ``[deployment]``, ``[rollout]``, ``[record]``, ``[tags]``, ``[history]``, ``[reconciler]``,
+``[prune]``), so a soak can count them per class.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ CONTAINERS = ("app", "sidecar", "worker")
 FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply", "foreign_repo", "alias_race",
                          "index_lag"})
 VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "rollout", "record",
-                     "tags", "history", "reconciler")
+                     "tags", "history", "reconciler", "prune")
 MAX_RECEIVES = 5  # the fire queue's maxReceiveCount, then the DLQ
 MAX_RACES_PER_STEP = 20
 VISIBILITY_TIMEOUT = timedelta(seconds=360)  # the fire queue's: a failed receive is seen again this much later
@@ -173,6 +177,12 @@ class FlakyRegistry(MemoryRegistry):
         self.rng, self.fault_rate, self.faults_on = rng, fault_rate, True
         self.foreign: set[str] = set()
         self.retag_racer: Callable[[str, str], None] | None = None
+        self.now: Callable[[], datetime] | None = None  # model time: when an image was pushed (prune's age)
+
+    def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
+        if self.now is not None and digest not in self.images.get(stream, set()):
+            self.push(stream, digest, pushed_at=self.now())  # a new (or deleted and pushed again) image
+        super().set(stream, tag, digest, media_type)
 
     def resolve(self, stream: str, tag: str) -> Any:
         if stream in self.foreign:
@@ -310,6 +320,7 @@ class World:
         self.store = OutboxStore(self.rng, races, self.clock)
         self.store.index_lag = index_lag if "index_lag" in self.faults else 0.0
         self.registry = FlakyRegistry(self.rng, fault_rate)
+        self.registry.now = lambda: self.clock.now
         if "foreign_repo" in self.faults:
             self.registry.foreign.add(FOREIGN)
         self.bad_digests: set[str] = set()
@@ -510,7 +521,9 @@ class World:
             self._emit("PUSH", stream, digest, tag)
             self.log.append(f"push {stream}:{tag} {digest[:15]}")
         elif r < 0.34:  # push by digest (no tag)
-            self._emit("PUSH", stream, self.new_digest(), None)
+            digest = self.new_digest()
+            self.registry.push(stream, digest, pushed_at=self.clock.now)
+            self._emit("PUSH", stream, digest, None)
         elif r < 0.40:  # delete the tag in ECR
             if (stream, tag) in self.registry.tag_map:
                 digest = self.registry.tag_map[(stream, tag)]
@@ -538,6 +551,8 @@ class World:
                 self._admin(command)
         elif r < 0.90:
             self.reconcile()
+        elif r < 0.94:
+            self.prune()
         else:
             self.deliver_some()
         self.deliver_some()
@@ -743,6 +758,49 @@ class World:
         reconciler run) no time passes, so a message received before is not visible again yet: it waits for its
         visibility timeout, i.e. for the outer pump."""
         return [f for f in self.fires if not self._racing or f[1] == 0]
+
+    def prune(self) -> None:
+        """A person prunes with small limits: a dry run, then the same with ``confirm``."""
+        keep, young = self.rng.choice((1, 2, 3)), self.rng.choice((0, 1, 10))
+        command: dict[str, Any] = {"action": "prune", "keepTagRevisions": keep, "keepYoungerThanMinutes": young}
+        if self.rng.random() < 0.5:
+            command["stream"] = self.rng.choice(REPOS)
+        before = self._images()
+        self._admin(dict(command))
+        if self._images() != before:
+            self.violations.append(f"[prune] a dry run deleted {sorted(before - self._images())}")
+            return
+        protected = self._prune_protected(keep)
+        self._admin({**command, "confirm": True})
+        for stream, digest in sorted(before - self._images()):
+            why = protected.get((stream, digest))
+            if why:
+                self.violations.append(f"[prune] deleted {stream}@{digest[:15]}, which {why}")
+
+    def _images(self) -> set[tuple[str, str]]:
+        return {(stream, d) for stream, digests in self.registry.images.items() for d in digests}
+
+    def _prune_protected(self, keep: int) -> dict[tuple[str, str], str]:
+        """(repository, digest) -> why a prune must keep it, from the world's truth at this moment."""
+        why: dict[tuple[str, str], str] = {}
+        for trigger in self.store.fresh_triggers():
+            stream = trigger.stream_tag.stream
+            name, _, running = self._image(trigger).partition("@")
+            if running and name.endswith("/" + stream):
+                why[(stream, running)] = f"trigger {trigger.id}'s target runs"
+            for received in (trigger.last_triggered_digest, (trigger.deployed_image or "").partition("@")[2]):
+                if received:
+                    why.setdefault((stream, received), f"trigger {trigger.id} last received")
+        for stream in REPOS:
+            for head in self.store.heads(stream):
+                why.setdefault((stream, head.digest), f"is the head of {head.stream_tag.tag}")
+                newest: list[str] = []
+                for entry in self.store.history(head.stream_tag, 1000):
+                    if entry.digest not in newest:
+                        newest.append(entry.digest)
+                for digest in newest[:keep]:
+                    why.setdefault((stream, digest), f"is among the newest {keep} revisions of {head.stream_tag.tag}")
+        return why
 
     def reconcile(self) -> dict[str, Any]:
         self.reconciling = True

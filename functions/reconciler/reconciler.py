@@ -1,5 +1,6 @@
 """Reconciler: scheduled (EventBridge Scheduler), re-resolves every stream tag from ECR and re-checks every trigger's
-target. Stops ~20 s before its timeout and resumes from a saved cursor on the next run.
+target, then one bounded pass over the lifecycle policy previews (expiry risk: RISK items
+and the ExpiryRisk metric). Stops ~20 s before its timeout and resumes from a saved cursor on the next run.
 
 One run at a time without reserved concurrency: a run holds the lease ``reconciler`` (a conditional write with an
 expiry a little beyond the function's timeout, so a crashed run never blocks the next for longer); a run that finds
@@ -32,11 +33,20 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric(name="ReconcileSkipped", unit=MetricUnit.Count, value=1)
         return {"skipped": "another reconciler run is in progress"}
     try:
-        report = reconciler().run(lambda: context.get_remaining_time_in_millis() < SAFETY_MS)
+        run = reconciler()
+        report = run.run(lambda: context.get_remaining_time_in_millis() < SAFETY_MS)
+        expiry_risk = getattr(run, "expiry_risk", None)  # (a stand-in run in tests may have none)
+        expiry = expiry_risk(lambda: context.get_remaining_time_in_millis() < SAFETY_MS // 2) if expiry_risk else None
     finally:
         store.release_lease(LEASE, owner)
+    if expiry is not None:
+        report["expiry"] = expiry
+        if expiry.get("atRisk") is not None:  # running or kept digests a lifecycle rule would expire
+            metrics.add_metric(name="ExpiryRisk", unit=MetricUnit.Count, value=expiry["atRisk"])
+        metrics.add_metric(name="ExpiryRiskErrors", unit=MetricUnit.Count, value=len(expiry.get("errors") or []))
     for name, key in (("ReconcileMoves", "moves"), ("ReconcileFires", "fired"), ("TargetsDrifted", "drift"),
                       ("FiresRetried", "retried"), ("ReconcileErrors", "errors")):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=len(report[key]))
     logger.info("reconciled", **{k: v for k, v in report.items() if k != "moves"}, moves=len(report["moves"]))
-    return {k: (len(v) if isinstance(v, list) else v) for k, v in report.items()}
+    return {k: (len(v) if isinstance(v, list) else v) for k, v in report.items() if k != "expiry"} | (
+        {"expiry": {k: (len(v) if isinstance(v, list) else v) for k, v in expiry.items()}} if expiry else {})

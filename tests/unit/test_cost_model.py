@@ -55,7 +55,8 @@ def _measured(**overrides: Any) -> dict[str, Any]:
     return r
 
 
-def test_cost_per_push_adds_ingest_fanout_fire_and_both_rollout_events() -> None:
+def test_cost_per_push_adds_ingest_fanout_fire_and_both_rollout_events(monkeypatch: Any) -> None:
+    monkeypatch.setattr("bench.cost.rollout_states", lambda: {"IN_PROGRESS", "COMPLETED", "FAILED"})  # both delivered
     r = _measured()
     steps = {s.name: s for s in push_steps(r)}
     assert steps["fanout"].sqs_requests == 1  # the SendMessageBatch the bench counted

@@ -229,3 +229,26 @@ def test_lost_failed_event_after_the_deployment_left_the_service(monkeypatch):
         mp.setattr(Reconciler, "_inspect", staticmethod(inspect_without_history))
 
     assert_bites(monkeypatch, mutate, {"rollout"}, {"rollout_reorder"}, at_least=5, bad=0.5, drop=0.5)
+
+
+def test_prune_that_does_not_read_what_targets_run_deletes_a_running_digest(monkeypatch):
+    """Defect class: prune deletes a digest a target runs although no table record names it any more (a circuit
+    breaker's rollback put it back, a crash left it unrecorded). Mutation: prune trusts the table alone
+    (``running_now`` reads nothing live)."""
+    from imagestreams import prune
+
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(prune, "running_now", lambda streams, triggers: set())
+
+    assert_bites(monkeypatch, mutate, {"prune"}, simulation.FAULT_KINDS, at_least=2, bad=0.5)
+
+
+def test_prune_that_keeps_only_heads_deletes_kept_revisions(monkeypatch):
+    """Defect class: prune deletes a tag's newest revisions (a rollback target). Mutation: the histories protect
+    nothing (only heads, young images and targets are kept)."""
+    from imagestreams import prune
+
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(prune, "history_protected", lambda histories, keep: set())
+
+    assert_bites(monkeypatch, mutate, {"prune"}, simulation.FAULT_KINDS, at_least=6)

@@ -196,9 +196,10 @@ EXPECTED_TABLE_ACTIONS = {  # what each handler's code path calls (see tests/int
     "FanoutFunction": {"Query", "UpdateItem", "BatchWriteItem", "GetItem", "PutItem", "DeleteItem"},  # + policy tags
     "DeployerFunction": {"GetItem", "Query", "UpdateItem", "PutItem", "DeleteItem"},
     "ReconcilerFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
-    "RolloutFunction": {"GetItem", "Query", "UpdateItem"},
-    "AdminFunction": {"GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
-    "GatesFunction": {"GetItem", "Query", "PutItem", "UpdateItem"},  # policy tags a gate released are written
+    "RolloutFunction": {"GetItem", "BatchGetItem", "Query", "UpdateItem"},
+    "AdminFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
+    # policy tags a gate released are written (head + history, the oldest entry dropped)
+    "GatesFunction": {"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"},
     "NotifyFunction": set(),  # reads only its stream records
 }
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .errors import Forbidden, ImageStreamsError, Invalid, NotFound, NotOurs, TransientTargetError
+from .errors import Forbidden, ImageStreamsError, Invalid, NotFound, NotOurs, TargetError, TransientTargetError
 from .gates import parse_gates
 from .model import (
     HOST_RE,
@@ -207,14 +207,20 @@ def _trigger_add(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
 def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     """Adopt every workload of a cluster that carries OpenShift's ``image.openshift.io/triggers`` annotation.
     ``from`` is not used (each annotation names its own tag); bad annotations are listed in ``errors``."""
-    cluster = parse_discovery(p["target"])
+    discovery = parse_discovery(p["target"])
+    cluster = discovery.cluster
     if "gates" in p:
         raise Invalid("gates cannot be given with a discovery target; set them per trigger with trigger.gates")
     if p.get("from") not in (None, "*"):
         raise Invalid('with a discovery target, from must be "*" (each annotation names its own tag)')
     paused = _bool(p, "paused", False)
+    streams.policy.check_role(discovery)  # a role outside the allow-lists is never assumed, not even to list
     firing = _Firing(streams, "add")  # its clock starts before the listing, which may take a while
-    found, found_errors = streams.drivers["eks"].discover(cluster)
+    try:
+        found, found_errors = _discovery_driver(streams, discovery).discover(cluster)
+    except TargetError as exc:  # no such cluster (in the role's account), or no usable certificate authority
+        raise NotFound(f"{discovery.describe()}: {exc}") from exc
+    found = [(stream_tag, discovery.adopt(target), entry_paused) for stream_tag, target, entry_paused in found]
     errors = Problems(MAX_DISCOVERY_ERRORS)  # bounded whatever the driver hands back: ≤ 100 lines of ≤ 1 KB
     errors += found_errors
     errors.more += getattr(found_errors, "more", 0)
@@ -240,6 +246,17 @@ def _discover(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:
     if firing.queued:
         answer["queued"] = firing.queued
     return answer
+
+
+def _discovery_driver(streams: ImageStreams, discovery: Any) -> Any:
+    """The EKS driver that lists as the discovery's role (the stack's own without ``roleArn``)."""
+    drivers = streams.drivers["eks"]
+    for_role = getattr(drivers, "for_role", None)
+    if for_role is None:  # one driver for every account (in-process use): it cannot act as another role
+        if discovery.role_arn:
+            raise Invalid("this deployment cannot assume target roles, so it cannot discover with roleArn")
+        return drivers
+    return for_role(discovery.role_arn, discovery.external_id)
 
 
 def _trigger_list(streams: ImageStreams, p: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from functools import lru_cache
@@ -148,7 +149,21 @@ def reconciler() -> Any:
     from .reconcile import Reconciler
 
     streams = services()
-    return Reconciler(streams, streams.registry, streams.store)
+    return Reconciler(streams, streams.registry, streams.store, expiry=expiry_watch(streams))
+
+
+def expiry_watch(streams: ImageStreams) -> Any:
+    """The reconciler's expiry-risk pass: lifecycle previews of the repositories we own, RISK items in the table."""
+    from .adapters.diagnose import AwsDiagnosis
+    from .adapters.risks import DynamoRiskStore
+    from .check import period
+    from .expiry import ExpiryWatch
+
+    registry = streams.registry
+    return ExpiryWatch(streams, registry.repositories, AwsDiagnosis(aws.client),
+                       DynamoRiskStore(aws.client("dynamodb"), settings().table), clock=streams.clock,
+                       period=period(os.environ.get("RECONCILE_SCHEDULE")),
+                       owns=getattr(registry, "owns", lambda _repository: True))
 
 
 @lru_cache(maxsize=1)

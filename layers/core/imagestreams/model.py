@@ -633,12 +633,29 @@ def same_slot(a: Target, b: Target) -> bool:
     return ia == ib
 
 
-def parse_discovery(raw: dict[str, Any]) -> str:
-    unknown = set(raw) - {"type", "cluster", "discover"}
+class Discovery(NamedTuple):
+    """``{"type": "eks", "cluster": …, "discover": true}`` (with ``roleArn``/``externalId`` for a cluster in
+    another account): the workloads are listed, and their triggers fire, as that role."""
+
+    cluster: str
+    role_arn: str | None = None
+    external_id: str | None = None
+
+    def describe(self) -> str:
+        return f"eks:{self.cluster} (discovery){_in_account(self)}"
+
+    def adopt(self, target: EksTarget) -> EksTarget:
+        """A discovered workload's target, acting as the discovery's role."""
+        return target._replace(role_arn=self.role_arn, external_id=self.external_id)
+
+
+def parse_discovery(raw: dict[str, Any]) -> Discovery:
+    accepted = {"type", "cluster", "discover"} | ROLE_FIELDS
+    unknown = set(raw) - accepted
     if unknown:
-        raise Invalid(f"unknown {fields(unknown)} in an eks discovery target; accepted: cluster, discover, type")
+        raise Invalid(f"unknown {fields(unknown)} in an eks discovery target; accepted: {', '.join(sorted(accepted))}")
     _missing(raw, "eks", ("cluster",))
-    return _match(raw, "cluster", EKS_CLUSTER_RE, 100, "an EKS cluster name")
+    return Discovery(_match(raw, "cluster", EKS_CLUSTER_RE, 100, "an EKS cluster name"), *_parse_role(raw))
 
 
 # -------------------------------------------------------------------------------------------- triggers

@@ -116,8 +116,10 @@ class _Deadline:
 
 class Reconciler:
     def __init__(self, streams: ImageStreams, catalog: Catalog, cursors: CursorStore, *,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, expiry: Any = None) -> None:
         self.streams = streams
+        self.expiry = expiry  # an ExpiryWatch (imagestreams.expiry), or None
+        self.listed: list[str] | None = None  # the repositories this run listed (None: it did not list them)
         self.catalog = catalog
         self.cursors = cursors
         self.clock = clock or streams.clock
@@ -137,6 +139,7 @@ class Reconciler:
                 self.cursors.save_cursor({"phase": current})
             if current == "tags":
                 ecr_repos = sorted(self.catalog.repositories())
+                self.listed = ecr_repos  # the expiry-risk pass after the run reuses this listing
                 keys = ecr_repos
             elif current == "orphans":
                 known = set(ecr_repos if ecr_repos is not None else self.catalog.repositories())
@@ -177,6 +180,17 @@ class Reconciler:
         report["complete"] = False
         report["cursor"] = cursor
         return self._record_run(report)
+
+    def expiry_risk(self, out_of_time: Callable[[], bool] = lambda: False) -> dict[str, Any] | None:
+        """After a run: one bounded pass over the lifecycle policy previews (``imagestreams.expiry``). Its faults
+        are reported in its answer (``errors``), never raised: the run itself is done."""
+        if self.expiry is None:
+            return None
+        try:
+            return self.expiry.run(out_of_time, self.listed)
+        except Exception as exc:  # noqa: BLE001 - reported (metric + log), the next run tries again
+            log.exception("expiry risk pass failed")
+            return {"errors": [f"expiry risk: {type(exc).__name__}: {exc}"], "atRisk": None}
 
     def _record_run(self, report: dict[str, Any]) -> dict[str, Any]:
         """Keep when this run ended and how many errors it had (``check`` reports a reconciler that stopped

@@ -18,6 +18,7 @@ but the answers are recorded, not live.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from ..check import Unreadable
+from ..expiry import PreviewHit
 
 PREVIEW_WAIT_SECONDS = 15.0  # in total: the admin function has 60 s
 PREVIEW_POLL_SECONDS = 1.0
@@ -147,21 +149,27 @@ class AwsDiagnosis:
 
     def _start(self, repository: str) -> bool | Unreadable:
         """True: a preview runs (ours, or one already running); False: no lifecycle policy."""
-        if repository in self._started:
-            return self._started[repository]
+        if repository not in self._started:
+            try:
+                self._started[repository] = self.start_preview(repository)
+            except Unreadable as exc:
+                self._started[repository] = exc
+        return self._started[repository]
+
+    def start_preview(self, repository: str) -> bool:
+        """Start the repository's lifecycle policy preview (or join the one running): True; False when the
+        repository has no lifecycle policy. Raises :class:`Unreadable`."""
         doing = f"ecr:StartLifecyclePolicyPreview {repository}"
-        outcome: bool | Unreadable = True
         try:
             self._client("ecr").start_lifecycle_policy_preview(repositoryName=repository)
         except ClientError as exc:
             if _code(exc) == "LifecyclePolicyNotFoundException":
-                outcome = False
-            elif _code(exc) != "LifecyclePolicyPreviewInProgressException":  # one already runs: read that one
-                outcome = _unreadable(doing, exc)
+                return False
+            if _code(exc) != "LifecyclePolicyPreviewInProgressException":  # one already runs: read that one
+                raise _unreadable(doing, exc) from exc
         except (BotoCoreError, ResponseParserError) as exc:
-            outcome = _unreadable(doing, exc)
-        self._started[repository] = outcome
-        return outcome
+            raise _unreadable(doing, exc) from exc
+        return True
 
     def lifecycle_preview(self, repository: str) -> dict[str, str] | None:
         """Waits for the preview within one budget shared by every repository of this diagnosis."""
@@ -172,27 +180,52 @@ class AwsDiagnosis:
             return None
         if self._deadline is None:
             self._deadline = self._clock() + self._preview_wait
-        doing = f"ecr:GetLifecyclePolicyPreview {repository}"
         while True:
-            actions: dict[str, str] = {}
-            kwargs: dict[str, Any] = {"repositoryName": repository}
-            out = self._call("ecr", "get_lifecycle_policy_preview", doing,
-                             missing={"LifecyclePolicyPreviewNotFoundException"}, **kwargs)
-            if out is None:
-                raise Unreadable(f"{doing}: the preview was not found")
-            status = out.get("status")
-            if status == "COMPLETE":
-                while True:
-                    for result in out.get("previewResults", []):
-                        action = (result.get("action") or {}).get("type", "EXPIRE")
-                        actions[result["imageDigest"]] = str(action)
-                    if not out.get("nextToken"):
-                        return actions
-                    kwargs["nextToken"] = out["nextToken"]
-                    out = self._call("ecr", "get_lifecycle_policy_preview", doing, **kwargs)
-            if status in ("FAILED", "EXPIRED"):
-                raise Unreadable(f"{doing}: the preview {status}")
+            hits = self.preview_result(repository)
+            if hits is not None:
+                return {digest: hit.action for digest, hit in hits.items()}
             if self._clock() >= self._deadline:
-                raise Unreadable(f"{doing}: the preview is still running after {self._preview_wait:.0f} s of "
-                                 "waiting; run check again in a minute")
+                raise Unreadable(f"ecr:GetLifecyclePolicyPreview {repository}: the preview is still running after "
+                                 f"{self._preview_wait:.0f} s of waiting; run check again in a minute")
             self._sleep(PREVIEW_POLL_SECONDS)
+
+    def preview_result(self, repository: str) -> dict[str, PreviewHit] | None:
+        """The repository's finished preview, every page (digest -> action, rule, tags); None while it runs. No
+        waiting. Raises :class:`Unreadable` when it failed, expired or was never started."""
+        doing = f"ecr:GetLifecyclePolicyPreview {repository}"
+        kwargs: dict[str, Any] = {"repositoryName": repository}
+        out = self._call("ecr", "get_lifecycle_policy_preview", doing,
+                         missing={"LifecyclePolicyPreviewNotFoundException"}, **kwargs)
+        if out is None:
+            raise Unreadable(f"{doing}: the preview was not found")
+        status = out.get("status")
+        if status in ("FAILED", "EXPIRED"):
+            raise Unreadable(f"{doing}: the preview {status}")
+        if status != "COMPLETE":
+            return None
+        rules = _rule_texts(out.get("lifecyclePolicyText"))
+        hits: dict[str, PreviewHit] = {}
+        while True:
+            for result in out.get("previewResults", []):
+                action = str((result.get("action") or {}).get("type", "EXPIRE"))
+                priority = result.get("appliedRulePriority")
+                rule = rules.get(priority) or (f"rule {priority}" if priority is not None else "a lifecycle rule")
+                hits[result["imageDigest"]] = PreviewHit(action, rule, tuple(result.get("imageTags") or ()))
+            if not out.get("nextToken"):
+                return hits
+            kwargs["nextToken"] = out["nextToken"]
+            out = self._call("ecr", "get_lifecycle_policy_preview", doing, **kwargs)
+
+
+def _rule_texts(policy_text: Any) -> dict[int, str]:
+    """Rule priority -> ``rule N: <description>`` from the lifecycle policy text (best effort)."""
+    try:
+        rules = json.loads(policy_text or "{}").get("rules") or []
+    except (ValueError, AttributeError):
+        return {}
+    out: dict[int, str] = {}
+    for rule in rules if isinstance(rules, list) else []:
+        if isinstance(rule, dict) and isinstance(rule.get("rulePriority"), int):
+            description = str(rule.get("description") or "").strip()[:200]
+            out[rule["rulePriority"]] = f"rule {rule['rulePriority']}" + (f": {description}" if description else "")
+    return out

@@ -429,19 +429,45 @@ class DynamoStore:
         return [policy_from_item(i) for i in items]
 
     def all_triggers(self) -> list[Trigger]:
-        items = self._query({
-            "TableName": self.table, "IndexName": TRIGGER_INDEX,
-            "KeyConditionExpression": "gsi1pk = :t", "ExpressionAttributeValues": _dump({":t": "TRIGGER"}),
-        })
-        return [trigger_from_item(i) for i in items]
+        """Every trigger, read consistently from the table: the index only lists their keys."""
+        return [trigger_from_item(i) for i in self.index_items(TRIGGER_INDEX, "gsi1pk", "TRIGGER")]
 
     def triggers_for_target(self, key: str) -> list[Trigger]:
-        """Triggers whose target has this :func:`~imagestreams.model.target_key` (eventually consistent)."""
-        items = self._query({
-            "TableName": self.table, "IndexName": TARGET_INDEX,
-            "KeyConditionExpression": "gsi2pk = :k", "ExpressionAttributeValues": _dump({":k": key}),
+        """Triggers whose target has this :func:`~imagestreams.model.target_key` (eventually consistent: callers
+        that write re-read the trigger with :meth:`refresh_trigger`)."""
+        return [trigger_from_item(i) for i in self.index_items(TARGET_INDEX, "gsi2pk", key, consistent=False)]
+
+    def index_items(self, index: str, attribute: str, value: str, *, consistent: bool = True) -> list[dict[str, Any]]:
+        """The table's items an index lists under ``attribute = value``. The indexes project keys only (an
+        item's update then writes no index unless its index keys change), so the items themselves come from the
+        table, 100 a ``BatchGetItem`` (consistent unless asked otherwise); an item removed between the two reads is
+        left out, and one just added may not be listed yet (the index lags)."""
+        keys = self._query({
+            "TableName": self.table, "IndexName": index, "ProjectionExpression": "pk, sk",
+            "KeyConditionExpression": "#a = :v", "ExpressionAttributeNames": {"#a": attribute},
+            "ExpressionAttributeValues": _dump({":v": value}),
         })
-        return [trigger_from_item(i) for i in items]
+        return self._batch_get([{"pk": k["pk"], "sk": k["sk"]} for k in keys], consistent=consistent)
+
+    def _batch_get(self, keys: list[dict[str, Any]], *, consistent: bool = True) -> list[dict[str, Any]]:
+        """BatchGetItem of these keys (in their order), 100 a call; unprocessed keys are retried."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):
+            chunk = {(k["pk"], k["sk"]): k for k in keys[start : start + 100]}  # a key listed twice is read once
+            pending: dict[str, Any] = {self.table: {"Keys": [_dump(k) for k in chunk.values()],
+                                                    "ConsistentRead": consistent}}
+            for attempt in range(8):
+                out = self.client.batch_get_item(RequestItems=pending)
+                for raw in out.get("Responses", {}).get(self.table, []):
+                    item = _load(raw)
+                    found[(item["pk"], item["sk"])] = item
+                pending = out.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise RuntimeError("BatchGetItem kept leaving keys unprocessed")
+        return [found[(k["pk"], k["sk"])] for k in keys if (k["pk"], k["sk"]) in found]
 
     def get_trigger(self, trigger_id: str) -> Trigger | None:
         out = self.client.query(
