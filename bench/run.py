@@ -33,7 +33,8 @@ from bench.cost import CapacityMeter, measure_idle_reconciler, summarize  # noqa
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 HANDLERS = {"ingest": "functions/ingest", "fanout": "functions/fanout", "deployer": "functions/deployer",
-            "admin": "functions/admin", "notify": "functions/notify"}
+            "admin": "functions/admin", "notify": "functions/notify", "gates": "functions/gates",
+            "rollout": "functions/rollout", "reconciler": "functions/reconciler"}
 
 
 class CallCounter:
