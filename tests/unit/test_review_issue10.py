@@ -149,3 +149,58 @@ def test_review_rollout_role_can_move_a_policy_tag_its_rollout_released(world):
     assert world.store.get_head(staging.__class__("team/web", "prod")).digest == digest(2)
     assert _template_allows("RolloutFunction", "dynamodb:PutItem")
     assert _template_allows("RolloutFunction", "ecr:PutImage")
+
+
+# ------------------------------------------------------------------------------------------ notifications
+
+def _policy_events(before, after):
+    from imagestreams import notifications
+    from imagestreams.adapters.dynamodb import policy_item
+    from tests.unit.test_notifications import record
+
+    old = policy_item(before) if before is not None else None
+    return [(n.detail_type, n.detail) for n in notifications.notifications(record(old, policy_item(after)))]
+
+
+def test_review_policy_selected_is_published_when_the_tag_moves_not_while_it_waits(world):
+    """prod follows staging behind an approval: 'Policy Selected' must mean prod moved, so it is not published
+    while the digest waits (or is rejected), and it is published when the approval releases the move."""
+    from imagestreams.model import StreamTag
+    from tests.unit.test_gates import STAGING
+
+    world.push(1, STAGING)
+    prod = StreamTag("team/web", "prod")
+    assert world.admin({"action": "policy.set", "target": PROD, "policy": {"follow": "staging"},
+                        "gates": [{"type": "approval"}]})["ok"]
+    assert world.admin({"action": "approve", "target": PROD, "digest": digest(1), "actor": "alice"})["ok"]
+    settled = world.store.get_policy(prod)
+    assert settled.status == "Selected" and world.store.get_head(prod).digest == digest(1)
+    world.push(2, STAGING)
+    world.streams.head_moved(world.store.get_head(STAGING))
+    waiting = world.store.get_policy(prod)
+    assert waiting.status == "Gated" and world.store.get_head(prod).digest == digest(1)
+    assert [t for t, _ in _policy_events(settled, waiting)] == ["Gate Waiting"]  # prod did not move
+    answer = world.admin({"action": "approve", "target": PROD, "digest": digest(2), "actor": "bob"})
+    assert answer["ok"] and world.store.get_head(prod).digest == digest(2)
+    moved = world.store.get_policy(prod)
+    assert _policy_events(waiting, moved) == [
+        ("Policy Selected", {"target": PROD, "selected": "staging", "digest": digest(2)})]
+    assert world.store.get_head(prod).actor == "bob"  # the approver is the move's actor
+
+
+def test_review_approve_and_reject_of_a_policy_tag_work_through_admin(world):
+    """`approve team/web:prod sha256:…` called a module-level gates.decide that did not exist (AttributeError)."""
+    from imagestreams.model import StreamTag
+    from tests.unit.test_gates import STAGING
+
+    world.push(1, STAGING)
+    assert world.admin({"action": "policy.set", "target": PROD, "policy": {"follow": "staging"},
+                        "gates": [{"type": "approval"}]})["ok"]
+    wrong = world.admin({"action": "approve", "target": PROD, "digest": digest(9), "actor": "alice"})
+    assert wrong["error"]["type"] == "Conflict"
+    rejected = world.admin({"action": "reject", "target": PROD, "digest": digest(1), "actor": "eve",
+                            "reason": "not today"})
+    assert rejected["ok"], rejected
+    p = rejected["result"]["policies"][0]
+    assert p["status"] == "Blocked" and p["gate"]["reason"] == "rejected by eve: not today"
+    assert world.store.get_head(StreamTag("team/web", "prod")) is None
