@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from imagestreams.model import target_key
-from imagestreams.ports import ScanResult
 from tests.conftest import digest
 from tests.unit.test_gates import TARGET, WEB, World, pinned
 
