@@ -233,3 +233,14 @@ def test_review_signature_gate_needs_every_signing_profile():
     registry.client.statuses = [{"signingProfileArn": arn + "team", "status": "COMPLETE"},
                                 {"signingProfileArn": arn + "security", "status": "IN_PROGRESS"}]
     assert registry.signing_status("team/web", digest(1)).status == "IN_PROGRESS"
+
+
+def test_review_policy_result_has_exactly_the_public_fields(world):
+    """P is {target, policy, gates, held, status, selected, digest, gate}: nothing more (an extra `at` leaked)."""
+    from tests.unit.test_gates import STAGING
+
+    world.push(1, STAGING)
+    answer = world.admin({"action": "policy.set", "target": PROD, "policy": {"follow": "staging"}})
+    listed = world.admin({"action": "policy.list"})
+    for p in answer["result"]["policies"] + listed["result"]["policies"]:
+        assert set(p) == {"target", "policy", "gates", "held", "status", "selected", "digest", "gate"}
