@@ -244,3 +244,34 @@ def test_review_policy_result_has_exactly_the_public_fields(world):
     listed = world.admin({"action": "policy.list"})
     for p in answer["result"]["policies"] + listed["result"]["policies"]:
         assert set(p) == {"target", "policy", "gates", "held", "status", "selected", "digest", "gate"}
+
+
+# ------------------------------------------------------------------------------------------ crashes between writes
+
+def test_review_a_policy_move_whose_head_write_was_lost_is_repaired_by_the_next_evaluation(world):
+    from imagestreams.model import StreamTag
+
+    for n, tag in ((1, "v1.2.0"), (2, "v1.3.0")):
+        world.push(n, StreamTag("team/web", tag))
+    stable = StreamTag("team/web", "stable")
+    assert world.admin({"action": "policy.set", "target": "team/web:stable", "policy": {"semver": "^1.2"}})["ok"]
+    assert world.store.get_head(stable).digest == digest(2)
+    world.registry.set("team/web", "v1.4.0", digest(3))
+    real_sync = world.streams.sync
+    crashed = []
+
+    def sync_crashes_once_after_the_retag(target, **kwargs):
+        if kwargs.get("cause") == "policy" and not crashed:
+            crashed.append(target)
+            raise RuntimeError("Lambda timed out between the retag and the head write")
+        return real_sync(target, **kwargs)
+
+    world.streams.sync = sync_crashes_once_after_the_retag
+    real_sync(StreamTag("team/web", "v1.4.0"))
+    with pytest.raises(RuntimeError):
+        world.streams.head_moved(world.store.get_head(StreamTag("team/web", "v1.4.0")))
+    assert world.store.get_head(stable).digest == digest(2)  # ECR moved, the table did not
+    world.streams.head_moved(world.store.get_head(StreamTag("team/web", "v1.4.0")))  # the stream's retry
+    head = world.store.get_head(stable)
+    assert head.digest == digest(3) and head.cause == "policy"
+    assert world.store.get_policy(stable).status == "Selected" and world.store.get_policy(stable).digest == digest(3)
