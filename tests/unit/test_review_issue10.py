@@ -275,3 +275,26 @@ def test_review_a_policy_move_whose_head_write_was_lost_is_repaired_by_the_next_
     head = world.store.get_head(stable)
     assert head.digest == digest(3) and head.cause == "policy"
     assert world.store.get_policy(stable).status == "Selected" and world.store.get_policy(stable).digest == digest(3)
+
+
+# ------------------------------------------------------------------------------------------ concurrent evaluations
+
+@pytest.mark.xfail(strict=True, reason="evaluate_policies moves a policy tag from the view its caller read: an "
+                   "evaluation with an older view (the reconciler, the gates function or policy.set running beside "
+                   "the fan-out) moves the tag BACK to an older selection after a newer one landed; the flap heals "
+                   "through the stream but fires the older digest into the tag's targets meanwhile. Fix "
+                   "(policies._evaluate_one): before retagging, re-read the policy tag's head and the selected "
+                   "candidate's head (consistent) and skip when either changed since the view")
+def test_review_an_evaluation_from_an_older_view_never_moves_a_policy_tag_back(world):
+    from imagestreams.model import StreamTag
+
+    stable = StreamTag("team/web", "stable")
+    world.push(1, StreamTag("team/web", "v1.2.0"))
+    assert world.admin({"action": "policy.set", "target": "team/web:stable", "policy": {"semver": "^1.2"}})["ok"]
+    world.push(2, StreamTag("team/web", "v1.3.0"))
+    older_heads, _, older_policies = world.store.stream_view("team/web")  # one invocation reads here …
+    world.push(3, StreamTag("team/web", "v1.4.0"))
+    world.streams.evaluate_policies("team/web")  # … another, reading later, moves stable to v1.4.0
+    assert world.store.get_head(stable).digest == digest(3)
+    world.streams.evaluate_policies("team/web", older_heads, older_policies)  # the first one goes on
+    assert world.store.get_head(stable).digest == digest(3)
