@@ -298,3 +298,27 @@ def test_review_an_evaluation_from_an_older_view_never_moves_a_policy_tag_back(w
     assert world.store.get_head(stable).digest == digest(3)
     world.streams.evaluate_policies("team/web", older_heads, older_policies)  # the first one goes on
     assert world.store.get_head(stable).digest == digest(3)
+
+
+# ------------------------------------------------------------------------------------------ semantics
+
+@pytest.mark.xfail(strict=True, reason="a trigger held on D2 whose tag goes back to D1 (rollback of the tag, a "
+                   "re-push) — the digest its target already runs — asks for an approval of D1 again and stays "
+                   "Gated (with a Gate Waiting notification) for an image nobody needs to deploy. Fix "
+                   "(firing._apply): when last_triggered_digest == head.digest and the last fire was not itself "
+                   "held, settle to Deployed and drop the gate instead of judging D1 afresh")
+def test_review_a_tag_back_on_the_running_digest_is_not_gated_again(world):
+    from imagestreams.model import StreamTag
+
+    d1 = world.push(1)
+    tid = world.add([{"type": "approval"}])
+    assert world.admin({"action": "approve", "id": tid, "digest": d1, "actor": "alice"})["ok"]
+    world.push(2)
+    world.fire(tid)
+    assert world.trigger(tid).status == "Gated"
+    world.registry.set("team/web", "latest", d1)  # a person rolls the tag back (or pushes d1 again)
+    world.streams.sync(StreamTag("team/web", "latest"))
+    world.fire(tid)
+    after = world.trigger(tid)
+    assert world.image() == pinned(1)
+    assert after.status in ("Deployed", "Deploying") and after.gate is None, (after.status, after.gate)
