@@ -322,3 +322,16 @@ def test_review_a_tag_back_on_the_running_digest_is_not_gated_again(world):
     after = world.trigger(tid)
     assert world.image() == pinned(1)
     assert after.status in ("Deployed", "Deploying") and after.gate is None, (after.status, after.gate)
+
+
+@pytest.mark.xfail(strict=True, reason="policy.set accepts a verified gate naming a trigger that does not exist "
+                   "(trigger.add and trigger.gates refuse it as Invalid); the policy is then Blocked for good. Fix "
+                   "(policies.set_policy): call self.check_gate_triggers(parsed gates) before writing")
+def test_review_policy_set_refuses_a_verified_gate_naming_no_trigger(world):
+    from tests.unit.test_gates import STAGING
+
+    world.push(1, STAGING)
+    answer = world.admin({"action": "policy.set", "target": PROD, "policy": {"follow": "staging"},
+                          "gates": [{"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": 5}]})
+    assert answer.get("error", {}).get("type") == "Invalid", answer
+    assert world.admin({"action": "policy.list"})["result"]["policies"] == []
