@@ -134,7 +134,8 @@ def test_review_fanout_role_can_read_the_triggers_a_verified_gate_names(world):
                    "gate names the trigger (rollout_done → evaluate_policies): that writes the policy item "
                    "(PutItem), and with the soak over retags in ECR and commits the head (PutImage, BatchGetImage, "
                    "DescribeImages, TransactWrite Put) — RolloutFunction's role has none of these. Fix: give "
-                   "RolloutFunction the fan-out's PolicyTagMoves + PolicyTagRetag statements")
+                   "RolloutFunction the fan-out's PolicyTagMoves + PolicyTagRetag statements (BatchGetImage also "
+                   "covers ListImageReferrers, which ECR authorizes as ecr:BatchGetImage)")
 def test_review_rollout_role_can_move_a_policy_tag_its_rollout_released(world):
     stage, staging, stage_target = _promotion(world, 0)
     world.push(2, staging)
