@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from imagestreams.model import target_key
+from imagestreams.ports import ScanResult
 from tests.conftest import digest
 from tests.unit.test_gates import TARGET, WEB, World, pinned
 
@@ -336,3 +337,25 @@ def test_review_policy_set_refuses_a_verified_gate_naming_no_trigger(world):
                           "gates": [{"type": "verified", "triggers": ["tr-0123456789ab"], "minutes": 5}]})
     assert answer.get("error", {}).get("type") == "Invalid", answer
     assert world.admin({"action": "policy.list"})["result"]["policies"] == []
+
+
+@pytest.mark.xfail(strict=True, reason="`rollback` of a trigger's target may pick any digest of the tag's history, "
+                   "including one its gates blocked (CRITICAL findings, a rejection) and never deployed: it reaches "
+                   "the target past the gates without `force` and nothing records who released it. Fix "
+                   "(manual.rollback_target): a digest the trigger never deployed must pass its gates, or be "
+                   "recorded like deploy --force (forcedBy = actor)")
+def test_review_rollback_cannot_slip_a_blocked_digest_past_the_gates_unrecorded(world):
+    d1 = world.push(1)
+    tid = world.add([{"type": "scan", "blockAt": "CRITICAL"}])
+    world.registry.scans[("team/web", d1)] = ScanResult("COMPLETE", {})
+    world.fire(tid)
+    assert world.image() == pinned(1)
+    d2 = world.push(2)
+    world.registry.scans[("team/web", d2)] = ScanResult("COMPLETE", {"CRITICAL": 4})
+    world.fire(tid)
+    assert world.trigger(tid).status == "Blocked"
+    world.push(3)  # a third head: d2 is now "older" history
+    answer = world.admin({"action": "rollback", "trigger": tid, "to": d2, "actor": "mallory"})
+    trigger = world.trigger(tid)
+    released = world.image() == pinned(2)
+    assert not released or (trigger.gate_state is not None and trigger.gate_state.forced_by == "mallory"), answer
