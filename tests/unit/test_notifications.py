@@ -197,9 +197,11 @@ def test_policy_selection_and_policy_gates():
     approval = gate("approval", "waiting", reason="approve to promote staging to prod")
     gated = policy(status="Gated", selected="v1.3.0", digest=D2, gate=approval)
     out = events(record(policy(), gated))
-    assert out == [("Policy Selected", {"target": "team/web:stable", "selected": "v1.3.0", "digest": D2}),
-                   ("Gate Waiting", {"target": "team/web:stable", "digest": D2, "gate": approval,
+    # stable has not moved while its gate waits: Policy Selected comes with the move, once the gate passes
+    assert out == [("Gate Waiting", {"target": "team/web:stable", "digest": D2, "gate": approval,
                                      "reason": "approve to promote staging to prod"})]
+    released = events(record(gated, policy(selected="v1.3.0", digest=D2, rev=3)))
+    assert released == [("Policy Selected", {"target": "team/web:stable", "selected": "v1.3.0", "digest": D2})]
 
 
 def test_expiry_risk_once_per_finding():

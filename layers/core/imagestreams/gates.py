@@ -189,6 +189,28 @@ def scan_counts_reason(counts: dict[str, int], block_at: str) -> str | None:
     return ", ".join(f"{n} {s}" for s, n in found) + (" finding" if total == 1 else " findings")
 
 
+def decide(state: GateState | None, gates: tuple[Gate, ...] | list[Gate], digest: str, actor: str, *,
+           approve: bool, reason: str | None = None) -> GateState:
+    """The gate state after a person approves (or rejects) ``digest``. :class:`Conflict` (nothing is written)
+    when no approval gate is configured, ``digest`` is not the one waiting, or it was already decided."""
+    gates = as_gates(gates)
+    if not any(g.type == "approval" for g in gates):
+        raise Conflict("no approval gate waits here: it has no approval gate")
+    if state is None:
+        raise Conflict(f"{digest} is not waiting for approval: nothing is waiting here yet")
+    if state.digest != digest:
+        raise Conflict(f"{digest} is not the digest waiting for approval; {state.digest} is")
+    if state.forced_by:
+        raise Conflict(f"{digest} was already deployed past its gates by {state.forced_by}")
+    if state.rejected_by:
+        raise Conflict(f"{digest} was already rejected by {state.rejected_by}")
+    if approve:
+        if state.approved_by:
+            raise Conflict(f"{digest} was already approved by {state.approved_by}")
+        return state._replace(approved_by=actor)
+    return state._replace(rejected_by=actor, reason=cap_text(reason) if reason else None)
+
+
 class Gating:
     """Gate evaluation and decisions, over the ports :class:`~imagestreams.services.ImageStreams` holds. The
     optional ``gate_clock`` port (``schedule(message, due)``) wakes waiting gates on time."""
@@ -309,26 +331,7 @@ class Gating:
 
     # ------------------------------------------------------------------------------------ decisions
 
-    def decide(self, state: GateState | None, gates: tuple[Gate, ...] | list[Gate], digest: str, actor: str, *,
-               approve: bool, reason: str | None = None) -> GateState:
-        """The gate state after a person approves (or rejects) ``digest``. :class:`Conflict` (nothing is written)
-        when no approval gate is configured, ``digest`` is not the one waiting, or it was already decided."""
-        gates = as_gates(gates)
-        if not any(g.type == "approval" for g in gates):
-            raise Conflict("no approval gate waits here: it has no approval gate")
-        if state is None:
-            raise Conflict(f"{digest} is not waiting for approval: nothing is waiting here yet")
-        if state.digest != digest:
-            raise Conflict(f"{digest} is not the digest waiting for approval; {state.digest} is")
-        if state.forced_by:
-            raise Conflict(f"{digest} was already deployed past its gates by {state.forced_by}")
-        if state.rejected_by:
-            raise Conflict(f"{digest} was already rejected by {state.rejected_by}")
-        if approve:
-            if state.approved_by:
-                raise Conflict(f"{digest} was already approved by {state.approved_by}")
-            return state._replace(approved_by=actor)
-        return state._replace(rejected_by=actor, reason=cap_text(reason) if reason else None)
+    decide = staticmethod(decide)  # the module function; a method too, for the use cases mixed in
 
 
 def _detail(gate: Gate, state: str, reason: str, digest: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ Drift Detected       id, target, expected, running                    a trigger'
 Gate Waiting         id (trigger) or target (policy tag),             a gate starts waiting (its type, digest or
                      digest, gate, reason                             state changed); approval: gate.type approval
 Gate Blocked         same as Gate Waiting                             a gate blocks
-Policy Selected      target, selected, digest                         a policy tag's selection changes to a tag
+Policy Selected      target, selected, digest                         a policy tag moves to a new selection (or
+                                                                      is found on it)
 Expiry Risk          stream, digest, tags, triggers, rule, message    the reconciler records (or changes) a risk
                                                                       that a lifecycle rule expires an image in use
 ===================  ===============================================  ==========================================
@@ -212,7 +213,10 @@ def _policy(old: dict[str, Any], new: dict[str, Any]) -> list[Notification]:
     target = f"{new['stream']}:{new['tag']}"
     out: list[Notification] = []
     selected = new.get("selected")
-    if selected is not None and (selected, new.get("digest")) != (old.get("selected"), old.get("digest")):
+    # the tag is on its selection only when the status says Selected: a selection its gates hold (Gated, Blocked)
+    # is a Gate Waiting / Gate Blocked, and Policy Selected follows when the tag moves
+    before = (old.get("selected"), old.get("digest")) if old.get("status", "Selected") == "Selected" else None
+    if selected is not None and new.get("status", "Selected") == "Selected" and (selected, new.get("digest")) != before:
         out.append(Notification(POLICY_SELECTED, {"target": target, "selected": selected,
                                                   "digest": new.get("digest")}))
     return out + _gate(old, new, {"target": target})

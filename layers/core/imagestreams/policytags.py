@@ -49,7 +49,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 from .errors import Invalid
-from .model import StreamTag, fields, rfc3339, show, validate_tag
+from .model import StreamTag, fields, show, validate_tag
 
 KINDS = ("semver", "pattern", "follow")
 ORDERS = ("numeric", "alphabetical", "pushed")
@@ -448,7 +448,6 @@ class Policy(NamedTuple):
             "selected": self.selected,
             "digest": self.digest,
             "gate": self.gate,
-            "at": rfc3339(self.at) if self.at else None,
         }
 
     def outcome(self) -> tuple[Any, ...]:
