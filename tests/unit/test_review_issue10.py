@@ -219,10 +219,6 @@ class _SigningClient:
         return {"signingStatuses": self.statuses}
 
 
-@pytest.mark.xfail(strict=True, reason="signing_status reports COMPLETE when ANY profile completed: with two "
-                   "signing rules, one FAILED (or still IN_PROGRESS) and one COMPLETE pass the signature gate. "
-                   "Fix (adapters/ecr.py signing_status): FAILED if any profile failed, else IN_PROGRESS if any "
-                   "runs, else COMPLETE")
 def test_review_signature_gate_needs_every_signing_profile():
     from imagestreams.adapters.ecr import EcrRegistry
 

@@ -397,19 +397,22 @@ class EcrRegistry:
         return ScanResult(str(status), {str(k): int(v) for k, v in counts.items()})
 
     def signing_status(self, stream: str, digest: str) -> SigningStatus | None:
-        """``DescribeImageSigningStatus`` (ECR managed signing): COMPLETE when any signing profile completed,
-        else IN_PROGRESS while one runs, else FAILED (with the first reason); None when there is none."""
+        """``DescribeImageSigningStatus`` (ECR managed signing; one status per signing profile whose rule matched):
+        FAILED when any profile failed (with its reason), else IN_PROGRESS while any still runs, else COMPLETE —
+        every profile the registry's signing rules name must have signed; None when there is none."""
         out = self._gate_read(stream, self.client.describe_image_signing_status, imageId={"imageDigest": digest})
         statuses = (out or {}).get("signingStatuses") or []
         if not statuses:
             return None
-        seen = [str(s.get("status") or "") for s in statuses]
-        for wanted in ("COMPLETE", "IN_PROGRESS"):
-            if wanted in seen:
-                return SigningStatus(wanted)
-        failed = next((s for s in statuses if s.get("status") == "FAILED"), statuses[0])
-        reason = failed.get("failureReason") or failed.get("failureCode")
-        return SigningStatus(str(failed.get("status") or "FAILED"), str(reason)[:256] if reason else None)
+        failed = next((s for s in statuses if s.get("status") not in ("COMPLETE", "IN_PROGRESS")), None)
+        if failed is not None:
+            reason = failed.get("failureReason") or failed.get("failureCode")
+            profile = str(failed.get("signingProfileArn") or "")[:256]
+            text = f"{profile}: {reason}" if profile and reason else (reason or profile or None)
+            return SigningStatus("FAILED", str(text)[:512] if text else None)
+        if any(s.get("status") == "IN_PROGRESS" for s in statuses):
+            return SigningStatus("IN_PROGRESS")
+        return SigningStatus("COMPLETE")
 
     def signature_referrers(self, stream: str, digest: str) -> list[str]:
         """``ListImageReferrers``: the artifact types of the image's active referrers (at most 5 pages)."""
