@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import logging
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -18,11 +22,15 @@ from imagestreams.cli import main, short, table
 
 from .embedded import EmbeddedAws, Invocation
 from .kube import FakeKubeApi
+from .scanning import CLOCK
 
 REPO = "team/web"
 CLUSTER = "demo"
 SERVICE = "web"
 PROD_SERVICE = "web-prod"
+STAGING_SERVICE = "web-staging"
+SCANNED_REPO = "team/api"
+SCANNED_SERVICE = "api"
 EKS_CLUSTER = "demo-eks"
 FUNCTION = "web-thumbnailer"
 SIDECAR_IMAGE = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
@@ -66,10 +74,32 @@ def _summarise(inv: Invocation) -> str | None:
         return f"{result.get('status')}: {result.get('reason')}"
     if inv.function == "FanoutFunction":
         return f"head change from the table stream, {len(inv.event['Records'])} record(s) -> fires queued"
+    if inv.function == "RolloutFunction" and "state" in result:
+        return f"ECS deployment {result['state']}: trigger(s) {', '.join(result['triggers']) or 'none'}"
+    if inv.function == "GatesFunction":
+        if "Records" in inv.event:
+            return f"{len(inv.event['Records'])} wake-up(s) from the gate clock (SQS, delayed)"
+        if "kind" in result:
+            again = ", ".join(result.get("triggers") or []) or "none"
+            return (f"{inv.event.get('detail-type')} for {short(result.get('digest'))}: trigger(s) {again} judged "
+                    f"again{', policy tags evaluated' if result.get('policies') else ''}")
     if inv.function == "DeployerFunction":
         failed = len(result.get("batchItemFailures", []))
         return f"{len(inv.event['Records'])} fire(s) from the FIFO queue, {failed} failed"
     return None
+
+
+@contextlib.contextmanager
+def _quiet_server() -> Iterator[None]:
+    """moto has no StartLifecyclePolicyPreview: the reconciler's expiry check notes that and goes on, but moto's
+    server would print each refused request's traceback on the console."""
+    server_log = logging.getLogger("werkzeug")
+    level = server_log.level
+    server_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        server_log.setLevel(level)
 
 
 def _service_state(aws: EmbeddedAws, service: str = SERVICE) -> tuple[str, dict[str, str]]:
@@ -110,7 +140,9 @@ def _admin(aws: EmbeddedAws, command: dict[str, Any]) -> dict[str, Any]:
 def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> int:
     story = Story(out)
     with EmbeddedAws(use_dynamodb_local=use_dynamodb_local, on_invoke=story.on_invoke) as aws, \
-            FakeKubeApi() as kube:
+            FakeKubeApi() as kube, warnings.catch_warnings(), _quiet_server():
+        # a function run in this process that had nothing to count says so on stderr: Lambda logs it, not a demo
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
         story.say("ImageStreams for AWS - local demo")
         story.step(f"embedded AWS up: moto server ({aws.moto_url}) for ECR/ECS/SQS/EventBridge, "
                    f"{aws.dynamodb_backend} for DynamoDB")
@@ -241,14 +273,18 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         story.check(_service_state(aws)[1]["web"].endswith(d4), f"{SERVICE} caught up: {short(d4)}")
         _check_eks_and_lambda(aws, kube, story, f"{registry}/{REPO}@{d4}")
 
+        _promotion_act(aws, story, registry, prod_trigger, d1)
+        _scan_act(aws, story, registry)
+
         story.step("history (imagestreams history team/web:prod)")
         _cli(aws, story, ["history", f"{REPO}:prod"])
         story.step("stream (imagestreams describe team/web)")
         _cli(aws, story, ["describe", REPO])
         story.step("triggers (imagestreams trigger list)")
         _cli(aws, story, ["trigger", "list"])
-        story.say("        (ECS triggers stay Deploying/IN_PROGRESS here: the local ECS never finishes a deployment;")
-        story.say("        on AWS the ECS deployment events move them to Deployed/COMPLETED, or Failed if it fails)")
+        story.say("        (the local ECS never finishes a deployment: its triggers stay Deploying/IN_PROGRESS")
+        story.say("        unless the demo sends the ECS deployment event, as it did for staging; on AWS, ECS")
+        story.say("        sends them: Deployed/COMPLETED, or Failed if it fails)")
         story.step("what ran, per function")
         counts: dict[str, int] = {}
         for inv in aws.invocations:
@@ -260,6 +296,140 @@ def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> 
         return 1
     story.say(f"\ndone in {time.monotonic() - story.started:.1f}s - every check passed")
     return 0
+
+
+# ------------------------------------------------------------------------------------- promotion with gates
+
+
+def _ecs_service(aws: EmbeddedAws, registry: str, service: str, image: str, container: str = "web") -> None:
+    """A sample ECS service in the demo cluster whose one container runs ``image`` (by tag)."""
+    ecs = aws.client("ecs")
+    task_def = ecs.register_task_definition(family=service, containerDefinitions=[
+        {"name": container, "image": f"{registry}/{image}", "memory": 256, "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster=CLUSTER, serviceName=service, desiredCount=2, taskDefinition=task_def)
+
+
+def _ecs_finishes(aws: EmbeddedAws, service: str) -> None:
+    """What ECS sends when a deployment reaches steady state (the local ECS never gets there by itself)."""
+    described = aws.client("ecs").describe_services(cluster=CLUSTER, services=[service])["services"][0]
+    deployment = next(d["id"] for d in described["deployments"] if d["status"] == "PRIMARY")
+    aws.emit({"source": "aws.ecs", "detail-type": "ECS Deployment State Change",
+              "resources": [described["serviceArn"]],
+              "detail": {"eventType": "INFO", "eventName": "SERVICE_DEPLOYMENT_COMPLETED", "deploymentId": deployment,
+                         "updatedAt": CLOCK.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                         "reason": "ECS deployment completed."}})
+
+
+def _trigger(aws: EmbeddedAws, trigger_id: str) -> dict[str, Any]:
+    return next(t for t in _admin(aws, {"action": "trigger.list"})["triggers"] if t["id"] == trigger_id)
+
+
+def _policy(aws: EmbeddedAws, target: str) -> dict[str, Any]:
+    return next(p for p in _admin(aws, {"action": "policy.list", "stream": target.split(":")[0]})["policies"]
+                if p["target"] == target)
+
+
+def _promotion_act(aws: EmbeddedAws, story: Story, registry: str, prod_trigger: str, d1: str) -> None:
+    """staging follows the newest 1.x release; prod follows staging once staging ran it for 30 minutes and a person
+    approved it."""
+    staging, prod = f"{REPO}:staging", f"{REPO}:prod"
+    _ecs_service(aws, registry, STAGING_SERVICE, staging)
+    staging_trigger = _admin(aws, {"action": "trigger.add", "from": staging, "target": {
+        "type": "ecs", "cluster": CLUSTER, "service": STAGING_SERVICE, "container": "web"}})["id"]
+    story.step(f"promotion pipeline: service {CLUSTER}/{STAGING_SERVICE} follows {staging} (trigger "
+               f"{staging_trigger}), {CLUSTER}/{PROD_SERVICE} follows {prod} (trigger {prod_trigger}); "
+               "staging takes the newest 1.x release, prod takes staging's after a 30-minute soak and an approval")
+    _cli(aws, story, ["policy", "set", staging, "--semver", "^1"])
+    _cli(aws, story, ["policy", "set", prod, "--follow", "staging", "--gate", f"verified:{staging_trigger}:30",
+                      "--gate", "approval"])
+    aws.pump()
+
+    story.step(f"docker push {REPO}:1.4.0 (v5): the staging policy selects it")
+    pushed = aws.push_image(REPO, "1.4.0", seed="v5")
+    aws.pump()
+    d5 = pushed["detail"]["image-digest"]
+    moved = _admin(aws, {"action": "history", "target": staging})["entries"][0]
+    story.check((moved["digest"], moved["cause"], moved["actor"]) == (d5, "policy", "policy:semver"),
+                f"{staging} moved to {short(d5)} (cause policy, actor policy:semver), in ECR too")
+    story.check(_service_state(aws, STAGING_SERVICE)[1]["web"] == f"{registry}/{REPO}@{d5}",
+                f"{STAGING_SERVICE} rolls out {REPO}@{short(d5)}")
+    gated = _policy(aws, prod)
+    story.check(gated["status"] == "Gated" and (gated["gate"] or {}).get("type") == "verified"
+                and _service_state(aws, PROD_SERVICE)[1]["web"].endswith(d1),
+                f"{prod} is Gated ({(gated['gate'] or {}).get('reason')}); {PROD_SERVICE} stays on {short(d1)}")
+
+    story.step(f"ECS finishes the {STAGING_SERVICE} deployment (SERVICE_DEPLOYMENT_COMPLETED)")
+    _ecs_finishes(aws, STAGING_SERVICE)
+    aws.pump()
+    done = _trigger(aws, staging_trigger)
+    story.check((done["status"], done["rolloutState"]) == ("Deployed", "COMPLETED"),
+                f"trigger {staging_trigger}: {done['status']}/{done['rolloutState']}; the soak starts now")
+    aws.notifications()  # what reached the bus so far (printed by the playground's log, not here)
+
+    story.step("30 minutes pass (the runner's clock moves; the gate clock's delayed SQS message comes due)")
+    aws.advance(30)
+    aws.pump()
+    waiting = _policy(aws, prod)
+    story.check(waiting["status"] == "Gated" and waiting["gate"] == {
+        "type": "approval", "state": "waiting", "reason": waiting["gate"]["reason"], "digest": d5},
+        f"verified gate passed; {prod} waits for an approval of {short(d5)}")
+    asked = [n for n in aws.notifications() if n["detail-type"] == "Gate Waiting"
+             and n["detail"].get("target") == prod and n["detail"]["gate"]["type"] == "approval"]
+    shown = {k: short(v) if k == "digest" else v for k, v in (asked[0]["detail"] if asked else {}).items()
+             if k != "gate"}
+    story.check(len(asked) == 1 and asked[0]["detail"]["digest"] == d5,
+                f"notification on the bus: 'Gate Waiting' {json.dumps(shown)}")
+
+    story.step("a person approves the digest")
+    _cli(aws, story, ["approve", prod, d5])
+    aws.pump()
+    moved = _admin(aws, {"action": "history", "target": prod})["entries"][0]
+    story.check((moved["digest"], moved["cause"], moved["actor"]) == (d5, "policy", ACTOR),
+                f"{prod} moved to {short(d5)} (cause policy, actor = the approver)")
+    story.check(_service_state(aws, PROD_SERVICE)[1]["web"] == f"{registry}/{REPO}@{d5}",
+                f"{PROD_SERVICE} runs {REPO}@{short(d5)}")
+    _cli(aws, story, ["policy", "list"])
+
+
+def _scan_act(aws: EmbeddedAws, story: Story, registry: str) -> None:
+    """A trigger gated on the scan: a CRITICAL finding blocks the new image and the service keeps the old one."""
+    from . import scanning
+
+    aws.client("ecr").create_repository(repositoryName=SCANNED_REPO,
+                                        imageScanningConfiguration={"scanOnPush": True})
+    scanning.configure(scan_delay=60)  # a basic scan on push completes a minute later on the runner's clock
+    _ecs_service(aws, registry, SCANNED_SERVICE, f"{SCANNED_REPO}:latest", container="api")
+    story.step(f"scan gate: ECR repository {SCANNED_REPO} scans on push; {CLUSTER}/{SCANNED_SERVICE} follows "
+               f"{SCANNED_REPO}:latest only when no CRITICAL finding is reported")
+    _cli(aws, story, ["trigger", "add", f"{SCANNED_REPO}:latest", "--ecs", f"{CLUSTER}/{SCANNED_SERVICE}:api",
+                      "--gate", "scan:CRITICAL"])
+    trigger_id = _admin(aws, {"action": "trigger.list", "from": f"{SCANNED_REPO}:latest"})["triggers"][0]["id"]
+
+    story.step(f"docker push {SCANNED_REPO}:latest (a1); its scan completes a minute later, clean")
+    a1 = aws.push_image(SCANNED_REPO, "latest", seed="a1", also=("a1",))["detail"]["image-digest"]
+    aws.pump()
+    gated = _trigger(aws, trigger_id)
+    story.check(gated["status"] == "Gated", f"trigger {trigger_id} is {gated['status']}: "
+                                            f"{(gated['gate'] or {}).get('reason')}")
+    aws.advance(1)
+    aws.pump()
+    story.check(_service_state(aws, SCANNED_SERVICE)[1]["api"] == f"{registry}/{SCANNED_REPO}@{a1}",
+                f"{SCANNED_SERVICE} runs {SCANNED_REPO}@{short(a1)} (scan passed)")
+
+    story.step(f"docker push {SCANNED_REPO}:latest (a2); the scan finds 1 CRITICAL vulnerability")
+    a2 = aws.push_image(SCANNED_REPO, "latest", seed="a2", also=("a2",))["detail"]["image-digest"]
+    aws.pump()
+    story.check(_trigger(aws, trigger_id)["status"] == "Gated", f"trigger {trigger_id} waits for a2's scan")
+    scanning.set_scan(SCANNED_REPO, a2, counts={"CRITICAL": 1, "HIGH": 2})  # and ECR sends 'ECR Image Scan'
+    aws.pump()
+    blocked = _trigger(aws, trigger_id)
+    story.check(blocked["status"] == "Blocked" and (blocked["gate"] or {}).get("digest") == a2
+                and "1 CRITICAL finding" in (blocked["gate"] or {}).get("reason", ""),
+                f"trigger {trigger_id} is {blocked['status']}: {(blocked['gate'] or {}).get('reason')}")
+    story.check(_service_state(aws, SCANNED_SERVICE)[1]["api"] == f"{registry}/{SCANNED_REPO}@{a1}",
+                f"{SCANNED_SERVICE} keeps {SCANNED_REPO}@{short(a1)}")
+    scanning.configure(scan_delay=2)
 
 
 def _indent(text: str) -> str:
