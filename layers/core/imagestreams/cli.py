@@ -765,7 +765,8 @@ def _failed_fires(action: str, result: dict[str, Any]) -> list[str]:
     triggers = [result["trigger"]] if result.get("trigger") else result.get("triggers") or []
     return [f"trigger {clean(t['id'])}: fire failed: "
             f"{clean(t.get('lastError') or _gate_text(t.get('gate')) or t.get('status'))}"
-            for t in triggers if t.get("status") in ("Failed", "Blocked")]
+            # a gate that says no is the answer, not a failure of the command: only a `deploy` it stopped failed
+            for t in triggers if t.get("status") == "Failed" or (action == "deploy" and t.get("status") == "Blocked")]
 
 
 def main(argv: Sequence[str] | None = None, *,
