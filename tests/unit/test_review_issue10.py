@@ -300,11 +300,6 @@ def test_review_an_evaluation_from_an_older_view_never_moves_a_policy_tag_back(w
 
 # ------------------------------------------------------------------------------------------ semantics
 
-@pytest.mark.xfail(strict=True, reason="a trigger held on D2 whose tag goes back to D1 (rollback of the tag, a "
-                   "re-push) — the digest its target already runs — asks for an approval of D1 again and stays "
-                   "Gated (with a Gate Waiting notification) for an image nobody needs to deploy. Fix "
-                   "(firing._apply): when last_triggered_digest == head.digest and the last fire was not itself "
-                   "held, settle to Deployed and drop the gate instead of judging D1 afresh")
 def test_review_a_tag_back_on_the_running_digest_is_not_gated_again(world):
     from imagestreams.model import StreamTag
 

@@ -203,8 +203,12 @@ class Firing:
                gated: bool = True) -> Trigger:
         if head is None or head.deleted:
             return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
-        if gated and trigger.gates and not (trigger.last_triggered_digest == head.digest
-                                            and trigger.status not in ("Gated", "Blocked")):
+        back_on_ours = (trigger.last_triggered_digest == head.digest
+                        and (trigger.gate or {}).get("digest") not in (None, head.digest))
+        if back_on_ours:  # the tag came back to what the target got from us: nothing to judge, the wait is over
+            trigger = self.record(trigger, trigger.with_outcome(gate=None, gate_state=None))
+        elif gated and trigger.gates and not (trigger.last_triggered_digest == head.digest
+                                              and trigger.status not in ("Gated", "Blocked")):
             verdict = self.gate_verdict(trigger.gates, head.stream_tag.stream, head.digest, trigger.gate_state,
                                         owner=trigger.id)
             if verdict.state != "passed":  # the target keeps its image; nothing reaches the driver
