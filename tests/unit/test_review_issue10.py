@@ -330,11 +330,6 @@ def test_review_policy_set_refuses_a_verified_gate_naming_no_trigger(world):
     assert world.admin({"action": "policy.list"})["result"]["policies"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="`rollback` of a trigger's target may pick any digest of the tag's history, "
-                   "including one its gates blocked (CRITICAL findings, a rejection) and never deployed: it reaches "
-                   "the target past the gates without `force` and nothing records who released it. Fix "
-                   "(manual.rollback_target): a digest the trigger never deployed must pass its gates, or be "
-                   "recorded like deploy --force (forcedBy = actor)")
 def test_review_rollback_cannot_slip_a_blocked_digest_past_the_gates_unrecorded(world):
     d1 = world.push(1)
     tid = world.add([{"type": "scan", "blockAt": "CRITICAL"}])

@@ -255,5 +255,9 @@ class ManualActions:
             check_restorable(self.registry, trigger.stream_tag.stream, to, entries, must_exist=True)
             log.info("rolling %s back to %s for %s", trigger.target.describe(), to, actor)
             self.store.set_paused(trigger, True)
+            if trigger.gates:  # a person's act, not judged by the gates: recorded like `deploy --force`
+                from .gates import GateState
+
+                self.store.set_gate_state(trigger, GateState(to, self.clock(), forced_by=actor))
             return self._fire_locked(trigger, head._replace(digest=to, deleted=False), force=True, exact=True)
 
