@@ -347,13 +347,6 @@ def test_review_rollback_cannot_slip_a_blocked_digest_past_the_gates_unrecorded(
     assert not released or (trigger.gate_state is not None and trigger.gate_state.forced_by == "mallory"), answer
 
 
-@pytest.mark.xfail(strict=True, reason="ECR scans image manifests, not image indexes: a multi-platform head (what "
-                   "`docker buildx` pushes by default, provenance attestations included) never gets a scan result "
-                   "for its index digest (DescribeImageScanFindings: UnsupportedImageType / ScanNotFound), and the "
-                   "scan events name the child digests, which nobody waits on; the scan gate blocks every such image "
-                   "as 'not scanned'. Fix: a registry method listing an index's platform children (attestations "
-                   "skipped); _judge_scan sums their results (complete only when all are), gate_evidence maps a "
-                   "child digest to the index heads that contain it")
 def test_review_scan_gate_judges_a_multi_platform_image_by_its_platform_manifests(world):
     index = digest(10)
     amd, arm = digest(11), digest(12)
@@ -366,6 +359,21 @@ def test_review_scan_gate_judges_a_multi_platform_image_by_its_platform_manifest
     world.clock.advance(31)
     world.fire(tid)
     assert world.trigger(tid).status in ("Deploying", "Deployed"), world.trigger(tid).gate
+
+
+def test_review_a_finding_in_one_platform_manifest_blocks_the_index(world):
+    index, amd, arm, attestation = digest(20), digest(21), digest(22), digest(23)
+    world.registry.indexes[index] = {"amd64": amd, "arm64": arm, "unknown": attestation}
+    world.registry.scans[("team/web", amd)] = ScanResult("COMPLETE", {"HIGH": 1})
+    world.registry.scans[("team/web", arm)] = ScanResult("COMPLETE", {"HIGH": 2, "CRITICAL": 1})
+    world.registry.scans[("team/web", attestation)] = ScanResult("UNSUPPORTED_IMAGE", {})
+    world.registry.set("team/web", "latest", index)
+    world.streams.sync(WEB)
+    tid = world.add([{"type": "scan", "blockAt": "HIGH", "timeoutMinutes": 30}])
+    world.fire(tid)
+    trigger = world.trigger(tid)
+    assert trigger.status == "Blocked" and "3 HIGH" in trigger.gate["reason"], trigger.gate
+    assert world.image() != pinned(20)
 
 
 def test_review_readme_documents_every_notification_detail_type_and_its_fields():

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from .errors import Conflict, Invalid
 from .model import TRIGGER_ID_RE, cap_text, fields, rfc3339, show
+from .ports import ScanResult
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ MAX_GATES = 10
 MAX_VERIFIED_TRIGGERS = 20
 MAX_MINUTES = 7 * 24 * 60  # a week: longer waits are a process, not a gate
 SCAN_DONE = ("COMPLETE", "ACTIVE")  # ACTIVE: enhanced scanning, continuously scanned
+SCAN_SKIPPED = ("UNSUPPORTED_IMAGE",)  # manifests ECR does not scan (attestations)
+MAX_SCANNED_CHILDREN = 20  # platform manifests of one index judged by the scan gate
 # Artifact types of OCI referrers that are signatures: Notation, cosign (OCI 1.1 referrers and sigstore bundles)
 SIGNATURE_ARTIFACT_TYPES = frozenset({
     "application/vnd.cncf.notary.signature",
@@ -270,7 +273,7 @@ class Gating:
 
     def _judge_scan(self, gate: Gate, stream: str, digest: str, state: GateState,
                     now: datetime) -> tuple[str, str, datetime | None]:
-        result = self.registry.scan_result(stream, digest)
+        result = self._scan_of(stream, digest)
         if result is not None and result.status in SCAN_DONE:
             reason = scan_counts_reason(result.counts, gate.block_at or "CRITICAL")
             if reason:
@@ -281,6 +284,32 @@ class Gating:
         if now >= deadline:
             return "blocked", f"not scanned within {gate.timeout_minutes} minutes{seen}", None
         return "waiting", f"waiting for the scan result{seen}", deadline
+
+    def _scan_of(self, stream: str, digest: str) -> Any:
+        """The scan result of ``digest``. ECR scans image manifests, not indexes: for a multi-platform image (no
+        result of its own) the results of its platform manifests are summed — complete only when every one that
+        can be scanned is (attestation manifests, UNSUPPORTED_IMAGE, are skipped)."""
+        result = self.registry.scan_result(stream, digest)
+        if result is not None and result.status in SCAN_DONE:
+            return result
+        children_of = getattr(self.registry, "index_children", None)
+        kids = children_of(stream, [digest]).get(digest) if children_of is not None else None
+        if not kids:
+            return result
+        counts: dict[str, int] = {}
+        scanned = 0
+        for kid in kids[:MAX_SCANNED_CHILDREN]:
+            part = self.registry.scan_result(stream, kid)
+            if part is not None and part.status in SCAN_SKIPPED:
+                continue  # e.g. an attestation manifest: nothing to scan
+            if part is None or part.status not in SCAN_DONE:
+                return part or result  # a platform not scanned (yet): the index waits for it
+            scanned += 1
+            for severity, n in (part.counts or {}).items():
+                counts[severity] = counts.get(severity, 0) + int(n)
+        if not scanned:
+            return result
+        return ScanResult("COMPLETE", counts)
 
     def _judge_signature(self, gate: Gate, stream: str, digest: str, state: GateState,
                          now: datetime) -> tuple[str, str, datetime | None]:

@@ -113,7 +113,7 @@ class ScanResult(NamedTuple):
 
 
 class SigningStatus(NamedTuple):
-    """ECR managed signing of one image, summed over its signing profiles (COMPLETE if any profile completed)."""
+    """ECR managed signing of one image, summed over its signing profiles (COMPLETE only when every one did)."""
 
     status: str  # IN_PROGRESS | COMPLETE | FAILED
     reason: str | None = None
