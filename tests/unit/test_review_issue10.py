@@ -317,9 +317,6 @@ def test_review_a_tag_back_on_the_running_digest_is_not_gated_again(world):
     assert after.status in ("Deployed", "Deploying") and after.gate is None, (after.status, after.gate)
 
 
-@pytest.mark.xfail(strict=True, reason="policy.set accepts a verified gate naming a trigger that does not exist "
-                   "(trigger.add and trigger.gates refuse it as Invalid); the policy is then Blocked for good. Fix "
-                   "(policies.set_policy): call self.check_gate_triggers(parsed gates) before writing")
 def test_review_policy_set_refuses_a_verified_gate_naming_no_trigger(world):
     from tests.unit.test_gates import STAGING
 

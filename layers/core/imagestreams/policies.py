@@ -53,7 +53,11 @@ class PolicyTags:
             if not isinstance(gates, list):
                 raise Invalid(f"gates must be a list of gate objects, got {type(gates).__name__}")
             if gates:
-                gate_dicts = tuple(g.as_dict() for g in _gates_module().parse_gates(gates))
+                parsed_gates = _gates_module().parse_gates(gates)
+                check = getattr(self, "check_gate_triggers", None)
+                if check is not None:
+                    check(parsed_gates)  # a verified gate naming no trigger would hold the tag for good
+                gate_dicts = tuple(g.as_dict() for g in parsed_gates)
         head = self.store.get_head(stream_tag)
         if head is not None and not head.deleted and head.alias_of:
             raise Conflict(f"{stream_tag} tracks {stream_tag.stream}:{head.alias_of} (an alias): a tag is either an "
