@@ -55,7 +55,7 @@ class GateFlow:
     def check_gate_triggers(self, gates: Iterable[Gate]) -> None:
         """A verified gate must name triggers that exist."""
         for gate in gates:
-            for trigger_id in gate.triggers:
+            for trigger_id in getattr(gate, "triggers", None) or ():
                 if self.store.get_trigger(trigger_id) is None:
                     raise Invalid(f"verified gate names trigger {trigger_id}, which does not exist")
 
