@@ -28,10 +28,6 @@ def _deployed_then_gated(world):
     return tid, d1, d2
 
 
-@pytest.mark.xfail(strict=True, reason="rollout_event's conditional save writes the whole trigger state it read "
-                   "(gateState too): an approval recorded between its read and write is lost. Fix: rollout_event "
-                   "writes only the rollout fields (rolloutState, rolloutAt, status, lastError), or save_trigger "
-                   "with expect also conditions on gateState")
 def test_review_an_approval_racing_a_rollout_event_is_not_lost(world):
     tid, d1, d2 = _deployed_then_gated(world)
     deployment = world.trigger(tid).deployment
@@ -50,10 +46,6 @@ def test_review_an_approval_racing_a_rollout_event_is_not_lost(world):
     assert world.image() == pinned(2)
 
 
-@pytest.mark.xfail(strict=True, reason="rollout_event (not under the target lease) writes back the status/gate "
-                   "it read: a fire that judged the gates meanwhile (Gated on the new head) is overwritten with "
-                   "Deployed and no gate, so the wait vanishes from describe and from notifications. Fix: as above, "
-                   "rollout_event updates only rollout fields (status only from Deploying)")
 def test_review_a_rollout_event_does_not_erase_a_gate_judged_meanwhile(world):
     d1 = world.push(1)
     tid = world.add([{"type": "approval"}])

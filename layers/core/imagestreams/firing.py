@@ -75,6 +75,7 @@ class Firing:
     policy: TargetPolicy
     clock: Callable[[], datetime]
     sleep: Callable[[float], None]
+    max_attempts: int
 
     # -------------------------------------------------------------------------------------- fan-out
 
@@ -336,13 +337,18 @@ class Firing:
         for listed in candidates:
             if listed.deployment != deployment:
                 continue
-            trigger = self.store.refresh_trigger(listed)  # the index lags: a newer fire may have replaced it since
-            if trigger is None or trigger.deployment != deployment:
-                continue
-            after = advance_rollout(trigger, state, reason, self.clock())
-            # conditional on the fire we read: a fire that lands between our read and this write wins
-            if after != trigger and self.store.save_trigger(after, expect=trigger):
-                updated.append(after)
+            for _ in range(self.max_attempts):
+                trigger = self.store.refresh_trigger(listed)  # the index lags: a newer fire may have replaced it
+                if trigger is None or trigger.deployment != deployment:
+                    break
+                after = advance_rollout(trigger, state, reason, self.clock())
+                if after == trigger:
+                    break
+                # conditional on what we read: a fire, a gate judgment or an approval landing meanwhile wins, and
+                # the report is applied again to the record as it is now
+                if self.store.save_trigger(after, expect=trigger):
+                    updated.append(after)
+                    break
         if any(t.rollout_state in ROLLOUT_DONE for t in updated):
             self.rollout_done(updated)  # verified gates naming these triggers: pass on time, or block
         return updated

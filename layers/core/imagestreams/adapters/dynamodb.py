@@ -494,7 +494,8 @@ class DynamoStore:
 
     def save_trigger(self, trigger: Trigger, *, expect: Trigger | None = None) -> bool:
         """Update the trigger's state fields only; ``paused`` is owned by :meth:`set_paused`. With ``expect``, on
-        condition that the stored ``deployment`` and ``lastTriggeredAt`` are still ``expect``'s."""
+        condition that the stored ``deployment``, ``lastTriggeredAt``, ``status`` and gate decisions are still
+        ``expect``'s (a fire, a gate judgment or a decision made since wins)."""
         state = _trigger_state(trigger)
         sets = {k: v for k, v in state.items() if v is not None}
         removes = [k for k, v in state.items() if v is None]
@@ -507,12 +508,22 @@ class DynamoStore:
         if expect is not None:
             seen = _trigger_state(expect)
             parts = []
-            for field in ("deployment", "lastTriggeredAt"):
+            for field in ("deployment", "lastTriggeredAt", "status"):
                 if seen[field] is None:
                     parts.append(f"attribute_not_exists(#{field})")
                 else:
                     parts.append(f"#{field} = :seen_{field}")
                     values[f":seen_{field}"] = seen[field]
+            # and the gate state it read: an approval, a rejection or a forced deploy recorded since wins
+            gate = seen["gateState"] or {}
+            names["#gs"] = "gateState"
+            for i, key in enumerate(("digest", "approvedBy", "rejectedBy", "forcedBy")):
+                names[f"#gs{i}"] = key
+                if gate.get(key) is None:
+                    parts.append(f"attribute_not_exists(#gs.#gs{i})")
+                else:
+                    parts.append(f"#gs.#gs{i} = :seen_gs{i}")
+                    values[f":seen_gs{i}"] = gate[key]
             condition = " AND ".join(parts)
         return self._update_trigger(trigger, UpdateExpression=expression, ExpressionAttributeNames=names,
                                     ExpressionAttributeValues=_dump(values), condition=condition)

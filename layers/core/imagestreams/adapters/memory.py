@@ -19,6 +19,13 @@ from ..policytags import Policy
 from ..ports import DriverResult, TargetState
 
 
+def _seen(trigger: Trigger) -> tuple:
+    """What a conditional trigger write compares (as the DynamoDB store's condition does)."""
+    gate = trigger.gate_state
+    return (trigger.deployment, trigger.last_triggered_at, trigger.status,
+            (gate.digest, gate.approved_by, gate.rejected_by, gate.forced_by) if gate else None)
+
+
 class MemoryStore:
     def __init__(self) -> None:
         self.heads_by_tag: dict[StreamTag, Head] = {}
@@ -130,8 +137,7 @@ class MemoryStore:
             current = self.triggers.get(trigger.id)
             if current is None:
                 return False
-            if expect is not None and (current.deployment, current.last_triggered_at) != (
-                    expect.deployment, expect.last_triggered_at):
+            if expect is not None and _seen(current) != _seen(expect):
                 return False
             # paused is set_paused's, gates set_gates'
             self.triggers[trigger.id] = trigger.with_outcome(paused=current.paused, gates=current.gates)
