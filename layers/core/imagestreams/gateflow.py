@@ -105,8 +105,9 @@ class GateFlow:
 
     def gate_evidence(self, stream: str, digest: str) -> dict[str, Any]:
         """New evidence about ``stream@digest`` (a scan, a signature, a gate-clock wake-up): re-judge whatever waits
-        on it. One query of the stream's partition; nothing written when nobody waits on the digest."""
-        view = getattr(self.store, "stream_view", None)
+        on it. One query of the stream's heads, held triggers and policy tags (never its history); nothing written
+        when nobody waits on the digest."""
+        view = getattr(self.store, "gate_view", None) or getattr(self.store, "stream_view", None)
         if view is not None:
             heads, triggers, policies = view(stream)
         else:

@@ -20,6 +20,8 @@ from .ports import Registry
 
 log = logging.getLogger(__name__)
 
+MAX_REREADS = 3  # a policy decided on a lagging view: times it is decided again from consistent reads before a move
+
 
 def _gates_module() -> Any:
     try:
@@ -211,8 +213,8 @@ class PolicyTags:
                 if tag != policy.stream_tag.tag
                 and (follow or (not head.alias_of and tag not in policy_tags))]
 
-    def _evaluate_one(self, policy: Policy, live: dict[str, Head],
-                      policy_tags: set[str]) -> tuple[list[Move], Policy]:
+    def _evaluate_one(self, policy: Policy, live: dict[str, Head], policy_tags: set[str],
+                      rereads: int = MAX_REREADS) -> tuple[list[Move], Policy]:
         st = policy.stream_tag
         try:
             spec = policy.spec
@@ -228,6 +230,11 @@ class PolicyTags:
         if head is not None and head.digest == digest:
             return [], self._record(policy, policy._replace(status="Selected", selected=tag, digest=digest,
                                                            gate=None))
+        stale = self._stale(policy, tag, digest, live)
+        if stale is not None:  # the view lagged: decide again from what is stored
+            if stale.held or rereads <= 0:
+                return [], stale
+            return self._evaluate_one(stale, live, policy_tags, rereads - 1)
         actor = f"policy:{spec.kind}"
         after = policy._replace(selected=tag, digest=digest)
         if policy.gates:
@@ -249,6 +256,25 @@ class PolicyTags:
         if base is not None:
             live[st.tag] = base._replace(stream_tag=st, digest=digest, deleted=False, alias_of=None)
         return moves, self._record(policy, after._replace(status="Selected", gate=None))
+
+    def _stale(self, policy: Policy, tag: str, digest: str, live: dict[str, Head]) -> Policy | None:
+        """Before a policy tag moves (or waits on gates): the selected candidate's head and the policy, read again
+        consistently (the fan-out's view of the stream comes from an eventually consistent index). None when both
+        are as seen; else the stored policy, with ``live`` corrected (a policy removed meanwhile comes back held,
+        so nothing moves)."""
+        fresh = self.store.get_head(StreamTag(policy.stream_tag.stream, tag))
+        stored = self.store.get_policy(policy.stream_tag)
+        if stored is None:
+            return policy._replace(held=True)
+        if fresh is not None and not fresh.deleted and fresh.digest == digest and stored.rev == policy.rev:
+            return None
+        log.info("policy of %s: %s or the policy changed since the view was read; deciding again",
+                 policy.stream_tag, tag)
+        if fresh is None or fresh.deleted:
+            live.pop(tag, None)
+        else:
+            live[tag] = fresh
+        return stored
 
     def _gate_verdict(self, policy: Policy, digest: str) -> Any:
         """The gates' verdict on ``digest`` (None when this deployment has no gates module)."""
