@@ -505,12 +505,8 @@ class DynamoStore:
         return self.stream_view(stream)[2]
 
     def all_policies(self) -> list[Policy]:
-        """Every policy tag (the ByKind index, eventually consistent)."""
-        items = self._query({
-            "TableName": self.table, "IndexName": TRIGGER_INDEX,
-            "KeyConditionExpression": "gsi1pk = :t", "ExpressionAttributeValues": _dump({":t": "POLICY"}),
-        })
-        return [policy_from_item(i) for i in items]
+        """Every policy tag: listed by the ByKind index (keys only), read whole from the table."""
+        return [policy_from_item(i) for i in self.index_items(TRIGGER_INDEX, "gsi1pk", "POLICY")]
 
     def all_triggers(self) -> list[Trigger]:
         """Every trigger, read consistently from the table: the index only lists their keys."""
