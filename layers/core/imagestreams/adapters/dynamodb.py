@@ -463,8 +463,9 @@ class DynamoStore:
                 continue
             if keys is None and "gsi3pk" not in item:
                 continue
-            update = ("SET gsi3pk = :pk, gsi3sk = :sk" if keys else "REMOVE gsi3pk, gsi3sk")
-            values = {"ExpressionAttributeValues": _dump({":pk": keys["gsi3pk"], ":sk": keys["gsi3sk"]})} if keys else {}
+            update = "SET gsi3pk = :pk, gsi3sk = :sk" if keys else "REMOVE gsi3pk, gsi3sk"
+            values = ({"ExpressionAttributeValues": _dump({":pk": keys["gsi3pk"], ":sk": keys["gsi3sk"]})}
+                      if keys else {})
             try:
                 self.client.update_item(TableName=self.table, Key=_dump({"pk": item["pk"], "sk": item["sk"]}),
                                         UpdateExpression=update, ConditionExpression="attribute_exists(pk)",
