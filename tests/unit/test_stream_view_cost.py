@@ -236,3 +236,22 @@ def test_a_trigger_state_write_after_release_takes_it_off_the_index(dynamo):
     assert item["gsi3sk"] == f"W#latest#{trigger.id}"
     assert store.save_trigger(trigger.with_outcome(status="Deployed"))
     assert index_keys(client, S) == []
+
+
+def test_a_trigger_held_before_the_index_existed_is_still_woken_by_its_gate_clock(dynamo):
+    store, client = dynamo
+    heads = seed(client, "streams", S, tags=3, history=2, policy=False)
+    web = heads[version_tag(1)]
+    from imagestreams.gates import GateState
+
+    trigger = Trigger(trigger_id(web.stream_tag, TARGET), web.stream_tag, TARGET,
+                      gates=parse_gates([{"type": "approval"}]), status="Gated",
+                      gate_state=GateState(web.digest, T0))
+    assert store.add_trigger(trigger)
+    client.update_item(TableName="streams", Key=_dump({"pk": pk(S), "sk": trigger_sk(web.stream_tag.tag, trigger.id)}),
+                       UpdateExpression="REMOVE gsi3pk, gsi3sk")  # as an older version wrote it
+    queue = ListQueue()
+    streams = ImageStreams(store, MemoryRegistry(), {"ecs": MemoryEcs()}, queue)
+    assert streams.gate_evidence(S, web.digest)["triggers"] == []  # the index does not list it
+    assert streams.gate_wake("trigger", trigger.id, web.digest)["triggers"] == [trigger.id]
+    assert [i for _, i, _ in queue.items] == [trigger.id]

@@ -151,7 +151,12 @@ class GateFlow:
             stream = trigger.stream_tag.stream
         else:
             stream = key.partition(":")[0]
-        return self.gate_evidence(stream, digest)
+        outcome = self.gate_evidence(stream, digest)
+        if kind == "trigger" and trigger.id not in outcome["triggers"] and _holds(trigger, digest) \
+                and not trigger.paused:  # held since before the stream index listed held triggers
+            outcome["triggers"] += self._refire([trigger], {trigger.stream_tag: self.store.get_head(
+                trigger.stream_tag)}, "gate")
+        return outcome
 
     def recheck_signatures(self) -> list[dict[str, Any]]:
         """A signing event that names no image: re-judge every held gate list with a signature gate (bounded)."""
