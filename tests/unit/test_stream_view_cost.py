@@ -140,13 +140,24 @@ def test_a_stream_without_policy_tags_costs_one_index_item(dynamo):
     assert counter.take() == {"items": 1 + 1, "history_items": 0}  # the tag's head, one index item
 
 
-def test_a_gate_event_nobody_waits_on_reads_one_index_item(dynamo):
+def test_a_gate_event_nobody_waits_on_is_one_query_of_what_can_wait(dynamo):
     store, client = dynamo
-    seed(client, "streams", S, tags=10, history=30, policy=False)
+    heads = seed(client, "streams", S, tags=10, history=30, policy=False)
     counter = ScanCounter(client)
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
     out = streams_on(store).gate_evidence(S, digest("nobody"))
     assert out["triggers"] == [] and out["policies"] is False
-    assert counter.take() == {"items": 1, "history_items": 0}
+    assert counter.take() == {"items": 0, "history_items": 0} and calls == ["Query"]
+    web = heads[version_tag(2)]  # a trigger held on another digest: the one item read, still one call
+    from imagestreams.gates import GateState
+
+    trigger = Trigger(trigger_id(web.stream_tag, TARGET), web.stream_tag, TARGET,
+                      gates=parse_gates([{"type": "approval"}]), status="Gated", gate_state=GateState(web.digest, T0))
+    assert store.add_trigger(trigger)
+    calls.clear()
+    assert streams_on(store).gate_evidence(S, digest("nobody"))["triggers"] == []
+    assert counter.take() == {"items": 1, "history_items": 0} and calls == ["Query"]
 
 
 def test_a_gate_event_finds_the_held_trigger_without_the_history(dynamo):

@@ -117,10 +117,18 @@ class GateFlow:
         policy_wait = [p for p in policies if getattr(p, "status", None) in HELD
                        and (getattr(p, "digest", None) == digest
                             or (getattr(p, "gate", None) or {}).get("digest") == digest)]
-        fired = self._refire(waiting, {h.stream_tag: h for h in heads}, "gate")
+        by_tag = {h.stream_tag: h for h in heads}
+        for trigger in waiting:  # a view without heads (the stream index): only the tags someone waits on
+            if trigger.stream_tag not in by_tag:
+                by_tag[trigger.stream_tag] = self.store.get_head(trigger.stream_tag)
+        fired = self._refire(waiting, by_tag, "gate")
         evaluated = False
         if policy_wait and hasattr(self, "evaluate_policies"):
-            self.evaluate_policies(stream)  # type: ignore[attr-defined]
+            policy_view = getattr(self.store, "policy_view", None)
+            if policy_view is not None:  # heads and policies without the history; a move re-reads first
+                self.evaluate_policies(stream, *policy_view(stream))  # type: ignore[attr-defined]
+            else:
+                self.evaluate_policies(stream)  # type: ignore[attr-defined]
             evaluated = True
         return {"stream": stream, "digest": digest, "triggers": fired, "policies": evaluated}
 

@@ -427,24 +427,28 @@ class DynamoStore:
                 [policy_from_item(i) for i in items if i["kind"] == "POLICY"])
 
     def gate_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
-        """Heads, the triggers held by their gates and the policy tags of a stream from the ``ByStream`` index, or
-        empty lists when nothing in the stream can wait on a gate (learnt from its first item). Eventually
-        consistent: a held trigger is re-fired, and a fire re-reads everything."""
-        items = self._stream_index(stream)
-        return ([head_from_item(i) for i in items if i["kind"] == "HEAD"],
-                [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"],
+        """What can wait on a gate in a stream, from the ``ByStream`` index: the triggers its gates hold and its
+        policy tags (no heads: ``[]``), in one Query that reads nothing else. Eventually consistent: a held
+        trigger is re-fired, and a fire re-reads everything."""
+        items = self._query(self._index_query(stream, above="P"))
+        return ([], [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"],
                 [policy_from_item(i) for i in items if i["kind"] == "POLICY"])
 
-    def _stream_index(self, stream: str, upto: str | None = None) -> list[dict[str, Any]]:
-        """The stream's ``ByStream`` entries (below ``upto``), newest kind first (``W``, ``P``, then ``H``). The
-        first page reads one item: when it is a head, nothing else is there (no policy tag, no held trigger) and the
-        read stops at half a read unit."""
+    def _index_query(self, stream: str, *, above: str | None = None, below: str | None = None) -> dict[str, Any]:
         condition, values = "gsi3pk = :pk", {":pk": pk(stream)}
-        if upto:
-            condition += " AND gsi3sk < :upto"
-            values[":upto"] = upto
-        kwargs: dict[str, Any] = {"TableName": self.table, "IndexName": STREAM_INDEX, "ScanIndexForward": False,
-                                  "KeyConditionExpression": condition, "ExpressionAttributeValues": _dump(values)}
+        if above:
+            condition += " AND gsi3sk > :above"
+            values[":above"] = above
+        if below:
+            condition += " AND gsi3sk < :below"
+            values[":below"] = below
+        return {"TableName": self.table, "IndexName": STREAM_INDEX, "ScanIndexForward": False,
+                "KeyConditionExpression": condition, "ExpressionAttributeValues": _dump(values)}
+
+    def _stream_index(self, stream: str, upto: str) -> list[dict[str, Any]]:
+        """The stream's ``ByStream`` entries below ``upto``, read backwards (``P`` before ``H``). The first page
+        reads one item: when it is a head, the stream has no policy tag and the read stops at half a read unit."""
+        kwargs = self._index_query(stream, below=upto)
         first = self.client.query(**kwargs, Limit=1)
         items = [_load(i) for i in first["Items"]]
         if not items or items[0].get("kind") == "HEAD":

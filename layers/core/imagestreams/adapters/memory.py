@@ -92,11 +92,10 @@ class MemoryStore:
         return (self.heads(stream), policies) if policies else ([], [])
 
     def gate_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
-        """Heads, gate-held triggers and policy tags of a stream; nothing when none of those can wait on a gate."""
+        """Gate-held triggers and policy tags of a stream (no heads, like the ``ByStream`` read)."""
         held = [t for t in self.triggers.values() if t.stream_tag.stream == stream
                 and t.status in ("Gated", "Blocked") and t.gates]
-        policies = self.policies(stream)
-        return (self.heads(stream), held, policies) if held or policies else ([], [], [])
+        return [], held, self.policies(stream)
 
     def get_policy(self, stream_tag: StreamTag) -> Policy | None:
         return self.policy_items.get(stream_tag)
