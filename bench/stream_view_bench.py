@@ -68,7 +68,9 @@ def seed(client: Any, table: str, stream: str, *, tags: int = 100, history: int 
 
 
 class ScanCounter:
-    """Items every Query/Scan of a client read (``ScannedCount``, before any filter) and GetItem/BatchGetItem items."""
+    """Items every Query/Scan of a client read (``ScannedCount``, before any filter: what DynamoDB bills) and
+    GetItem/BatchGetItem items; ``history_items`` counts the history items handed back (a filter hides the ones a
+    whole-partition query reads and drops, which ``items`` still counts)."""
 
     def __init__(self, client: Any) -> None:
         self.client, self.items, self.history_items = client, 0, 0
