@@ -193,7 +193,8 @@ def test_every_role_that_talks_to_a_cluster_is_exported_mapped_and_documented():
 
 EXPECTED_TABLE_ACTIONS = {  # what each handler's code path calls (see tests/integration/test_iam_coverage.py)
     "IngestFunction": {"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"},
-    "FanoutFunction": {"Query", "UpdateItem", "BatchWriteItem", "GetItem", "PutItem", "DeleteItem"},  # + policy tags
+    "FanoutFunction": {"Query", "UpdateItem", "BatchWriteItem", "GetItem", "PutItem", "DeleteItem",  # + policy tags
+                       "BatchGetItem"},  # a policy tag's candidates read again before it moves
     "DeployerFunction": {"GetItem", "Query", "UpdateItem", "PutItem", "DeleteItem"},
     "ReconcilerFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
     "RolloutFunction": {"GetItem", "BatchGetItem", "Query", "UpdateItem"},

@@ -81,18 +81,27 @@ class Firing:
 
     def head_moved(self, head: Head) -> list[Trigger]:
         """A head changed (from the table's change stream): queue a fire for every unpaused trigger on it, then
-        re-evaluate the stream's policy tags (a move or a delete may change what they select), all from one
-        query of the stream.
+        re-evaluate the stream's policy tags (a move or a delete may change what they select).
+
+        The tag's head and triggers come from one consistent range query; the stream's heads and policy tags from
+        its ``policy_view`` (an index that lists no history, eventually consistent: the head just read is laid over
+        it, and a policy tag is only moved after its candidate is read again). A stream without policy tags costs
+        that view one item.
 
         A tombstone fires nothing: its triggers keep their digest and report ``WaitingForImage``.
         """
-        view = getattr(self.store, "stream_view", None)
+        policy_view = getattr(self.store, "policy_view", None)
         heads, policies = None, None
-        if view is None:
-            _, triggers = self.store.head_and_triggers(head.stream_tag)
-        else:
-            heads, all_triggers, policies = view(head.stream_tag.stream)
+        if policy_view is None and hasattr(self.store, "stream_view"):
+            heads, all_triggers, policies = self.store.stream_view(head.stream_tag.stream)
             triggers = [t for t in all_triggers if t.stream_tag == head.stream_tag]
+        else:
+            current, triggers = self.store.head_and_triggers(head.stream_tag)
+            if policy_view is not None:
+                heads, policies = policy_view(head.stream_tag.stream)
+                if policies:  # the index may lag behind the move that brought us here
+                    heads = [h for h in heads if h.stream_tag != head.stream_tag]
+                    heads += [current] if current is not None else []
         due: list[Trigger] = []
         if head.deleted:
             for trigger in triggers:

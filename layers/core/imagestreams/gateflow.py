@@ -105,8 +105,9 @@ class GateFlow:
 
     def gate_evidence(self, stream: str, digest: str) -> dict[str, Any]:
         """New evidence about ``stream@digest`` (a scan, a signature, a gate-clock wake-up): re-judge whatever waits
-        on it. One query of the stream's partition; nothing written when nobody waits on the digest."""
-        view = getattr(self.store, "stream_view", None)
+        on it. One query of the stream's heads, held triggers and policy tags (never its history); nothing written
+        when nobody waits on the digest."""
+        view = getattr(self.store, "gate_view", None) or getattr(self.store, "stream_view", None)
         if view is not None:
             heads, triggers, policies = view(stream)
         else:
@@ -116,10 +117,18 @@ class GateFlow:
         policy_wait = [p for p in policies if getattr(p, "status", None) in HELD
                        and (getattr(p, "digest", None) == digest
                             or (getattr(p, "gate", None) or {}).get("digest") == digest)]
-        fired = self._refire(waiting, {h.stream_tag: h for h in heads}, "gate")
+        by_tag = {h.stream_tag: h for h in heads}
+        for trigger in waiting:  # a view without heads (the stream index): only the tags someone waits on
+            if trigger.stream_tag not in by_tag:
+                by_tag[trigger.stream_tag] = self.store.get_head(trigger.stream_tag)
+        fired = self._refire(waiting, by_tag, "gate")
         evaluated = False
         if policy_wait and hasattr(self, "evaluate_policies"):
-            self.evaluate_policies(stream)  # type: ignore[attr-defined]
+            policy_view = getattr(self.store, "policy_view", None)
+            if policy_view is not None:  # heads and policies without the history; a move re-reads first
+                self.evaluate_policies(stream, *policy_view(stream))  # type: ignore[attr-defined]
+            else:
+                self.evaluate_policies(stream)  # type: ignore[attr-defined]
             evaluated = True
         return {"stream": stream, "digest": digest, "triggers": fired, "policies": evaluated}
 
@@ -150,7 +159,12 @@ class GateFlow:
             stream = trigger.stream_tag.stream
         else:
             stream = key.partition(":")[0]
-        return self.gate_evidence(stream, digest)
+        outcome = self.gate_evidence(stream, digest)
+        if kind == "trigger" and trigger.id not in outcome["triggers"] and _holds(trigger, digest) \
+                and not trigger.paused:  # held since before the stream index listed held triggers
+            outcome["triggers"] += self._refire([trigger], {trigger.stream_tag: self.store.get_head(
+                trigger.stream_tag)}, "gate")
+        return outcome
 
     def recheck_signatures(self) -> list[dict[str, Any]]:
         """A signing event that names no image: re-judge every held gate list with a signature gate (bounded)."""

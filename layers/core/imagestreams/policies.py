@@ -20,6 +20,8 @@ from .ports import Registry
 
 log = logging.getLogger(__name__)
 
+MAX_REREADS = 3  # a policy decided on a lagging view: times it is decided again from consistent reads before a move
+
 
 def _gates_module() -> Any:
     try:
@@ -215,8 +217,8 @@ class PolicyTags:
                 if tag != policy.stream_tag.tag
                 and (follow or (not head.alias_of and tag not in policy_tags))]
 
-    def _evaluate_one(self, policy: Policy, live: dict[str, Head],
-                      policy_tags: set[str]) -> tuple[list[Move], Policy]:
+    def _evaluate_one(self, policy: Policy, live: dict[str, Head], policy_tags: set[str],
+                      rereads: int = MAX_REREADS) -> tuple[list[Move], Policy]:
         st = policy.stream_tag
         try:
             spec = policy.spec
@@ -224,14 +226,22 @@ class PolicyTags:
             log.warning("policy of %s is no longer valid: %s", st, exc.message)
             return [], policy
         choice = select(spec, self._candidates(policy, live, policy_tags))
-        if choice is None:
-            return [], self._record(policy, policy._replace(status="NoCandidate", selected=None, digest=None,
-                                                           gate=None))
-        tag, digest = choice
+        tag, digest = choice if choice is not None else (None, None)
         head = live.get(st.tag)
-        if head is not None and head.digest == digest:
-            return [], self._record(policy, policy._replace(status="Selected", selected=tag, digest=digest,
-                                                           gate=None))
+        settled = None  # what to record when the tag does not move
+        if choice is None:
+            settled = policy._replace(status="NoCandidate", selected=None, digest=None, gate=None)
+        elif head is not None and head.digest == digest:
+            settled = policy._replace(status="Selected", selected=tag, digest=digest, gate=None)
+        if settled is not None and settled.outcome() == policy.outcome():
+            return [], policy  # nothing changes: nothing read again, nothing written
+        stale = self._stale(policy, tag, digest, live)
+        if stale is not None:  # the view lagged: decide again from what is stored
+            if stale.held or rereads <= 0:
+                return [], stale
+            return self._evaluate_one(stale, live, policy_tags, rereads - 1)
+        if settled is not None or tag is None or digest is None:
+            return [], self._record(policy, settled or policy)
         actor = f"policy:{spec.kind}"
         after = policy._replace(selected=tag, digest=digest)
         if policy.gates:
@@ -253,6 +263,33 @@ class PolicyTags:
         if base is not None:
             live[st.tag] = base._replace(stream_tag=st, digest=digest, deleted=False, alias_of=None)
         return moves, self._record(policy, after._replace(status="Selected", gate=None))
+
+    def _stale(self, policy: Policy, tag: str | None, digest: str | None, live: dict[str, Head]) -> Policy | None:
+        """Before an evaluation changes anything (a move, a gate wait, a new status): the policy, and the heads of
+        its candidate, of the tag itself and of what the stored policy selects, read again consistently (the
+        fan-out's view of the stream comes from an eventually consistent index). None when all are as seen; else
+        the stored policy, with ``live`` corrected (a policy removed meanwhile comes back held: nothing moves)."""
+        st = policy.stream_tag
+        stored = self.store.get_policy(st)
+        if stored is None:
+            return policy._replace(held=True)
+        tags = sorted({st.tag} | {t for t in (tag, stored.selected) if t})
+        fresh = {h.stream_tag.tag: h for h in self.store.heads_of(st.stream, tags) if not h.deleted}
+
+        def seen(head: Head | None) -> tuple[Any, ...] | None:
+            return (head.digest, head.alias_of) if head is not None else None
+
+        changed = [t for t in tags if seen(fresh.get(t)) != seen(live.get(t))]
+        if not changed and stored.rev == policy.rev:
+            return None
+        log.info("policy of %s: %s changed since the view was read; deciding again", st,
+                 ", ".join(changed) or "the policy")
+        for t in changed:
+            if t in fresh:
+                live[t] = fresh[t]
+            else:
+                live.pop(t, None)
+        return stored
 
     def _gate_verdict(self, policy: Policy, digest: str) -> Any:
         """The gates' verdict on ``digest`` (None when this deployment has no gates module)."""

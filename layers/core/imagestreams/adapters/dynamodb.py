@@ -3,15 +3,22 @@
 Key design (one partition per stream, so a tag's head and its triggers come back in one query)::
 
     pk = "S#<repo>"
-    sk = "T#<tag>#H"              head or tombstone     kind=HEAD
-         "T#<tag>#P"              policy tag            kind=POLICY, gsi1pk="POLICY", gsi1sk=<stream>:<tag>
-         "T#<tag>#R#<trigger id>" trigger               kind=TRIGGER, gsi1pk="TRIGGER", gsi1sk=<id>
+    sk = "T#<tag>#H"              head or tombstone     kind=HEAD, gsi3pk=pk, gsi3sk="H#<tag>"
+         "T#<tag>#P"              policy tag            kind=POLICY, gsi1pk="POLICY", gsi1sk=<stream>:<tag>,
+                                                        gsi3pk=pk, gsi3sk="P#<tag>"
+         "T#<tag>#R#<trigger id>" trigger               kind=TRIGGER, gsi1pk="TRIGGER", gsi1sk=<id>; while its gates
+                                                        hold it (Gated/Blocked) also gsi3pk=pk, gsi3sk="W#<tag>#<id>"
          "T#<tag>#V#<generation>" history entry         kind=HIST (generation zero-padded: sorts newest last)
     pk = "LEASE#<name>", sk = "LEASE"  a lease (one writer per target resource, one reconciler run)  kind=LEASE,
                                         expiresAt for TTL clean-up (never fanned out: the stream filter wants HEAD)
 
 '#' sorts before every tag character, so ``begins_with("T#web#")`` never matches tag ``web-2``; and
 ``H`` < ``R`` < ``V``, so head + triggers are one contiguous ``BETWEEN`` range.
+
+The sparse index ``ByStream`` (gsi3) lists per stream only its heads, its policy tags and the triggers its gates hold,
+never the history (up to 50 entries per tag) nor the other triggers: a head move or a gate event reads that small
+list instead of the whole partition. ``H`` < ``P`` < ``W``: read backwards, policies and held triggers come first,
+so one item tells whether a stream has anything to evaluate at all.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ _ser = TypeSerializer()
 _de = TypeDeserializer()
 TRIGGER_INDEX = "ByKind"
 TARGET_INDEX = "ByTarget"
+STREAM_INDEX = "ByStream"
+HELD = ("Gated", "Blocked")
 SEEK_ITEMS = 10  # items a head seek reads: one head and a little of what follows (one read unit)
 
 
@@ -55,6 +64,19 @@ def trigger_sk(tag: str, trigger_id: str) -> str:
 
 def history_sk(tag: str, generation: int) -> str:
     return f"T#{tag}#V#{generation:012d}"
+
+
+def stream_keys(item: dict[str, Any]) -> dict[str, str] | None:
+    """The ``ByStream`` keys of a table item: heads and policy tags always, a trigger only while its gates hold it;
+    None for everything else (history, leases, other triggers)."""
+    kind, stream, tag = item.get("kind"), item.get("stream"), item.get("tag")
+    if kind == "HEAD":
+        return {"gsi3pk": pk(stream), "gsi3sk": f"H#{tag}"}  # type: ignore[arg-type]
+    if kind == "POLICY":
+        return {"gsi3pk": pk(stream), "gsi3sk": f"P#{tag}"}  # type: ignore[arg-type]
+    if kind == "TRIGGER" and item.get("status") in HELD and item.get("gates"):
+        return {"gsi3pk": pk(stream), "gsi3sk": f"W#{tag}#{item['id']}"}  # type: ignore[arg-type]
+    return None
 
 
 def _dump(item: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +114,7 @@ def head_item(head: Head, tombstone_ttl: timedelta | None = None) -> dict[str, A
     }
     if head.deleted and tombstone_ttl is not None:
         item["expiresAt"] = int((head.at + tombstone_ttl).timestamp())
+    item.update(stream_keys(item) or {})
     return item
 
 
@@ -142,13 +165,15 @@ def _gate_detail(gate: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def trigger_item(trigger: Trigger) -> dict[str, Any]:
     st = trigger.stream_tag
-    return {
+    item = {
         "pk": pk(st.stream), "sk": trigger_sk(st.tag, trigger.id), "kind": "TRIGGER",
         "gsi1pk": "TRIGGER", "gsi1sk": trigger.id, "gsi2pk": target_key(trigger.target), "gsi2sk": trigger.id,
         "id": trigger.id, "stream": st.stream, "tag": st.tag,
         "target": trigger.target.as_dict(), "paused": trigger.paused, **_trigger_state(trigger),
         **({"gates": [g.as_dict() for g in trigger.gates]} if trigger.gates else {}),
     }
+    item.update(stream_keys(item) or {})
+    return item
 
 
 def trigger_from_item(item: dict[str, Any]) -> Trigger:
@@ -166,7 +191,7 @@ def trigger_from_item(item: dict[str, Any]) -> Trigger:
 
 def policy_item(policy: Policy) -> dict[str, Any]:
     st = policy.stream_tag
-    return {
+    item = {
         "pk": pk(st.stream), "sk": policy_sk(st.tag), "kind": "POLICY", "gsi1pk": "POLICY",
         "gsi1sk": f"{st.stream}:{st.tag}", "stream": st.stream, "tag": st.tag, "policy": _number(policy.policy),
         "gates": _number(list(policy.gates)), "held": policy.held, "status": policy.status,
@@ -174,6 +199,8 @@ def policy_item(policy: Policy) -> dict[str, Any]:
         "gateState": _number(policy.gate_state),
         "rev": policy.rev, "at": policy.at.isoformat() if policy.at else None,
     }
+    item.update(stream_keys(item) or {})
+    return item
 
 
 def _number(value: Any) -> Any:
@@ -265,8 +292,9 @@ class DynamoStore:
 
     def relink(self, expected: Head, new: Head) -> None:
         st = new.stream_tag
-        values: dict[str, Any] = {":r": expected.rev, ":n": new.rev, ":aliases": list(new.aliases)}
-        expression = "SET #rev = :n, aliases = :aliases"
+        values: dict[str, Any] = {":r": expected.rev, ":n": new.rev, ":aliases": list(new.aliases),
+                                  ":g3pk": pk(st.stream), ":g3sk": f"H#{st.tag}"}
+        expression = "SET #rev = :n, aliases = :aliases, gsi3pk = :g3pk, gsi3sk = :g3sk"  # also backfills ByStream
         if new.alias_of:
             values[":of"] = new.alias_of
             expression += ", aliasOf = :of"
@@ -385,9 +413,70 @@ class DynamoStore:
         """Heads (tombstones included), triggers and policy tags of a stream: one consistent Query of its
         partition (history items are filtered out by DynamoDB)."""
         items = self._partition(stream, ("HEAD", "TRIGGER", "POLICY"), ConsistentRead=True)
+        self._backfill(items)
         return ([head_from_item(i) for i in items if i["kind"] == "HEAD"],
                 [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"],
                 [policy_from_item(i) for i in items if i["kind"] == "POLICY"])
+
+    def policy_view(self, stream: str) -> tuple[list[Head], list[Policy]]:
+        """Heads (tombstones included) and policy tags of a stream from the ``ByStream`` index, or ``([], [])``
+        when the stream has no policy tag (learnt from its first item). Eventually consistent: a caller that acts
+        on it re-reads what it acts on."""
+        items = self._stream_index(stream, upto="W")
+        return ([head_from_item(i) for i in items if i["kind"] == "HEAD"],
+                [policy_from_item(i) for i in items if i["kind"] == "POLICY"])
+
+    def gate_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
+        """What can wait on a gate in a stream, from the ``ByStream`` index: the triggers its gates hold and its
+        policy tags (no heads: ``[]``), in one Query that reads nothing else. Eventually consistent: a held
+        trigger is re-fired, and a fire re-reads everything."""
+        items = self._query(self._index_query(stream, above="P"))
+        return ([], [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"],
+                [policy_from_item(i) for i in items if i["kind"] == "POLICY"])
+
+    def _index_query(self, stream: str, *, above: str | None = None, below: str | None = None) -> dict[str, Any]:
+        condition, values = "gsi3pk = :pk", {":pk": pk(stream)}
+        if above:
+            condition += " AND gsi3sk > :above"
+            values[":above"] = above
+        if below:
+            condition += " AND gsi3sk < :below"
+            values[":below"] = below
+        return {"TableName": self.table, "IndexName": STREAM_INDEX, "ScanIndexForward": False,
+                "KeyConditionExpression": condition, "ExpressionAttributeValues": _dump(values)}
+
+    def _stream_index(self, stream: str, upto: str) -> list[dict[str, Any]]:
+        """The stream's ``ByStream`` entries below ``upto``, read backwards (``P`` before ``H``). The first page
+        reads one item: when it is a head, the stream has no policy tag and the read stops at half a read unit."""
+        kwargs = self._index_query(stream, below=upto)
+        first = self.client.query(**kwargs, Limit=1)
+        items = [_load(i) for i in first["Items"]]
+        if not items or items[0].get("kind") == "HEAD":
+            return []
+        if "LastEvaluatedKey" not in first:
+            return items
+        return items + self._query({**kwargs, "ExclusiveStartKey": first["LastEvaluatedKey"]})
+
+    def _backfill(self, items: list[dict[str, Any]]) -> None:
+        """Give items written before the ``ByStream`` index their index keys (once: a consistent view of the
+        stream — the reconciler's policy evaluation, ``describe`` — finds them); a trigger no longer held leaves the
+        index. Each item is updated only when its keys are not what they should be, and only if it still exists."""
+        for item in items:
+            keys = stream_keys(item)
+            if keys is not None and all(item.get(k) == v for k, v in keys.items()):
+                continue
+            if keys is None and "gsi3pk" not in item:
+                continue
+            update = "SET gsi3pk = :pk, gsi3sk = :sk" if keys else "REMOVE gsi3pk, gsi3sk"
+            values = ({"ExpressionAttributeValues": _dump({":pk": keys["gsi3pk"], ":sk": keys["gsi3sk"]})}
+                      if keys else {})
+            try:
+                self.client.update_item(TableName=self.table, Key=_dump({"pk": item["pk"], "sk": item["sk"]}),
+                                        UpdateExpression=update, ConditionExpression="attribute_exists(pk)",
+                                        **values)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
 
     # ----------------------------------------------------------------------------------- policy tags
 
@@ -421,12 +510,8 @@ class DynamoStore:
         return self.stream_view(stream)[2]
 
     def all_policies(self) -> list[Policy]:
-        """Every policy tag (the ByKind index, eventually consistent)."""
-        items = self._query({
-            "TableName": self.table, "IndexName": TRIGGER_INDEX,
-            "KeyConditionExpression": "gsi1pk = :t", "ExpressionAttributeValues": _dump({":t": "POLICY"}),
-        })
-        return [policy_from_item(i) for i in items]
+        """Every policy tag: listed by the ByKind index (keys only), read whole from the table."""
+        return [policy_from_item(i) for i in self.index_items(TRIGGER_INDEX, "gsi1pk", "POLICY")]
 
     def all_triggers(self) -> list[Trigger]:
         """Every trigger, read consistently from the table: the index only lists their keys."""
@@ -497,6 +582,9 @@ class DynamoStore:
         condition that the stored ``deployment``, ``lastTriggeredAt``, ``status`` and gate decisions are still
         ``expect``'s (a fire, a gate judgment or a decision made since wins)."""
         state = _trigger_state(trigger)
+        held = trigger.status in HELD and bool(trigger.gates)
+        state.update({"gsi3pk": pk(trigger.stream_tag.stream) if held else None,  # ByStream while its gates hold it
+                      "gsi3sk": f"W#{trigger.stream_tag.tag}#{trigger.id}" if held else None})
         sets = {k: v for k, v in state.items() if v is not None}
         removes = [k for k, v in state.items() if v is None]
         names = {f"#{k}": k for k in state}

@@ -93,6 +93,17 @@ class MemoryStore:
         heads, triggers = self.stream_state(stream)
         return heads, triggers, [p for st, p in self.policy_items.items() if st.stream == stream]
 
+    def policy_view(self, stream: str) -> tuple[list[Head], list[Policy]]:
+        """Heads and policy tags of a stream, or nothing when it has no policy tag (the ``ByStream`` index)."""
+        policies = self.policies(stream)
+        return (self.heads(stream), policies) if policies else ([], [])
+
+    def gate_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
+        """Gate-held triggers and policy tags of a stream (no heads, like the ``ByStream`` read)."""
+        held = [t for t in self.triggers.values() if t.stream_tag.stream == stream
+                and t.status in ("Gated", "Blocked") and t.gates]
+        return [], held, self.policies(stream)
+
     def get_policy(self, stream_tag: StreamTag) -> Policy | None:
         return self.policy_items.get(stream_tag)
 
