@@ -46,8 +46,9 @@ class CallCounter:
     def attach(self, *clients: Any) -> None:
         for client in clients:
             service = client.meta.service_model.service_name
-            client.meta.events.register(
-                "before-call.*.*", lambda model, _s=service, **_: self.calls.update([f"{_s}:{model.name}"]))
+            client.meta.events.register("before-call.*.*", lambda model, params, _s=service, **_: self.calls.update(
+                [f"{_s}:{model.name}"] + ([f"{_s}:{model.name}@{params['IndexName']}"]
+                                          if isinstance(params, dict) and params.get("IndexName") else [])))
 
     def take(self) -> Counter[str]:
         out, self.calls = self.calls, Counter()
@@ -422,10 +423,14 @@ def bench_policies(aws: EmbeddedAws, policies: int = 20) -> dict[str, Any]:
 
     unchanged = fan_out("latest", "pol-latest")  # no policy selects it
     changed = fan_out("v1.9.0", "pol-9")  # the pattern policies now select it
-    reads = sum(n for k, n in unchanged.items() if k.split(":")[1] in READS and k.startswith("dynamodb:"))
+    reads = sum(n for k, n in unchanged.items()
+                if k.startswith("dynamodb:") and "@" not in k and k.split(":")[1] in READS)
     return {
         "policy_tags": policies,
-        "policy_eval_reads_per_push": reads,
+        # the evaluation's own reads: queries of the stream's heads and policy tags (the ByStream index); the
+        # fan-out's read of the moved tag's head and triggers is what every push costs, policies or not
+        "policy_eval_reads_per_push": unchanged.get("dynamodb:Query@ByStream", 0),
+        "fanout_reads_per_push_with_policies": reads,
         "policy_retags_unchanged": unchanged.get("ecr:PutImage", 0),
         "policy_eval_writes_unchanged": writes(unchanged),
         "policy_retags_changed": changed.get("ecr:PutImage", 0),
@@ -500,8 +505,9 @@ def main() -> int:
     rows += [
         ("fan-out of 100 triggers: SendMessageBatch calls / distinct FIFO groups",
          f"{results['fanout_send_calls_100']} / {results['fanout_groups_100']}", "<= 10 / 100"),
-        (f"policy tags: table reads per push to a stream with {results['policy_tags']} policy tags",
-         results["policy_eval_reads_per_push"], "<= 3"),
+        (f"policy tags: evaluation reads per push to a stream with {results['policy_tags']} policy tags "
+         f"(fan-out reads in all: {results['fanout_reads_per_push_with_policies']})",
+         results["policy_eval_reads_per_push"], "<= 1"),
         ("head move in a stream of 100 tags x 50 history entries: read units (before the ByStream index "
          f"{results['fanout_rru_per_push_big_stream_before']})",
          f"{results['fanout_rru_per_push_big_stream']} (no policy tag: "

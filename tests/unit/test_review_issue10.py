@@ -269,12 +269,6 @@ def test_review_a_policy_move_whose_head_write_was_lost_is_repaired_by_the_next_
 
 # ------------------------------------------------------------------------------------------ concurrent evaluations
 
-@pytest.mark.xfail(strict=True, reason="evaluate_policies moves a policy tag from the view its caller read: an "
-                   "evaluation with an older view (the reconciler, the gates function or policy.set running beside "
-                   "the fan-out) moves the tag BACK to an older selection after a newer one landed; the flap heals "
-                   "through the stream but fires the older digest into the tag's targets meanwhile. Fix "
-                   "(policies._evaluate_one): before retagging, re-read the policy tag's head and the selected "
-                   "candidate's head (consistent) and skip when either changed since the view")
 def test_review_an_evaluation_from_an_older_view_never_moves_a_policy_tag_back(world):
     from imagestreams.model import StreamTag
 

@@ -420,7 +420,7 @@ class DynamoStore:
 
     def policy_view(self, stream: str) -> tuple[list[Head], list[Policy]]:
         """Heads (tombstones included) and policy tags of a stream from the ``ByStream`` index, or ``([], [])``
-        when the stream has no policy tag (learnt from its first item). Eventually consistent: a caller that acts
+        when the stream has no policy tag. Eventually consistent: a caller that acts
         on it re-reads what it acts on."""
         items = self._stream_index(stream, upto="W")
         return ([head_from_item(i) for i in items if i["kind"] == "HEAD"],
@@ -446,16 +446,10 @@ class DynamoStore:
                 "KeyConditionExpression": condition, "ExpressionAttributeValues": _dump(values)}
 
     def _stream_index(self, stream: str, upto: str) -> list[dict[str, Any]]:
-        """The stream's ``ByStream`` entries below ``upto``, read backwards (``P`` before ``H``). The first page
-        reads one item: when it is a head, the stream has no policy tag and the read stops at half a read unit."""
-        kwargs = self._index_query(stream, below=upto)
-        first = self.client.query(**kwargs, Limit=1)
-        items = [_load(i) for i in first["Items"]]
-        if not items or items[0].get("kind") == "HEAD":
-            return []
-        if "LastEvaluatedKey" not in first:
-            return items
-        return items + self._query({**kwargs, "ExclusiveStartKey": first["LastEvaluatedKey"]})
+        """The stream's ``ByStream`` entries below ``upto`` (its heads and policy tags), in one Query (pages only past
+        1 MB); nothing when none of them is a policy tag."""
+        items = self._query(self._index_query(stream, below=upto))
+        return items if any(i.get("kind") == "POLICY" for i in items) else []
 
     def _backfill(self, items: list[dict[str, Any]]) -> None:
         """Give items written before the ``ByStream`` index their index keys (once: a consistent view of the
