@@ -109,10 +109,6 @@ def _template_allows(function: str, action: str, resource_suffix: str = "") -> b
     return False
 
 
-@pytest.mark.xfail(strict=True, reason="the fan-out judges a policy's verified gate (store.get_trigger: a Query "
-                   "on the ByKind index) but its role allows dynamodb:Query on the table only: AccessDenied fails "
-                   "every head move of that stream. Fix: add ${StreamsTable.Arn}/index/ByKind (Query, GetItem) to "
-                   "FanoutFunction's StreamTable statement")
 def test_review_fanout_role_can_read_the_triggers_a_verified_gate_names(world):
     stage, staging, _ = _promotion(world, 30)
     world.push(2, staging)
@@ -123,12 +119,6 @@ def test_review_fanout_role_can_read_the_triggers_a_verified_gate_names(world):
     assert _template_allows("FanoutFunction", "dynamodb:Query", "/index/ByKind")
 
 
-@pytest.mark.xfail(strict=True, reason="a completed (or failed) rollout re-evaluates policy tags whose verified "
-                   "gate names the trigger (rollout_done → evaluate_policies): that writes the policy item "
-                   "(PutItem), and with the soak over retags in ECR and commits the head (PutImage, BatchGetImage, "
-                   "DescribeImages, TransactWrite Put) — RolloutFunction's role has none of these. Fix: give "
-                   "RolloutFunction the fan-out's PolicyTagMoves + PolicyTagRetag statements (BatchGetImage also "
-                   "covers ListImageReferrers, which ECR authorizes as ecr:BatchGetImage)")
 def test_review_rollout_role_can_move_a_policy_tag_its_rollout_released(world):
     stage, staging, stage_target = _promotion(world, 0)
     world.push(2, staging)

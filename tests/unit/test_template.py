@@ -197,7 +197,7 @@ EXPECTED_TABLE_ACTIONS = {  # what each handler's code path calls (see tests/int
                        "BatchGetItem"},  # a policy tag's candidates read again before it moves
     "DeployerFunction": {"GetItem", "Query", "UpdateItem", "PutItem", "DeleteItem"},
     "ReconcilerFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
-    "RolloutFunction": {"GetItem", "BatchGetItem", "Query", "UpdateItem"},
+    "RolloutFunction": {"GetItem", "BatchGetItem", "Query", "UpdateItem", "PutItem", "DeleteItem"},
     "AdminFunction": {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"},
     # policy tags a gate released are written (head + history, the oldest entry dropped)
     "GatesFunction": {"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"},
