@@ -1,5 +1,5 @@
-"""Gates on the embedded AWS: a CRITICAL scan result (moto's DescribeImageScanFindings, its results set through
-moto's own API) blocks a trigger and its ECS service keeps its image; an ``ECR Image Scan`` event routed by the
+"""Gates on the embedded AWS: a CRITICAL scan result (DescribeImageScanFindings answered by the embedded AWS's scan
+test double) blocks a trigger and its ECS service keeps its image; an ``ECR Image Scan`` event routed by the
 template's rule to the gates function releases a waiting trigger; every call those paths make is allowed by the
 function's role. moto implements neither DescribeImageSigningStatus nor ListImageReferrers (HTTP 500): the ECR
 adapter's reading of them is checked with botocore's Stubber."""
@@ -31,16 +31,11 @@ def admin(stack, **command):
 
 
 def scan_results(stack, digest: str, counts: dict[str, int], status: str = "COMPLETE") -> None:
-    """moto's static DescribeImageScanFindings answer for one image (its documented moto-api endpoint)."""
-    body = {"results": [{"registryId": "123456789012", "repositoryName": "team/web", "imageId": {"imageDigest": digest},
-                         "imageScanStatus": {"status": status, "description": "done"},
-                         "imageScanFindings": {"findings": [], "findingSeverityCounts": counts}}],
-            "region": stack.region}
-    request = urllib.request.Request(f"{stack.moto_url}/moto-api/static/ecr/scan-finding-results",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request).read()
-    stack.client("ecr").start_image_scan(repositoryName="team/web", imageId={"imageDigest": digest})
+    """The scan result of one image, through the embedded AWS's scan test double (what DescribeImageScanFindings
+    then answers on the moto endpoint); no event: each test sends the one it needs."""
+    from imagestreams_local import scanning
+
+    scanning.set_scan("team/web", digest, counts=counts, status=status, region=stack.region, emit=False)
 
 
 @pytest.fixture
@@ -164,8 +159,8 @@ def test_signing_status_sums_profiles_and_referrers_page():
         {"digest": d, "mediaType": "application/vnd.oci.image.manifest.v1+json",
          "artifactType": "application/vnd.cncf.notary.signature", "size": 1}]})
     with stub:
-        assert registry.signing_status("team/web", d) == SigningStatus("COMPLETE")
-        assert registry.signing_status("team/web", d) == SigningStatus("FAILED", "expired")
+        assert registry.signing_status("team/web", d) == SigningStatus("FAILED", "arn:p1: expired")  # every profile
+        assert registry.signing_status("team/web", d) == SigningStatus("FAILED", "arn:p1: expired")
         assert registry.signing_status("team/web", d) is None
         assert registry.signature_referrers("team/web", d) == ["application/spdx+json",
                                                                "application/vnd.cncf.notary.signature"]

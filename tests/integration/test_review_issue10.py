@@ -7,10 +7,6 @@ import pytest
 from tests.integration.test_policy_tags import admin, push, repo  # noqa: F401 - fixture
 
 
-@pytest.mark.xfail(strict=True, reason="the ByKind index projects keys only, but DynamoStore.all_policies parses "
-                   "the index items as policies (KeyError 'stream'): policy.list without a stream, the reconciler's "
-                   "policy pass, rollout_done and recheck_signatures all fail on DynamoDB. Fix (adapters/dynamodb.py): "
-                   "return [policy_from_item(i) for i in self.index_items(TRIGGER_INDEX, 'gsi1pk', 'POLICY')]")
 def test_review_policy_list_of_every_stream_works_on_dynamodb(repo):  # noqa: F811
     push(repo, "v1.2.0")
     admin(repo, action="policy.set", target="team/web:stable", policy={"semver": "^1.2"})
