@@ -6,8 +6,6 @@ adapter's reading of them is checked with botocore's Stubber."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
 
 import boto3

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.test_policy_tags import admin, push, repo  # noqa: F401 - fixture
 
 
