@@ -53,6 +53,8 @@ def iam_requests(aws: EmbeddedAws, service: str, operation: str, params: dict[st
         keys = _leading_key(params.get("Item") or params.get("Key"))
         return [(f"dynamodb:{operation}", resource, {"dynamodb:LeadingKeys": keys} if keys else {})]
     if service == "ecr":
+        if params.get("repositoryNames"):  # BatchGetRepositoryScanningConfiguration: one grant per repository
+            return [(f"ecr:{operation}", f"arn:aws:ecr:{arn}:repository/{n}", {}) for n in params["repositoryNames"]]
         name = params.get("repositoryName")
         return [(f"ecr:{operation}", f"arn:aws:ecr:{arn}:repository/{name}" if name else "*", {})]
     if service == "ecs":
@@ -67,6 +69,8 @@ def iam_requests(aws: EmbeddedAws, service: str, operation: str, params: dict[st
             return [(f"ecs:{operation}", f"arn:aws:ecs:{arn}:service/{cluster}/{s.rsplit('/', 1)[-1]}",
                      {"ecs:cluster": [cluster_arn]}) for s in services]
         return [(f"ecs:{operation}", "*", {})]
+    if service == "lambda" and operation == "ListEventSourceMappings":
+        return [(f"lambda:{operation}", "*", {})]  # no resource-level permissions
     if service == "lambda":
         name = params["FunctionName"].rsplit(":function:", 1)[-1]
         qualifier = params.get("Qualifier") or (params.get("Name") if operation.endswith("Alias") else None)
@@ -78,8 +82,20 @@ def iam_requests(aws: EmbeddedAws, service: str, operation: str, params: dict[st
         buses = sorted({(e.get("EventBusName") or "default").rsplit("/", 1)[-1] for e in params["Entries"]})
         return [(f"events:{operation}", f"arn:aws:events:{arn}:event-bus/{bus}", {}) for bus in buses]
     if service == "sqs":
-        queue_arn = next(a for a, url in aws._queue_urls_by_arn.items() if url == params["QueueUrl"])
+        queue_arn = next((a for a, url in aws._queue_urls_by_arn.items() if url == params["QueueUrl"]),
+                         f"arn:aws:sqs:{arn}:{params['QueueUrl'].rstrip('/').rsplit('/', 1)[-1]}")
         return [(f"sqs:{operation}", queue_arn, {})]
+    # the reads of `check`
+    if service == "events" and operation == "DescribeRule":
+        return [(f"events:{operation}", f"arn:aws:events:{arn}:rule/{params['Name']}", {})]
+    if service == "scheduler":
+        return [(f"scheduler:{operation}", f"arn:aws:scheduler:{arn}:schedule/default/{params['Name']}", {})]
+    if service == "sns":
+        return [(f"sns:{operation}", params["TopicArn"], {})]
+    if service == "iam" and operation == "SimulatePrincipalPolicy":
+        return [(f"iam:{operation}", params["PolicySourceArn"], {})]
+    if service == "cloudwatch":
+        return [(f"cloudwatch:{operation}", "*", {})]
     return []  # other services (sts presigning, ...) make no call that needs a grant here
 
 

@@ -16,7 +16,8 @@ from tests.integration.conftest import make_service
 ECS = {"type": "ecs", "cluster": "prod", "service": "web", "container": "web"}
 FUNCTIONS = {"INGEST_FUNCTION_NAME": "IngestFunction", "FANOUT_FUNCTION_NAME": "FanoutFunction",
              "DEPLOYER_FUNCTION_NAME": "DeployerFunction", "RECONCILER_FUNCTION_NAME": "ReconcilerFunction",
-             "ROLLOUT_FUNCTION_NAME": "RolloutFunction"}
+             "ROLLOUT_FUNCTION_NAME": "RolloutFunction", "GATES_FUNCTION_NAME": "GatesFunction",
+             "NOTIFY_FUNCTION_NAME": "NotifyFunction"}
 QUEUES = {"INGEST_DLQ_URL": "IngestDLQUrl", "FANOUT_DLQ_URL": "FanoutDLQUrl", "FIRE_DLQ_URL": "FireDLQUrl",
           "OPS_DLQ_URL": "OpsDLQUrl"}
 
@@ -30,6 +31,7 @@ def healthy(stack):
         name = f"imagestreams-{logical}"
         stack.create_image_function(name, "123456789012.dkr.ecr.us-east-1.amazonaws.com/tools/fn:1")
         env[var] = name
+    add_mappings(stack)
     for var, output in QUEUES.items():
         env[var] = stack.outputs[output]
     env["INGEST_RULE_NAME"] = "imagestreams-IngestFunction-EcrImage"
@@ -57,6 +59,15 @@ def healthy(stack):
     return answer["result"]["id"]
 
 
+def add_mappings(stack) -> str:
+    """The gate clock's event source mapping (SQS -> the gates function), as SAM creates it, in moto. The table
+    stream's mapping to the notify function is not created: moto would then invoke that (imageless) function on
+    every table write, and the embedded runner delivers the stream itself."""
+    return stack.client("lambda").create_event_source_mapping(
+        EventSourceArn=stack.resolver.attrs[("GateClockQueue", "Arn")], FunctionName="imagestreams-GatesFunction",
+        BatchSize=10)["UUID"]
+
+
 def check(stack, **params):
     answer = stack.invoke("AdminFunction", {"action": "check", **params})
     assert answer["ok"], answer
@@ -69,10 +80,15 @@ def by(findings, check_name, subject=None):
 
 def test_a_healthy_stack_has_no_error(stack, healthy):
     findings = check(stack)
-    assert [f for f in findings if f["status"] == "error"] == []
+    [stream_mapping] = by(findings, "mapping", "NotifyItemChanges")  # not created here (see add_mappings)
+    assert stream_mapping["status"] == "error" and "no event source mapping from the table stream" in (
+        stream_mapping["message"])
+    assert [f for f in findings if f["status"] == "error" and f is not stream_mapping] == []
     for name in ("config", "function", "rule", "schedule", "dlq", "reconciler", "target"):
         assert by(findings, name) and all(f["status"] == "ok" for f in by(findings, name)), by(findings, name)
-    assert len(by(findings, "function")) == 5 and len(by(findings, "dlq")) == 5
+    assert len(by(findings, "function")) == 7 and len(by(findings, "dlq")) == 7 and len(by(findings, "rule")) == 5
+    assert by(findings, "mapping", "GateClock")[0]["status"] == "ok"
+    assert not by(findings, "notify-topic")  # no NotificationTopicArn: nothing to check
     assert by(findings, "reconciler")[0]["message"].endswith("no errors")
     # what moto cannot answer is reported as not checked, never as a pass or a failure
     assert {f["status"] for f in by(findings, "permissions") + by(findings, "lifecycle")} == {"warn"}

@@ -42,7 +42,13 @@ ENV = {
     "SCHEDULE_DLQ_URL": "https://sqs/1/ScheduleDLQ", "DEPLOYER_ROLE_ARN": ROLES["Deployer"],
     "RECONCILER_ROLE_ARN": ROLES["Reconciler"], "ADMIN_ROLE_ARN": ROLES["Admin"], "ACCOUNT_ID": ACCOUNT,
     "AWS_REGION": "us-east-1",
+    # gates and notifications (their own checks: tests/unit/test_check_gates.py)
+    "GATES_FUNCTION_NAME": "stack-Gates", "NOTIFY_FUNCTION_NAME": "stack-Notify", "SCAN_RULE_NAME": "stack-Scans",
+    "ENHANCED_SCAN_RULE_NAME": "stack-EnhancedScans", "SIGNING_RULE_NAME": "stack-Signing",
+    "GATE_CLOCK_DLQ_URL": "https://sqs/1/GateClockDLQ", "NOTIFY_DLQ_URL": "https://sqs/1/NotifyDLQ",
 }
+TABLE_STREAM = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/stack-StreamsTable/stream/2026-01-01T00:00:00.000"
+CLOCK_QUEUE = f"arn:aws:sqs:us-east-1:{ACCOUNT}:stack-GateClockQueue"
 PULL_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Sid": "LambdaPull", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
     "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]})
@@ -54,7 +60,7 @@ class FakeDiagnosis:
     def __init__(self) -> None:
         self.functions = {name: {"state": "Active", "lastUpdateStatus": "Successful"}
                           for k, name in ENV.items() if k.endswith("_FUNCTION_NAME")}
-        self.rules = {ENV["INGEST_RULE_NAME"]: "ENABLED", ENV["ROLLOUT_RULE_NAME"]: "ENABLED"}
+        self.rules = {name: "ENABLED" for k, name in ENV.items() if k.endswith("_RULE_NAME")}
         self.schedules = {ENV["RECONCILE_SCHEDULE_NAME"]: {"state": "ENABLED", "expression": "rate(15 minutes)"}}
         self.queues: dict[str, tuple[int, float | None]] = {
             url: (0, None) for k, url in ENV.items() if k.endswith("_DLQ_URL")}
@@ -64,6 +70,9 @@ class FakeDiagnosis:
         self.previews: dict[str, dict[str, str] | None] = {}
         self.unreadable: set[str] = set()
         self.simulated: list[tuple[str, list[str], str, dict | None]] = []
+        self.mappings = {
+            "stack-Notify": [{"uuid": "u-notify", "source": TABLE_STREAM, "state": "Enabled", "lastResult": "OK"}],
+            "stack-Gates": [{"uuid": "u-clock", "source": CLOCK_QUEUE, "state": "Enabled"}]}
 
     def _maybe(self, what: str) -> None:
         if what in self.unreadable:
@@ -97,6 +106,10 @@ class FakeDiagnosis:
     def lifecycle_preview(self, repository):
         self._maybe("lifecycle")
         return self.previews.get(repository)
+
+    def event_sources(self, function):
+        self._maybe("mapping")
+        return self.mappings.get(function, [])
 
 
 class FakeDriver:
@@ -156,9 +169,10 @@ def test_a_healthy_stack_lists_every_check_ok():
     assert {f["status"] for f in findings} == {"ok"}, [f for f in findings if f["status"] != "ok"]
     checks = {f["check"] for f in findings}
     assert checks == {"config", "function", "rule", "schedule", "dlq", "reconciler", "permissions", "target",
-                      "lifecycle"}
-    assert len([f for f in findings if f["check"] == "function"]) == 5
-    assert len([f for f in findings if f["check"] == "dlq"]) == 5
+                      "lifecycle", "mapping"}  # no notification topic, no gates: nothing of theirs to check
+    assert len([f for f in findings if f["check"] == "function"]) == 7
+    assert len([f for f in findings if f["check"] == "dlq"]) == 7
+    assert len([f for f in findings if f["check"] == "rule"]) == 5
     assert all(set(f) == {"check", "subject", "status", "message", "fix"} for f in findings)
 
 

@@ -5,7 +5,10 @@ with ``status`` one of ``ok`` | ``warn`` | ``error``:
 
 - ``config``      the settings the checks need (function, rule, schedule, queue and role names) are present;
 - ``function``    each of the stack's functions exists and is Active with its last update Successful;
-- ``rule``        the EventBridge rules (ECR image events, ECS deployment events) exist and are ENABLED;
+- ``rule``        the EventBridge rules (ECR image events, ECS deployment events, scan and signing events) exist
+  and are ENABLED;
+- ``mapping``, ``notify-topic``, and per trigger or policy tag ``scan-gate`` and ``signature-gate``: see
+  :mod:`imagestreams.check_gates`;
 - ``schedule``    the reconciler's schedule exists and is ENABLED;
 - ``dlq``         every dead-letter queue is empty (else how many messages, and since when when that is known);
 - ``reconciler``  the reconciler finished a run within two schedule periods, and how many errors it reported;
@@ -27,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
+from .check_common import ERROR, OK, WARN, Unreadable, finding
+from .check_gates import GateChecks
 from .errors import ImageStreamsError, NotFound, TargetError, TransientTargetError
 from .model import (
     EcsTarget,
@@ -40,7 +45,6 @@ from .model import (
     utcnow,
 )
 
-OK, WARN, ERROR = "ok", "warn", "error"
 DEFAULT_KEEP_TAG_REVISIONS = 3  # the newest history entries per tag a lifecycle rule must not expire
 DEFAULT_PERIOD = timedelta(minutes=15)
 MAX_LISTED = 5  # digests named in one finding (the rest are counted)
@@ -49,22 +53,17 @@ MAX_MESSAGE = 300  # characters of an outside error message kept in a finding
 # Environment variables naming the stack's resources, by what they are.
 FUNCTIONS = {"Ingest": "INGEST_FUNCTION_NAME", "Fanout": "FANOUT_FUNCTION_NAME",
              "Deployer": "DEPLOYER_FUNCTION_NAME", "Reconciler": "RECONCILER_FUNCTION_NAME",
-             "Rollout": "ROLLOUT_FUNCTION_NAME"}
-RULES = {"EcrImageEvents": "INGEST_RULE_NAME", "EcsDeploymentEvents": "ROLLOUT_RULE_NAME"}
+             "Rollout": "ROLLOUT_FUNCTION_NAME", "Gates": "GATES_FUNCTION_NAME", "Notify": "NOTIFY_FUNCTION_NAME"}
+RULES = {"EcrImageEvents": "INGEST_RULE_NAME", "EcsDeploymentEvents": "ROLLOUT_RULE_NAME",
+         "EcrImageScan": "SCAN_RULE_NAME", "Inspector2Scan": "ENHANCED_SCAN_RULE_NAME",
+         "SignerJobStatusChange": "SIGNING_RULE_NAME"}
 QUEUES = {"IngestDLQ": "INGEST_DLQ_URL", "FanoutDLQ": "FANOUT_DLQ_URL", "FireDLQ": "FIRE_DLQ_URL",
-          "OpsDLQ": "OPS_DLQ_URL", "ScheduleDLQ": "SCHEDULE_DLQ_URL"}
+          "OpsDLQ": "OPS_DLQ_URL", "ScheduleDLQ": "SCHEDULE_DLQ_URL", "GateClockDLQ": "GATE_CLOCK_DLQ_URL",
+          "NotifyDLQ": "NOTIFY_DLQ_URL"}
 ROLES = {"Deployer": "DEPLOYER_ROLE_ARN", "Reconciler": "RECONCILER_ROLE_ARN", "Admin": "ADMIN_ROLE_ARN"}
 SCHEDULE = "RECONCILE_SCHEDULE_NAME"
 SCHEDULE_EXPRESSION = "RECONCILE_SCHEDULE"
-
-
-class Unreadable(Exception):
-    """The diagnosis could not read something (no permission, a preview still running, a throttle): a warning,
-    with the reason. ``denied`` names the IAM action the admin function's role lacks."""
-
-    def __init__(self, message: str, denied: str | None = None) -> None:
-        super().__init__(message)
-        self.denied = denied
+TOPIC = "NOTIFICATION_TOPIC_ARN"  # optional: empty when the stack publishes to no SNS topic
 
 
 class Diagnosis(Protocol):
@@ -101,6 +100,23 @@ class Diagnosis(Protocol):
         """Digest -> action (``EXPIRE`` or ``TRANSITION``) the repository's lifecycle policy would take now; None
         when it has no lifecycle policy."""
 
+    def event_sources(self, function: str) -> list[dict[str, str]]:
+        """The function's event source mappings: ``{"uuid", "source" (ARN), "state", "lastResult", "reason"}``."""
+
+    def topic_attributes(self, topic_arn: str) -> dict[str, str] | None:
+        """The SNS topic's attributes (``Policy``, ``KmsMasterKeyId``); None when it does not exist."""
+
+    def registry_scan_type(self) -> str:
+        """``BASIC`` or ``ENHANCED``: the registry's scanning."""
+
+    def repository_scanning(self, repository: str) -> dict[str, Any] | None:
+        """The repository's effective scanning: ``{"scanOnPush": bool, "frequency": "SCAN_ON_PUSH" |
+        "CONTINUOUS_SCAN" | "MANUAL"}``; None when the repository does not exist."""
+
+    def signing_configuration(self) -> list[dict[str, Any]] | None:
+        """The rules of the registry's signing configuration (``signingProfileArn``, ``repositoryFilters``); None
+        when it has none."""
+
 
 class Stack(NamedTuple):
     """The stack's resources, as the admin function's environment names them."""
@@ -114,6 +130,7 @@ class Stack(NamedTuple):
     account_id: str | None
     region: str | None
     missing: tuple[str, ...] = ()
+    topic: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Stack:
@@ -136,12 +153,7 @@ class Stack(NamedTuple):
             missing.append(SCHEDULE)
         return cls(functions, rules, schedule, (env.get(SCHEDULE_EXPRESSION) or "").strip() or None, queues, roles,
                    env.get("ACCOUNT_ID") or None, env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-                   tuple(missing))
-
-
-def finding(check: str, subject: str, status: str, message: str, fix: str = "") -> dict[str, str]:
-    """One finding; the message may carry outside text (API errors, image strings), held to 1 KB."""
-    return {"check": check, "subject": subject, "status": status, "message": cap_text(message) or "", "fix": fix}
+                   tuple(missing), (env.get(TOPIC) or "").strip() or None)
 
 
 def worst(findings: Iterable[dict[str, str]]) -> str:
@@ -174,7 +186,7 @@ def _listed(items: Iterable[str]) -> str:
     return ", ".join(items[:MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
 
 
-class Checker:
+class Checker(GateChecks):
     def __init__(self, streams: Any, diagnosis: Diagnosis, stack: Stack, *,
                  keep_tag_revisions: int = DEFAULT_KEEP_TAG_REVISIONS, now: datetime | None = None) -> None:
         self.streams = streams
@@ -195,15 +207,18 @@ class Checker:
                 raise NotFound(f"no trigger {trigger_id}")
             triggers, streams = [trigger], [trigger.stream_tag.stream]
             out: list[dict[str, str]] = []
+            policies: list[dict[str, str]] = []
         else:
             triggers = sorted(self.streams.store.all_triggers(), key=lambda t: t.id)
             out = self.stack_checks()
+            policies = self.policy_gate_checks()
             streams = sorted(set(self.streams.store.live_streams()) | {t.stream_tag.stream for t in triggers})
         start = getattr(self.aws, "start_lifecycle_previews", None)
         if start is not None and streams:
             start(streams)  # previews run while the triggers are checked
         for trigger in triggers:
             out += self.trigger_checks(trigger)
+        out += policies
         for stream in streams:
             out.append(self.lifecycle(stream, [t for t in triggers if t.stream_tag.stream == stream]))
         return out
@@ -231,6 +246,7 @@ class Checker:
             schedule_expression = expression or schedule_expression
         for label, url in self.stack.queues.items():
             out.append(self.dlq(label, url))
+        out += self.notify_checks()
         out.append(self.reconciler(period(schedule_expression)))
         return out
 
@@ -325,6 +341,7 @@ class Checker:
         if isinstance(trigger.target, LambdaTarget):
             out.append(self.lambda_pull(trigger))
         out.append(self.target(trigger))
+        out += self.gate_checks(trigger.id, trigger.stream_tag.stream, trigger.gates)
         return out
 
     def _arn(self, service: str, resource: str) -> str:

@@ -7,13 +7,16 @@ is not empty, one CloudWatch ``GetMetricStatistics`` of ``AWS/SQS ApproximateAge
 (the age is a metric, not a queue attribute; when the metric is not readable the age is reported as unknown); IAM
 ``SimulatePrincipalPolicy``; EKS ``DescribeAccessEntry``; ECR ``GetRepositoryPolicy``, ``StartLifecyclePolicyPreview``
 for every repository first, then ``GetLifecyclePolicyPreview`` polled within :data:`PREVIEW_WAIT_SECONDS` shared
-by all of them (a preview still running after that is reported, not waited for).
+by all of them (a preview still running after that is reported, not waited for). For gates and notifications: Lambda
+``ListEventSourceMappings`` per function, SNS ``GetTopicAttributes``, ECR ``GetRegistryScanningConfiguration``,
+``BatchGetRepositoryScanningConfiguration`` and ``GetSigningConfiguration`` (each once per diagnosis and key).
 
 Where verified: Lambda, EventBridge, Scheduler, SQS, CloudWatch and ECR repository policies against the embedded AWS
 (moto) in tests/integration/test_check.py. Moto implements neither ``SimulatePrincipalPolicy``, nor EKS access
 entries, nor lifecycle policy previews: those calls are tested with botocore's Stubber and answers shaped as the
 AWS API reference documents them (tests/unit/test_check.py), so their request shapes are validated by botocore
-but the answers are recorded, not live.
+but the answers are recorded, not live. The same holds for the registry's scanning and signing configurations
+(tests/unit/test_check_gates.py); event source mappings and topic attributes are also read from the embedded AWS.
 """
 
 from __future__ import annotations
@@ -141,6 +144,55 @@ class AwsDiagnosis:
         out = self._call("ecr", "get_repository_policy", f"ecr:GetRepositoryPolicy {repository}",
                          missing={"RepositoryPolicyNotFoundException"}, repositoryName=repository)
         return None if out is None else out.get("policyText")
+
+    def event_sources(self, function: str) -> list[dict[str, str]]:
+        doing = f"lambda:ListEventSourceMappings {function}"
+        kwargs: dict[str, Any] = {"FunctionName": function}
+        found: list[dict[str, str]] = []
+        while True:
+            out = self._call("lambda", "list_event_source_mappings", doing, **kwargs)
+            if out is None:
+                return found
+            for m in out.get("EventSourceMappings", []):
+                found.append({"uuid": str(m.get("UUID", "")), "source": str(m.get("EventSourceArn", "")),
+                              "state": str(m.get("State", "")), "lastResult": str(m.get("LastProcessingResult", "")),
+                              "reason": str(m.get("StateTransitionReason", ""))})
+            if not out.get("NextMarker"):
+                return found
+            kwargs["Marker"] = out["NextMarker"]
+
+    def topic_attributes(self, topic_arn: str) -> dict[str, str] | None:
+        out = self._call("sns", "get_topic_attributes", f"sns:GetTopicAttributes {topic_arn}",
+                         missing={"NotFound", "NotFoundException"}, TopicArn=topic_arn)
+        return None if out is None else dict(out.get("Attributes") or {})
+
+    def registry_scan_type(self) -> str:
+        out = self._call("ecr", "get_registry_scanning_configuration", "ecr:GetRegistryScanningConfiguration registry",
+                         missing=set())
+        return str((out.get("scanningConfiguration") or {}).get("scanType") or "BASIC")
+
+    def repository_scanning(self, repository: str) -> dict[str, Any] | None:
+        out = self._call("ecr", "batch_get_repository_scanning_configuration",
+                         f"ecr:BatchGetRepositoryScanningConfiguration {repository}", repositoryNames=[repository])
+        if out is None:
+            return None
+        for config in out.get("scanningConfigurations", []):
+            if config.get("repositoryName") == repository:
+                return {"scanOnPush": bool(config.get("scanOnPush")),
+                        "frequency": str(config.get("scanFrequency") or "MANUAL")}
+        for failure in out.get("failures", []):
+            if failure.get("failureCode") == "REPOSITORY_NOT_FOUND":
+                return None
+            raise Unreadable(f"ecr:BatchGetRepositoryScanningConfiguration {repository}: "
+                             f"{failure.get('failureCode')}: {failure.get('failureReason', '')}")
+        return None
+
+    def signing_configuration(self) -> list[dict[str, Any]] | None:
+        out = self._call("ecr", "get_signing_configuration", "ecr:GetSigningConfiguration registry",
+                         missing={"SigningConfigurationNotFoundException"})
+        if out is None:
+            return None
+        return list((out.get("signingConfiguration") or {}).get("rules") or [])
 
     def start_lifecycle_previews(self, repositories: list[str]) -> None:
         """Start every repository's preview first, so they run side by side while the other checks read."""
