@@ -331,6 +331,12 @@ class Gating:
         return state._replace(rejected_by=actor, reason=cap_text(reason) if reason else None)
 
 
+def decide(state: GateState | None, gates: tuple[Gate, ...] | list[Gate], digest: str, actor: str, *,
+           approve: bool, reason: str | None = None) -> GateState:
+    """:meth:`Gating.decide` as a function (it reads nothing): what a policy tag's ``approve``/``reject`` calls."""
+    return Gating.decide(None, state, gates, digest, actor, approve=approve, reason=reason)  # type: ignore[arg-type]
+
+
 def _detail(gate: Gate, state: str, reason: str, digest: str) -> dict[str, Any]:
     return {"type": gate.type, "state": state, "reason": reason, "digest": digest}
 

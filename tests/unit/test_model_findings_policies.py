@@ -1,0 +1,77 @@
+"""What the randomized model (tests/simulation.py, fault kind ``policies_gates``) found in policy tags and gates,
+each pinned by a regression test on the real modules (no stand-ins for the gates)."""
+
+from __future__ import annotations
+
+from imagestreams.adapters.memory import ListQueue, MemoryEcs, MemoryRegistry, MemoryStore
+from imagestreams.admin import dispatch
+from imagestreams.model import StreamTag
+from imagestreams.services import ImageStreams
+from tests.conftest import digest
+
+S = "team/web"
+
+
+def make():
+    store, registry = MemoryStore(), MemoryRegistry()
+    return ImageStreams(store, registry, {"ecs": MemoryEcs()}, ListQueue()), store, registry
+
+
+def push(streams: ImageStreams, registry: MemoryRegistry, tag: str, n: int) -> None:
+    registry.set(S, tag, digest(n))
+    streams.sync(StreamTag(S, tag))
+    streams.head_moved(streams.store.get_head(StreamTag(S, tag)))
+
+
+def promotion(streams: ImageStreams) -> dict:
+    answer = dispatch(streams, {"action": "policy.set", "target": f"{S}:prod", "policy": {"follow": "staging"},
+                                "gates": [{"type": "approval"}], "actor": "alice"})
+    assert answer["ok"], answer
+    return answer["result"]["policies"][0]
+
+
+def test_approving_the_digest_a_policy_tag_waits_for_moves_it_and_records_the_approver():
+    """Found: ``approve --target`` on a policy tag failed with an internal error (AttributeError: the policy
+    path called a gates function that only existed as a method), so no promotion could ever be approved."""
+    streams, store, registry = make()
+    push(streams, registry, "staging", 1)
+    waiting = promotion(streams)
+    assert (waiting["status"], waiting["gate"]["type"], waiting["digest"]) == ("Gated", "approval", digest(1))
+    assert (S, "prod") not in registry.tag_map
+
+    answer = dispatch(streams, {"action": "approve", "target": f"{S}:prod", "digest": digest(1), "actor": "bob"})
+
+    assert answer["ok"], answer
+    [policy] = answer["result"]["policies"]
+    assert (policy["status"], policy["digest"]) == ("Selected", digest(1))
+    assert registry.tag_map[(S, "prod")] == digest(1)
+    assert streams.history(StreamTag(S, "prod"))[0].actor == "bob"
+
+
+def test_approving_or_rejecting_another_digest_is_a_conflict_and_writes_nothing():
+    streams, store, registry = make()
+    push(streams, registry, "staging", 1)
+    promotion(streams)
+    before = store.get_policy(StreamTag(S, "prod"))
+    for action in ("approve", "reject"):
+        answer = dispatch(streams, {"action": action, "target": f"{S}:prod", "digest": digest(2), "actor": "bob"})
+        assert answer["error"]["type"] == "Conflict", answer
+    assert store.get_policy(StreamTag(S, "prod")) == before
+    assert (S, "prod") not in registry.tag_map
+
+
+def test_a_rejected_digest_blocks_the_promotion_and_a_newer_one_waits_again():
+    streams, store, registry = make()
+    push(streams, registry, "staging", 1)
+    promotion(streams)
+    answer = dispatch(streams, {"action": "reject", "target": f"{S}:prod", "digest": digest(1), "actor": "bob",
+                                "reason": "CVE-2026-0001"})
+    assert answer["ok"], answer
+    [policy] = answer["result"]["policies"]
+    assert (policy["status"], policy["gate"]["state"]) == ("Blocked", "blocked")
+    assert "CVE-2026-0001" in policy["gate"]["reason"]
+    assert (S, "prod") not in registry.tag_map
+
+    push(streams, registry, "staging", 2)  # a newer head starts over
+    policy = store.get_policy(StreamTag(S, "prod"))
+    assert (policy.status, policy.digest, policy.gate["type"]) == ("Gated", digest(2), "approval")
