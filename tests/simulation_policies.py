@@ -220,6 +220,9 @@ class PolicyWorld:
             self._evidence(digest)
         elif r < 0.85:
             self.pending_evidence.append(digest)
+            if self.rng.random() < 0.4:  # the scan has started: its status says so until it completes
+                self.registry.scans[(POLICY_STREAM, digest)] = ScanResult("IN_PROGRESS", {})
+                self.events.append(("gate", (POLICY_STREAM, digest)))
         elif self.rng.random() < 0.5:
             self.registry.scans[(POLICY_STREAM, digest)] = ScanResult("IN_PROGRESS", {})  # and never finishes
 
@@ -265,8 +268,10 @@ class PolicyWorld:
             policy = self.store.get_policy(StreamTag(POLICY_STREAM, tag))
             if not (answer and answer["ok"]) and policy is not None and policy.held:
                 self.held_at[(POLICY_STREAM, tag)] = was
-        elif r < 0.86:
+        elif r < 0.82:
             self._add_gated_trigger()
+        elif r < 0.86:
+            self._change_gates()
         elif r < 0.92:
             gated = [t for t in self.store.listed() if t.gates and t.status in HELD_STATUSES]
             if gated:
@@ -283,6 +288,12 @@ class PolicyWorld:
                     self.log.append(f"delete {POLICY_STREAM}:{tag}")
 
     def _add_gated_trigger(self) -> None:
+        gates = self._random_gates()
+        source = self.rng.choice((*POLICY_TAGS, "latest")) if self.rng.random() < 0.8 else "prod"
+        self._admin({"action": "trigger.add", "from": f"{POLICY_STREAM}:{source}", "target": self._new_target(),
+                     "gates": gates})
+
+    def _random_gates(self) -> list[dict[str, Any]]:
         gates: list[dict[str, Any]] = []
         if self.rng.random() < 0.6:
             gates.append({"type": "scan", "blockAt": self.rng.choice(("CRITICAL", "HIGH")),
@@ -291,9 +302,20 @@ class PolicyWorld:
             gates.append({"type": "signature", "timeoutMinutes": 30})
         if self.rng.random() < 0.4 or not gates:
             gates.append({"type": "approval"})
-        source = self.rng.choice((*POLICY_TAGS, "latest")) if self.rng.random() < 0.8 else "prod"
-        self._admin({"action": "trigger.add", "from": f"{POLICY_STREAM}:{source}", "target": self._new_target(),
-                     "gates": gates})
+        return gates
+
+    def _change_gates(self) -> None:
+        """A person changes gates: a trigger's (``trigger.gates``), or those of ``staging``/``nightly``."""
+        triggers = [t for t in self.store.listed() if t.gates]
+        if triggers and self.rng.random() < 0.6:
+            self._admin({"action": "trigger.gates", "id": self.rng.choice(triggers).id, "gates": self._random_gates()})
+            return
+        tag = self.rng.choice(("staging", "nightly"))
+        policy = self.store.get_policy(StreamTag(POLICY_STREAM, tag))
+        if policy is not None:
+            gates = [] if policy.gates else [g for g in self._random_gates() if g["type"] != "approval"]
+            self._admin({"action": "policy.set", "target": str(policy.stream_tag), "policy": policy.policy,
+                         "gates": gates})
 
     def _rollback_policy_tag(self, tag: str) -> None:
         key = (POLICY_STREAM, tag)
@@ -429,8 +451,9 @@ class PolicyWorld:
                                        f"candidate is {best[0]} {best[1][:15]}")
 
     def check_stuck(self) -> None:
-        """A gate whose scan or signature is there does not stay waiting (the evidence, the clock or the
-        reconciler wakes it)."""
+        """A gate whose scan or signature is there, or whose verified soak is over (the named triggers completed a
+        rollout of the digest, which ran there long enough), does not stay waiting: the evidence, the clock or the
+        reconciler wakes it."""
         owners: list[tuple[str, str, Any, dict[str, Any] | None]] = []
         for trigger in self.store.listed():
             head = self.store.get_head(trigger.stream_tag)
@@ -440,12 +463,20 @@ class PolicyWorld:
             if policy.status == "Gated" and not policy.held:
                 owners.append((f"policy tag {policy.stream_tag}", POLICY_STREAM, policy.gates, policy.gate))
         for who, stream, gates, gate in owners:
-            if not gate or gate.get("state") != "waiting" or gate.get("type") not in ("scan", "signature"):
+            if not gate or gate.get("state") != "waiting" or gate.get("type") not in ("scan", "signature", "verified"):
                 continue
             judged = [g for g in as_gates(gates) if g.type == gate["type"]]
+            if gate["type"] == "verified" and not all(self._completed(i, gate["digest"]) for g in judged
+                                                      for i in g.triggers):
+                continue  # a named trigger has not (yet) completed a rollout of it: waiting is right
             if judged and self.gates_problem(judged, stream, gate["digest"], who, self.clock.now) is None:
                 self.violations.append(f"[stuck] {who} still waits on its {gate['type']} gate for "
-                                       f"{gate['digest'][:15]}, whose {gate['type']} is there: {gate.get('reason')}")
+                                       f"{gate['digest'][:15]}, whose evidence is in: {gate.get('reason')}")
+
+    def _completed(self, trigger_id: str, digest: str) -> bool:
+        trigger = self.store.get_trigger(trigger_id)
+        return trigger is not None and trigger.last_triggered_digest == digest and \
+            trigger.rollout_state == "COMPLETED"
 
     def gated_now(self, trigger: Trigger, digest: str) -> bool:
         """The trigger is held by its gates on ``digest`` (its target keeps its image)."""

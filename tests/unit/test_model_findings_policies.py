@@ -75,3 +75,43 @@ def test_a_rejected_digest_blocks_the_promotion_and_a_newer_one_waits_again():
     push(streams, registry, "staging", 2)  # a newer head starts over
     policy = store.get_policy(StreamTag(S, "prod"))
     assert (policy.status, policy.digest, policy.gate["type"]) == ("Gated", digest(2), "approval")
+
+
+def test_a_rollout_completion_the_reconciler_polls_starts_the_soak_on_the_service_clock():
+    """Found: when the reconciler (not an event) learnt that a rollout COMPLETED, it stamped ``rolloutAt`` with
+    the machine's wall clock instead of the service's clock, so a verified gate counted its soak from a time the
+    rest of the service does not share (with a clock behind the wall clock, the promotion never came)."""
+    from datetime import datetime, timedelta, timezone
+
+    from imagestreams.model import EcsTarget
+    from imagestreams.reconcile import Reconciler
+
+    class Clock:
+        now = datetime(2026, 1, 1, tzinfo=timezone.utc)  # not today: the service's own clock
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    store, registry, ecs = MemoryStore(), MemoryRegistry(), MemoryEcs()
+    ecs.images[("prod", "web")] = {"web": "nginx:latest"}
+    streams = ImageStreams(store, registry, {"ecs": ecs}, None, clock=clock)
+    registry.set(S, "latest", digest(1))
+    streams.sync(StreamTag(S, "latest"))
+    trigger = streams.add_trigger(StreamTag(S, "latest"), EcsTarget("prod", "web", "web"))
+    streams.fire_by_id(StreamTag(S, "latest"), trigger.id)
+    assert store.get_trigger(trigger.id).status == "Deploying"  # no rollout event reaches us
+    answer = dispatch(streams, {"action": "policy.set", "target": f"{S}:prod", "policy": {"follow": "latest"},
+                                "gates": [{"type": "verified", "triggers": [trigger.id], "minutes": 5}]})
+    assert answer["result"]["policies"][0]["status"] == "Gated"
+
+    clock.now += timedelta(minutes=1)
+    ecs.rollouts[("prod", "web")] = "COMPLETED"  # the deployment settled; its event was lost
+    Reconciler(streams, registry, store).run()  # polls the service
+    polled = store.get_trigger(trigger.id)
+    assert (polled.rollout_state, polled.rollout_at) == ("COMPLETED", clock.now)
+
+    clock.now += timedelta(minutes=6)
+    streams.evaluate_policies(S)
+    assert registry.tag_map[(S, "prod")] == digest(1)
+    assert store.get_policy(StreamTag(S, "prod")).status == "Selected"
