@@ -456,6 +456,11 @@ class PolicyWorld:
         reconciler wakes it."""
         owners: list[tuple[str, str, Any, dict[str, Any] | None]] = []
         for trigger in self.store.listed():
+            if trigger.gate and trigger.gate.get("state") != "passed" and trigger.status not in HELD_STATUSES and \
+                    trigger.status != "WaitingForImage":
+                self.violations.append(f"[record] trigger {trigger.id} is {trigger.status}"
+                                       f"{' (paused)' if trigger.paused else ''} but shows its {trigger.gate['type']} "
+                                       f"gate {trigger.gate['state']} for {trigger.gate['digest'][:15]}")
             head = self.store.get_head(trigger.stream_tag)
             if trigger.status == "Gated" and not trigger.paused and head is not None and not head.deleted:
                 owners.append((f"trigger {trigger.id}", trigger.stream_tag.stream, trigger.gates, trigger.gate))

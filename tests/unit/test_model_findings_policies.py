@@ -115,3 +115,42 @@ def test_a_rollout_completion_the_reconciler_polls_starts_the_soak_on_the_servic
     streams.evaluate_policies(S)
     assert registry.tag_map[(S, "prod")] == digest(1)
     assert store.get_policy(StreamTag(S, "prod")).status == "Selected"
+
+
+def test_a_target_rollback_of_a_held_trigger_clears_its_gate_and_resume_judges_again():
+    """Found: a target rollback of a trigger held by its gates left the trigger paused and running the rolled-back
+    image, yet still showing "approval needed" for the newer digest (``approve`` then said it was not waiting).
+    The gate detail is cleared by the rollback; ``resume`` judges the head again (and the detail is back)."""
+    from imagestreams.model import EcsTarget
+
+    streams, store, registry = make()
+    streams.fire_queue = None
+    streams.drivers["ecs"].images[("prod", "web")] = {"web": "nginx:latest"}
+    latest = StreamTag(S, "latest")
+
+    def push_and_fire(n: int, trigger_id: str | None = None) -> None:
+        registry.set(S, "latest", digest(n))
+        streams.sync(latest)
+        if trigger_id:
+            streams.fire_by_id(latest, trigger_id)
+
+    push_and_fire(1)
+    trigger = streams.add_trigger(latest, EcsTarget("prod", "web", "web"))
+    streams.fire_by_id(latest, trigger.id)
+    push_and_fire(2, trigger.id)
+    assert dispatch(streams, {"action": "trigger.gates", "id": trigger.id, "gates": [{"type": "approval"}]})["ok"]
+    push_and_fire(3, trigger.id)
+    held = store.get_trigger(trigger.id)
+    assert (held.status, held.gate["state"], held.gate["digest"]) == ("Gated", "waiting", digest(3))
+
+    answer = dispatch(streams, {"action": "rollback", "trigger": trigger.id, "actor": "carol"})
+    assert answer["ok"], answer
+    rolled = store.get_trigger(trigger.id)
+    assert rolled.paused and rolled.last_triggered_digest == digest(1)
+    assert rolled.gate is None and rolled.status not in ("Gated", "Blocked")
+
+    answer = dispatch(streams, {"action": "trigger.resume", "id": trigger.id, "actor": "carol"})
+    assert answer["ok"], answer
+    resumed = store.get_trigger(trigger.id)
+    assert (resumed.status, resumed.gate["type"], resumed.gate["digest"]) == ("Gated", "approval", digest(3))
+    assert streams.drivers["ecs"].images[("prod", "web")]["web"].endswith(digest(1))

@@ -203,6 +203,8 @@ class Firing:
                gated: bool = True) -> Trigger:
         if head is None or head.deleted:
             return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
+        if not gated and trigger.gate and trigger.gate.get("state") != "passed":
+            trigger = trigger.with_outcome(gate=None)  # a target rollback: a person chose it; nothing waits now
         if gated and trigger.gates and not (trigger.last_triggered_digest == head.digest
                                             and trigger.status not in ("Gated", "Blocked")):
             verdict = self.gate_verdict(trigger.gates, head.stream_tag.stream, head.digest, trigger.gate_state,
