@@ -1,7 +1,8 @@
-"""Randomized model test: a seeded world of pushes, retags, deletes, aliases, triggers and rollbacks, with ECR events
-duplicated, reordered, delayed and dropped, and injected faults (throttling, 5xx, conditional-check races, rollouts
-that fail and are rolled back by the circuit breaker). After quiescence plus reconciler runs, the invariants of
-docs/concepts.md describes must hold. Reproducible by seed: ``python bench/soak.py --seed N -v``.
+"""Randomized model test: a seeded world of pushes, retags, deletes, aliases, triggers, rollbacks, policy tags and
+gates, with ECR events duplicated, reordered, delayed and dropped, and injected faults (throttling, 5xx,
+conditional-check races, rollouts that fail and are rolled back by the circuit breaker). After quiescence plus
+reconciler runs, the invariants docs/concepts.md describes must hold. Reproducible by seed:
+``python bench/soak.py --seed N -v``.
 
 It drives the real domain (ImageStreams, ingest, admin dispatch, Reconciler) on in-memory ports that keep the
 adapters' contracts; the adapters themselves are covered by the integration tests.
@@ -23,6 +24,13 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
   may return trigger records as they were at the start of the step (a rollout event or a reconciler run then acts
   on an older record than a fire just wrote); and a reconciler run is long: while it reads a target, a push to
   that trigger's tag is ingested and fired.
+- ``policies_gates``: policy tags (a semver range, a numeric pattern, and ``release`` following ``staging`` past a
+  ``verified`` gate on a staging trigger and an ``approval`` gate), triggers with gates (scan with ``blockAt``,
+  signature, approval), pushes and deletes of version tags (``1.2.3``, ``v1.3.0``, ``main-17`` …), scan and signing
+  evidence arriving late, duplicated, never, or before the push's own event (through the gates use cases, as the
+  gates function calls them), gate clock messages delivered late, duplicated or early, approvals and rejections
+  (of wrong digests too), ``deploy --force``, rollbacks of policy tags (they hold) and ``policy.resume``, gates
+  changed, time passing. The world and its invariants are in ``tests/simulation_policies.py``.
 
 Every scenario also prunes now and then (``prune`` with small ``keepTagRevisions`` / ``keepYoungerThanMinutes``: a
 dry run, then the same with ``confirm``) between its pushes, rollbacks and fires: a dry run deletes nothing, and a
@@ -30,7 +38,10 @@ prune never deletes what a trigger's target runs or last received, a head, or a 
 
 Every violation starts with its class in brackets (``[pins]``, ``[target]``, ``[paused]``, ``[redeploy]``, ``[alias]``,
 ``[foreign]``, ``[deployment]``, ``[rollout]``, ``[record]``, ``[tags]``, ``[history]``, ``[reconciler]``,
-``[prune]``), so a soak can count them per class.
+``[prune]``; with ``policies_gates``: ``[policy]`` a policy tag off its best candidate after quiescence, ``[held]``
+a held policy tag moved, ``[gated]`` a digest reached a gated trigger's target or a gated policy tag before its gates
+passed, ``[blocked]`` a blocked digest got there, ``[approval]`` a wrong digest's approval was not a Conflict or
+wrote something, ``[stuck]`` a gate whose evidence is in still waits), so a soak can count them per class.
 """
 
 from __future__ import annotations

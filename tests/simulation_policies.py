@@ -428,6 +428,17 @@ class PolicyWorld:
         policy_tags = {p.stream_tag.tag for p in policies}
         for policy in policies:
             st = policy.stream_tag
+            gate = policy.gate or {}
+            if (policy.status in HELD_STATUSES) != bool(gate) or gate.get("state", "waiting") != (
+                    "blocked" if policy.status == "Blocked" else "waiting") or gate.get("digest", policy.digest) \
+                    != policy.digest:
+                self.violations.append(f"[policy] {st} is {policy.status} (digest {str(policy.digest)[:15]}) with "
+                                       f"gate {gate}")
+            if any(g["type"] == "approval" for g in policy.gates):
+                for entry in self.store.history(st, 1000):
+                    if entry.cause == "policy" and entry.actor != "sim":
+                        self.violations.append(f"[policy] {st} moved to {entry.digest[:15]} past its approval gate "
+                                               f"with actor {entry.actor}, not the approver")
             if policy.held:
                 continue
             spec = parse_policy(policy.policy)
@@ -456,6 +467,12 @@ class PolicyWorld:
         reconciler wakes it."""
         owners: list[tuple[str, str, Any, dict[str, Any] | None]] = []
         for trigger in self.store.listed():
+            if trigger.status in HELD_STATUSES and (
+                    not trigger.gate or trigger.gate.get("state") != ("blocked" if trigger.status == "Blocked"
+                                                                      else "waiting")
+                    or trigger.gate_state is None or trigger.gate.get("digest") != trigger.gate_state.digest):
+                self.violations.append(f"[record] trigger {trigger.id} is {trigger.status} with gate {trigger.gate} "
+                                       f"and gate state {trigger.gate_state}")
             if trigger.gate and trigger.gate.get("state") != "passed" and trigger.status not in HELD_STATUSES and \
                     trigger.status != "WaitingForImage":
                 self.violations.append(f"[record] trigger {trigger.id} is {trigger.status}"
