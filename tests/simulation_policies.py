@@ -77,6 +77,7 @@ class PolicyWorld:
         self.ran: dict[Target, list[tuple[datetime, str]]] = {}  # target -> (when it got it, digest)
         self.applying: list[tuple[str, bool]] = []  # fires in progress: (trigger id, gates judged)
         self.forced: set[tuple[str, str]] = set()  # (trigger id, digest) a person forced past the gates
+        self.cleared: set[tuple[str, str]] = set()  # (trigger id, digest) that reached the target past its gates
         self.decisions: dict[tuple[str, str], list[tuple[datetime, bool]]] = {}  # (owner, digest) -> decisions
         self.held_at: dict[tuple[str, str], str | None] = {}  # policy tag rolled back by a person -> its digest
         self.person_moving: set[tuple[str, str]] = set()  # tags a person is rolling back right now
@@ -141,10 +142,12 @@ class PolicyWorld:
         trigger_id, judged = self.applying[-1]
         trigger = self.store.get_trigger(trigger_id)
         if trigger is None or not trigger.gates or trigger.target != target or not judged or \
-                (trigger_id, digest) in self.forced:
-            return
+                (trigger_id, digest) in self.forced | self.cleared:
+            return  # (once through, a digest may go back after drift: gates changed since do not take it back)
         problem = self.gates_problem(trigger.gates, trigger.stream_tag.stream, digest, trigger.id, self.clock.now)
-        if problem:
+        if not problem:
+            self.cleared.add((trigger_id, digest))
+        else:
             self.violations.append(f"[{problem[0]}] {digest[:15]} reached {target.describe()} (trigger {trigger.id} "
                                    f"on {trigger.stream_tag}, gates {[g.type for g in trigger.gates]}): "
                                    f"{problem[1]}")
