@@ -154,3 +154,37 @@ def test_a_target_rollback_of_a_held_trigger_clears_its_gate_and_resume_judges_a
     resumed = store.get_trigger(trigger.id)
     assert (resumed.status, resumed.gate["type"], resumed.gate["digest"]) == ("Gated", "approval", digest(3))
     assert streams.drivers["ecs"].images[("prod", "web")]["web"].endswith(digest(1))
+
+
+def test_a_late_failed_report_of_the_previous_rollout_keeps_a_held_trigger_approvable():
+    """Found: a trigger held on its gates for the new head (``Gated``, approval needed) turned ``Failed`` when the
+    FAILED report of its previous deployment arrived; ``approve`` of the waiting digest was then refused
+    ("not waiting on its gates") and scan evidence no longer woke it. The rollout failure is recorded, the
+    status stays what the head waits for."""
+    from imagestreams.model import EcsTarget, target_key
+
+    streams, store, registry = make()
+    streams.fire_queue = None
+    ecs = streams.drivers["ecs"]
+    ecs.images[("prod", "web")] = {"web": "nginx:latest"}
+    latest = StreamTag(S, "latest")
+    registry.set(S, "latest", digest(1))
+    streams.sync(latest)
+    trigger = streams.add_trigger(latest, EcsTarget("prod", "web", "web"))
+    streams.fire_by_id(latest, trigger.id)
+    assert dispatch(streams, {"action": "trigger.gates", "id": trigger.id, "gates": [{"type": "approval"}]})["ok"]
+    deployment = store.get_trigger(trigger.id).deployment
+    registry.set(S, "latest", digest(2))
+    streams.sync(latest)
+    streams.fire_by_id(latest, trigger.id)
+    assert store.get_trigger(trigger.id).status == "Gated"
+
+    streams.rollout_event(target_key(trigger.target), deployment, "FAILED", "circuit breaker")
+
+    held = store.get_trigger(trigger.id)
+    assert (held.status, held.rollout_state, held.gate["digest"]) == ("Gated", "FAILED", digest(2))
+    assert "failed" in held.last_error
+    answer = dispatch(streams, {"action": "approve", "id": trigger.id, "digest": digest(2), "actor": "dana"})
+    assert answer["ok"], answer
+    assert ecs.images[("prod", "web")]["web"].endswith(digest(2))
+    assert store.get_trigger(trigger.id).last_triggered_digest == digest(2)

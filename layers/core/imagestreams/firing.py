@@ -59,7 +59,8 @@ def advance_rollout(trigger: Trigger, state: str | None, reason: str | None = No
     if state == "COMPLETED":  # a Failed of a later fire (API error) or a deleted tag keeps its status
         done = {"status": "Deployed", "last_error": None} if trigger.status == "Deploying" else {}
         return trigger.with_outcome(rollout_state="COMPLETED", rollout_at=when, **done)
-    return trigger.with_outcome(status="Failed", rollout_state="FAILED", rollout_at=when,
+    held = trigger.status in ("Gated", "Blocked")  # the head waits on its gates: that stays what it waits for
+    return trigger.with_outcome(status=trigger.status if held else "Failed", rollout_state="FAILED", rollout_at=when,
                                 last_error=f"rollout of {trigger.last_triggered_digest} failed: "
                                            f"{reason or 'no reason given'}")
 
