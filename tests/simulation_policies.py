@@ -141,9 +141,13 @@ class PolicyWorld:
             return
         trigger_id, judged = self.applying[-1]
         trigger = self.store.get_trigger(trigger_id)
-        if trigger is None or not trigger.gates or trigger.target != target or not judged or \
-                (trigger_id, digest) in self.forced | self.cleared:
-            return  # (once through, a digest may go back after drift: gates changed since do not take it back)
+        if trigger is None or not trigger.gates or trigger.target != target:
+            return
+        if not judged or (trigger_id, digest) in self.forced | self.cleared:
+            # a person put it there (a target rollback, deploy --force), or it went through once: it may go back
+            # after drift (gates changed since, or a head that moved back to it, do not take it back)
+            self.cleared.add((trigger_id, digest))
+            return
         problem = self.gates_problem(trigger.gates, trigger.stream_tag.stream, digest, trigger.id, self.clock.now)
         if not problem:
             self.cleared.add((trigger_id, digest))
