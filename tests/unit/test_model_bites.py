@@ -324,3 +324,20 @@ def test_an_evaluation_that_ignores_holds_moves_a_rolled_back_policy_tag(monkeyp
         mp.setattr(PolicyTags, "evaluate_policies", ignoring_holds)
 
     assert_bites(monkeypatch, mutate, {"held"}, {"policies_gates"}, at_least=6)
+
+
+def test_a_decision_that_does_not_check_the_digest_approves_the_wrong_one(monkeypatch):
+    """Defect class: approving (or rejecting) a digest that is not the one waiting is taken instead of refused.
+    Mutation: Gating.decide judges the waiting state as if it were the given digest's."""
+    from imagestreams.gates import Gating
+
+    original = Gating.decide
+
+    def any_digest(self, state, gates, digest, actor, *, approve, reason=None):
+        state = state._replace(digest=digest) if state is not None else state
+        return original(self, state, gates, digest, actor, approve=approve, reason=reason)
+
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(Gating, "decide", any_digest)
+
+    assert_bites(monkeypatch, mutate, {"approval"}, {"policies_gates"}, at_least=10)
