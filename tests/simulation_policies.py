@@ -26,8 +26,9 @@ candidate; a held policy tag does not move; no digest reaches a gated trigger's 
 fakes take is checked when it is written) or a gated policy tag before its gates passed — by the world's own record
 of the evidence, approvals and what ran where — unless a person forced it (``deploy --force``, a target rollback, a
 tag rollback); a blocked digest (findings at or above ``blockAt``, signing FAILED, rejected) never gets there; a
-wrong digest's approval is refused and writes nothing; and a gate whose scan or signature is there does not stay
-waiting.
+wrong digest's approval is refused and writes nothing; a gate whose scan or signature is in, or whose verified soak
+is over, does not stay waiting; a move released by an approval records the approver; and a trigger's or policy's
+``gate`` detail matches its status (``[record]``, ``[policy]``).
 """
 
 from __future__ import annotations
