@@ -487,20 +487,21 @@ class PolicyWorld:
                                        f"{' (paused)' if trigger.paused else ''} but shows its {trigger.gate['type']} "
                                        f"gate {trigger.gate['state']} for {trigger.gate['digest'][:15]}")
             head = self.store.get_head(trigger.stream_tag)
-            if trigger.status == "Gated" and not trigger.paused and head is not None and not head.deleted:
+            if trigger.status in HELD_STATUSES and not trigger.paused and head is not None and not head.deleted:
                 owners.append((f"trigger {trigger.id}", trigger.stream_tag.stream, trigger.gates, trigger.gate))
         for policy in self.store.policies(POLICY_STREAM):
-            if policy.status == "Gated" and not policy.held:
+            if policy.status in HELD_STATUSES and not policy.held:
                 owners.append((f"policy tag {policy.stream_tag}", POLICY_STREAM, policy.gates, policy.gate))
         for who, stream, gates, gate in owners:
-            if not gate or gate.get("state") != "waiting" or gate.get("type") not in ("scan", "signature", "verified"):
-                continue
+            if not gate or gate.get("type") not in ("scan", "signature", "verified") or (
+                    gate.get("state") != "waiting" and " within " not in str(gate.get("reason"))):
+                continue  # (blocked by a timeout: evidence that came in after it still passes the gate)
             judged = [g for g in as_gates(gates) if g.type == gate["type"]]
             if gate["type"] == "verified" and not all(self._completed(i, gate["digest"]) for g in judged
                                                       for i in g.triggers):
                 continue  # a named trigger has not (yet) completed a rollout of it: waiting is right
             if judged and self.gates_problem(judged, stream, gate["digest"], who, self.clock.now) is None:
-                self.violations.append(f"[stuck] {who} still waits on its {gate['type']} gate for "
+                self.violations.append(f"[stuck] {who} still {gate['state']} on its {gate['type']} gate for "
                                        f"{gate['digest'][:15]}, whose evidence is in: {gate.get('reason')}")
 
     def _completed(self, trigger_id: str, digest: str) -> bool:
