@@ -256,20 +256,20 @@ class PolicyWorld:
 
     def policy_step(self) -> None:
         r = self.rng.random()
-        if r < 0.30:
+        if r < 0.28:
             self._push_version()
-        elif r < 0.42:
+        elif r < 0.38:
             if self.pending_evidence:
                 self._evidence(self.pending_evidence.pop(self.rng.randrange(len(self.pending_evidence))))
-        elif r < 0.50:
+        elif r < 0.45:
             self.clock.now += timedelta(minutes=self.rng.choice((1, 5, 20, 45)))
             self.log.append(f"time passes: {self.clock.now}")
-        elif r < 0.66:
+        elif r < 0.60:
             self._decide()
-        elif r < 0.72:
+        elif r < 0.70:
             tag = self.rng.choice(POLICY_TAGS)
             self._rollback_policy_tag(tag)
-        elif r < 0.77:
+        elif r < 0.75:
             tag = self.rng.choice(POLICY_TAGS)
             was = self.held_at.pop((POLICY_STREAM, tag), None)  # it may move within the call
             answer = self._admin({"action": "policy.resume", "target": f"{POLICY_STREAM}:{tag}"})
@@ -280,7 +280,7 @@ class PolicyWorld:
             self._add_gated_trigger()
         elif r < 0.86:
             self._change_gates()
-        elif r < 0.92:
+        elif r < 0.93:
             gated = [t for t in self.store.listed() if t.gates and t.status in HELD_STATUSES]
             if gated:
                 self._admin({"action": "deploy", "id": self.rng.choice(gated).id, "force": True})
@@ -297,7 +297,7 @@ class PolicyWorld:
 
     def _add_gated_trigger(self) -> None:
         gates = self._random_gates()
-        source = self.rng.choice((*POLICY_TAGS, "latest")) if self.rng.random() < 0.8 else "prod"
+        source = self.rng.choice(("latest", "latest", "nightly", *POLICY_TAGS)) if self.rng.random() < 0.85 else "prod"
         self._admin({"action": "trigger.add", "from": f"{POLICY_STREAM}:{source}", "target": self._new_target(),
                      "gates": gates})
 
@@ -356,7 +356,8 @@ class PolicyWorld:
         waiting = self._waiting()
         if not waiting:
             return
-        keys, owner, digest = self.rng.choice(waiting)
+        really = [w for w in waiting if w[2] is not None and (w[1].startswith("tr-") or self.rng.random() < 0.5)]
+        keys, owner, digest = self.rng.choice(really if really and self.rng.random() < 0.75 else waiting)
         r = self.rng.random()
         approve = r < 0.8
         wrong = digest is None or self.rng.random() < 0.25
