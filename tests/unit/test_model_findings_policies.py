@@ -188,3 +188,66 @@ def test_a_late_failed_report_of_the_previous_rollout_keeps_a_held_trigger_appro
     assert answer["ok"], answer
     assert ecs.images[("prod", "web")]["web"].endswith(digest(2))
     assert store.get_trigger(trigger.id).last_triggered_digest == digest(2)
+
+
+def _deployed_trigger(gates: list):
+    """A trigger that deployed digest(1), then got ``gates``; returns (streams, store, registry, trigger, move)
+    where ``move(n)`` points latest at digest(n) and fires."""
+    from imagestreams.model import EcsTarget
+
+    streams, store, registry = make()
+    streams.fire_queue = None
+    streams.drivers["ecs"].images[("prod", "web")] = {"web": "nginx:latest"}
+    latest = StreamTag(S, "latest")
+
+    def move(n: int | None) -> None:
+        if n is None:
+            registry.remove(S, "latest")
+        else:
+            registry.set(S, "latest", digest(n))
+        streams.sync(latest)
+        streams.head_moved(store.get_head(latest))
+        streams.fire_by_id(latest, trigger.id)
+
+    registry.set(S, "latest", digest(1))
+    streams.sync(latest)
+    trigger = streams.add_trigger(latest, EcsTarget("prod", "web", "web"))
+    streams.fire_by_id(latest, trigger.id)
+    assert dispatch(streams, {"action": "trigger.gates", "id": trigger.id, "gates": gates})["ok"]
+    return streams, store, registry, trigger, move
+
+
+def test_a_tag_back_on_the_digest_the_trigger_runs_shows_no_stale_gate():
+    """Found: a trigger blocked on a newer digest, whose tag was deleted and pushed again with the digest it
+    already runs, became Deployed while still showing the old digest's gate as blocked."""
+    from imagestreams.ports import ScanResult
+
+    streams, store, registry, trigger, move = _deployed_trigger([{"type": "scan", "blockAt": "CRITICAL"}])
+    registry.scans[(S, digest(2))] = ScanResult("COMPLETE", {"CRITICAL": 2})
+    move(2)
+    assert (store.get_trigger(trigger.id).status, store.get_trigger(trigger.id).gate["state"]) == ("Blocked",
+                                                                                                  "blocked")
+    move(None)
+    move(1)
+    back = store.get_trigger(trigger.id)
+    assert back.status not in ("Gated", "Blocked") and back.gate is None
+    assert streams.drivers["ecs"].images[("prod", "web")]["web"].endswith(digest(1))
+
+
+def test_a_head_back_on_the_digest_whose_rollout_failed_says_failed_not_gated():
+    """Found (with the fix above that keeps Gated on a FAILED report): the head moving back to the digest whose
+    rollout failed left the trigger ``Gated`` with no gate waiting; it is ``Failed`` again (not re-fired)."""
+    from imagestreams.model import target_key
+    from imagestreams.ports import ScanResult
+
+    streams, store, registry, trigger, move = _deployed_trigger([{"type": "scan", "blockAt": "CRITICAL"}])
+    registry.scans[(S, digest(1))] = ScanResult("COMPLETE", {})
+    deployment = store.get_trigger(trigger.id).deployment
+    move(2)  # no scan yet: waits
+    streams.rollout_event(target_key(trigger.target), deployment, "FAILED", "circuit breaker")
+    assert store.get_trigger(trigger.id).status == "Gated"
+    registered = streams.drivers["ecs"].registered
+    move(1)
+    back = store.get_trigger(trigger.id)
+    assert (back.status, back.rollout_state, back.gate) == ("Failed", "FAILED", None)
+    assert streams.drivers["ecs"].registered == registered  # not deployed again

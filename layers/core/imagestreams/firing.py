@@ -204,10 +204,12 @@ class Firing:
                gated: bool = True) -> Trigger:
         if head is None or head.deleted:
             return self.record(trigger, trigger.with_outcome(status="WaitingForImage"))
-        if not gated and trigger.gate and trigger.gate.get("state") != "passed":
-            trigger = trigger.with_outcome(gate=None)  # a target rollback: a person chose it; nothing waits now
-        if gated and trigger.gates and not (trigger.last_triggered_digest == head.digest
-                                            and trigger.status not in ("Gated", "Blocked")):
+        judged = gated and trigger.gates and not (trigger.last_triggered_digest == head.digest
+                                                  and trigger.status not in ("Gated", "Blocked"))
+        if not judged and trigger.gate and trigger.gate.get("state") != "passed":
+            # a target rollback (a person chose it), or the digest it already deployed: nothing waits now
+            trigger = trigger.with_outcome(gate=None)
+        if judged:
             verdict = self.gate_verdict(trigger.gates, head.stream_tag.stream, head.digest, trigger.gate_state,
                                         owner=trigger.id)
             if verdict.state != "passed":  # the target keeps its image; nothing reaches the driver
@@ -219,6 +221,8 @@ class Firing:
                      "reason": f"deployed past its gates by {forced}"} if forced else None)
             trigger = self.record(trigger, trigger.with_outcome(gate=gate, gate_state=verdict.gate_state))
         if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
+            if trigger.status in ("Gated", "Blocked"):  # the head is back on the digest whose rollout failed
+                return self.record(trigger, trigger.with_outcome(status="Failed"))
             return trigger  # no loop: a digest whose rollout failed is not re-fired until the head moves or `deploy`
         driver = self.drivers.get(trigger.target.type)
         if driver is None:
