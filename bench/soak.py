@@ -3,6 +3,7 @@ violation class; with --each, a table of failing scenarios per fault kind (each 
 
     make soak                                        # 2,000 scenarios, every fault kind
     python bench/soak.py --scenarios 200 --faults shared_targets,alias_race
+    python bench/soak.py --scenarios 500 --faults policies_gates   # policy tags and gates alone
     python bench/soak.py --each --scenarios 200      # which fault kind finds which class of violation
     python bench/soak.py --seed 17 -v                # one scenario, with its operation log
 """

@@ -1,7 +1,8 @@
-"""Randomized model test: a seeded world of pushes, retags, deletes, aliases, triggers and rollbacks, with ECR events
-duplicated, reordered, delayed and dropped, and injected faults (throttling, 5xx, conditional-check races, rollouts
-that fail and are rolled back by the circuit breaker). After quiescence plus reconciler runs, the invariants of
-docs/concepts.md describes must hold. Reproducible by seed: ``python bench/soak.py --seed N -v``.
+"""Randomized model test: a seeded world of pushes, retags, deletes, aliases, triggers, rollbacks, policy tags and
+gates, with ECR events duplicated, reordered, delayed and dropped, and injected faults (throttling, 5xx,
+conditional-check races, rollouts that fail and are rolled back by the circuit breaker). After quiescence plus
+reconciler runs, the invariants docs/concepts.md describes must hold. Reproducible by seed:
+``python bench/soak.py --seed N -v``.
 
 It drives the real domain (ImageStreams, ingest, admin dispatch, Reconciler) on in-memory ports that keep the
 adapters' contracts; the adapters themselves are covered by the integration tests.
@@ -23,6 +24,13 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
   may return trigger records as they were at the start of the step (a rollout event or a reconciler run then acts
   on an older record than a fire just wrote); and a reconciler run is long: while it reads a target, a push to
   that trigger's tag is ingested and fired.
+- ``policies_gates``: policy tags (a semver range, a numeric pattern, and ``release`` following ``staging`` past a
+  ``verified`` gate on a staging trigger and an ``approval`` gate), triggers with gates (scan with ``blockAt``,
+  signature, approval), pushes and deletes of version tags (``1.2.3``, ``v1.3.0``, ``main-17`` …), scan and signing
+  evidence arriving late, duplicated, never, or before the push's own event (through the gates use cases, as the
+  gates function calls them), gate clock messages delivered late, duplicated or early, approvals and rejections
+  (of wrong digests too), ``deploy --force``, rollbacks of policy tags (they hold) and ``policy.resume``, gates
+  changed, time passing. The world and its invariants are in ``tests/simulation_policies.py``.
 
 Every scenario also prunes now and then (``prune`` with small ``keepTagRevisions`` / ``keepYoungerThanMinutes``: a
 dry run, then the same with ``confirm``) between its pushes, rollbacks and fires: a dry run deletes nothing, and a
@@ -30,7 +38,10 @@ prune never deletes what a trigger's target runs or last received, a head, or a 
 
 Every violation starts with its class in brackets (``[pins]``, ``[target]``, ``[paused]``, ``[redeploy]``, ``[alias]``,
 ``[foreign]``, ``[deployment]``, ``[rollout]``, ``[record]``, ``[tags]``, ``[history]``, ``[reconciler]``,
-``[prune]``), so a soak can count them per class.
+``[prune]``; with ``policies_gates``: ``[policy]`` a policy tag off its best candidate after quiescence, ``[held]``
+a held policy tag moved, ``[gated]`` a digest reached a gated trigger's target or a gated policy tag before its gates
+passed, ``[blocked]`` a blocked digest got there, ``[approval]`` a wrong digest's approval was not a Conflict or
+wrote something, ``[stuck]`` a gate whose evidence is in still waits), so a soak can count them per class.
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from imagestreams.model import EcsTarget, EksTarget, Head, StreamTag, Target, Ta
 from imagestreams.ports import DriverResult, TargetState
 from imagestreams.reconcile import Reconciler
 from imagestreams.services import ImageStreams
+from tests.simulation_policies import ModelGateClock, PolicyWorld
 
 REPOS = ("team/web", "team/api")
 FOREIGN = "vendor/base"  # exists in the account; our role may not read it
@@ -63,9 +75,10 @@ TAGS = ("latest", "prod", "edge")
 REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 CONTAINERS = ("app", "sidecar", "worker")
 FAULT_KINDS = frozenset({"shared_targets", "rollout_reorder", "crash_after_apply", "foreign_repo", "alias_race",
-                         "index_lag"})
+                         "index_lag", "policies_gates"})
 VIOLATION_CLASSES = ("pins", "target", "paused", "redeploy", "alias", "foreign", "deployment", "rollout", "record",
-                     "tags", "history", "reconciler", "prune")
+                     "tags", "history", "reconciler", "prune", "policy", "held", "gated", "blocked", "approval",
+                     "stuck")
 MAX_RECEIVES = 5  # the fire queue's maxReceiveCount, then the DLQ
 MAX_RACES_PER_STEP = 20
 VISIBILITY_TIMEOUT = timedelta(seconds=360)  # the fire queue's: a failed receive is seen again this much later
@@ -177,6 +190,7 @@ class FlakyRegistry(MemoryRegistry):
         self.rng, self.fault_rate, self.faults_on = rng, fault_rate, True
         self.foreign: set[str] = set()
         self.retag_racer: Callable[[str, str], None] | None = None
+        self.retag_watch: Callable[[str, str, str], None] | None = None  # sees every retag before it lands
         self.now: Callable[[], datetime] | None = None  # model time: when an image was pushed (prune's age)
 
     def set(self, stream: str, tag: str, digest: str, media_type: str | None = None) -> None:
@@ -197,6 +211,8 @@ class FlakyRegistry(MemoryRegistry):
     def retag(self, stream: str, digest: str, tag: str) -> None:
         if self.retag_racer is not None:
             self.retag_racer(stream, tag)  # a concurrent ingest may finish before our PutImage lands
+        if self.retag_watch is not None:
+            self.retag_watch(stream, digest, tag)
         super().retag(stream, digest, tag)
 
 
@@ -232,6 +248,7 @@ class FlakyEcs(MemoryEcs):
             world.check_refire(target, image)
         result = super().apply(target, image, pins=pins)
         if result.changed:
+            world.reached(target, image)
             world.deployed(target, image, result)
         return result
 
@@ -298,11 +315,12 @@ class FlakyEks:
             raise TargetChanged(f"{target.describe()} was changed by someone else since our read")
         self.world.check_refire(target, image)
         self.workloads[key][target.container] = image
+        self.world.reached(target, image)
         self.versions[key] += 1
         return DriverResult(True, previous, "IN_PROGRESS", None, str(self.versions[key]))
 
 
-class World:
+class World(PolicyWorld):
     def __init__(self, seed: int, *, faults: Iterable[str] = FAULT_KINDS, drop: float = 0.1, dup: float = 0.15,
                  fault_rate: float = 0.1, races: float = 0.1, bad: float = 0.05, target_races: float = 0.3,
                  crashes: float = 0.2, alias_races: float = 0.5, index_lag: float = 0.3) -> None:
@@ -328,8 +346,10 @@ class World:
         self.ecs = FlakyEcs(self, fault_rate)
         self.eks = FlakyEks(self, fault_rate)
         self.queue = ListQueue()
+        self.policies_on = "policies_gates" in self.faults
         self.streams = ImageStreams(self.store, self.registry, {"ecs": self.ecs, "eks": self.eks}, self.queue,
-                                    clock=self.clock, sleep=self._sleep)
+                                    clock=self.clock, sleep=self._sleep,
+                                    gate_clock=ModelGateClock(self) if self.policies_on else None)
         self.store.racer = lambda st: self.streams.observe(st, cause="push")
         self.store.lease_racer = self._lease_race
         self.registry.retag_racer = self._alias_race
@@ -360,6 +380,11 @@ class World:
         self.violations: list[str] = []
         self.store.violations = self.violations
         self.log: list[str] = []
+        self.ran = {}  # target -> [(when it got an image, digest)] (the policies_gates part reads it)
+        self.held_at = {}  # policy tag a person rolled back -> where it must stay (ditto)
+        if self.policies_on:
+            self._init_policies()
+            self.registry.retag_watch = self.retagged
 
     # ---------------------------------------------------------------------------------------- world
 
@@ -422,6 +447,8 @@ class World:
             stream, tag = trigger.stream_tag
             digest = self.new_digest()
             self.registry.set(stream, tag, digest)
+            if (stream, tag) in self.held_at:
+                self.held_at[(stream, tag)] = digest  # a person pushed to a held policy tag: that is where it stays
             event = self._emit("PUSH", stream, digest, tag)
             self.events.remove(("ecr", event))
             self.log.append(f"during a reconciler check of {target.describe()}: push {stream}:{tag} {digest[:15]}")
@@ -509,6 +536,12 @@ class World:
         self.unsettled.clear()
         self.races_left = MAX_RACES_PER_STEP
         self.store.snapshot_index()
+        if self.policies_on and self.rng.random() < 0.35:
+            self.policy_step()
+            self.deliver_some()
+            self.check_paused()
+            self.check_held()
+            return
         r = self.rng.random()
         stream, tag = self.rng.choice(REPOS), self.rng.choice(TAGS)
         ref = f"{stream}:{tag}"
@@ -557,6 +590,8 @@ class World:
             self.deliver_some()
         self.deliver_some()
         self.check_paused()
+        if self.policies_on:
+            self.check_held()
 
     def _new_target(self) -> dict[str, str]:
         if "shared_targets" not in self.faults:
@@ -679,8 +714,8 @@ class World:
             if not self.events:
                 break
             kind, payload = self.events.pop(self.rng.randrange(len(self.events)))  # any order
-            if lossy and self.rng.random() < self.drop:
-                continue  # best-effort delivery: lost
+            if lossy and kind != "clock" and self.rng.random() < self.drop:
+                continue  # best-effort delivery: lost (an SQS message is not: it is received again)
             if lossy and self.rng.random() < self.dup:
                 self.events.append((kind, payload))  # delivered again later
             self._deliver(kind, payload)
@@ -697,11 +732,14 @@ class World:
                         self._check_alias_race(*self._alias_raced)
                     self._alias_raced = None
                     self._first_try = attempt == 0
+                elif kind in ("gate", "clock"):
+                    self.deliver_gate(kind, payload)
                 else:
                     self.streams.rollout_event(*payload)
                     self.note_failed()
                 return True
             except (Throttled, ConcurrentUpdate, Crash):
+                self.store.dead = False
                 continue
             except Exception as exc:
                 if kind == "ecr" and payload.stream in self.registry.foreign:
@@ -744,7 +782,7 @@ class World:
         """The table stream → fan-out, and the FIFO queue → deployer (5 receives, then the DLQ)."""
         while self.store.outbox or self.queue.items or self._visible():
             while self.store.outbox:
-                self.streams.head_moved(self.store.outbox.pop(0))
+                self._fan_out(self.store.outbox.pop(0))
             self.fires += [[item, 0] for item in self.queue.items]
             self.queue.items = []
             while visible := self._visible():
@@ -752,6 +790,16 @@ class World:
                 self._fire_message(visible[0])
             self.check_paused()
         self.note_failed()
+
+    def _fan_out(self, head: Head) -> None:
+        """One change of the table's stream through the fan-out; a fault (its policy moves call ECR) fails the batch,
+        which the stream delivers again (a few times here; then it is left to the reconciler)."""
+        for _ in range(3):
+            try:
+                self.streams.head_moved(head)
+                return
+            except (Throttled, ConcurrentUpdate, Crash):
+                self.store.dead = False
 
     def _visible(self) -> list[list[Any]]:
         """The fire messages a deployer may receive now. Inside another call (a rival deployer, a push during a
@@ -825,6 +873,17 @@ class World:
             self.deliver_some(all_=True, lossy=False)
             if report["errors"]:
                 self.violations.append(f"[reconciler] errors: {report['errors']}")
+        for _ in range(3 if self.policies_on else 0):  # soaks and timeouts run out; the gate clock fires
+            self.clock.now += timedelta(days=1)
+            self.deliver_some(all_=True, lossy=False)
+            report = self.reconcile()
+            self.deliver_some(all_=True, lossy=False)
+            if report["errors"]:
+                self.violations.append(f"[reconciler] errors: {report['errors']}")
+        if self.policies_on:
+            self.check_held(final=True)
+            self.check_policies()
+            self.check_stuck()
         self._check_tags()
         self._check_aliases()
         self._check_targets()
@@ -870,6 +929,8 @@ class World:
             head = self.store.get_head(trigger.stream_tag)
             if trigger.paused or head is None or head.deleted or trigger.rollout_state == "FAILED":
                 continue
+            if self.policies_on and self.gated_now(trigger, head.digest):
+                continue  # held by its gates: its target keeps what it runs
             if isinstance(trigger.target, EcsTarget) and self.ecs.outcome(
                     (trigger.target.cluster, trigger.target.service), trigger.deployment) == "FAILED":
                 # its FAILED event was lost, and the circuit breaker's rollback took the deployment off the

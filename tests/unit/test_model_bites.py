@@ -240,7 +240,8 @@ def test_prune_that_does_not_read_what_targets_run_deletes_a_running_digest(monk
     def mutate(mp: pytest.MonkeyPatch) -> None:
         mp.setattr(prune, "running_now", lambda streams, triggers: set())
 
-    assert_bites(monkeypatch, mutate, {"prune"}, simulation.FAULT_KINDS, at_least=2, bad=0.5)
+    # (without policies_gates, whose steps leave fewer prunes between rollouts that fail)
+    assert_bites(monkeypatch, mutate, {"prune"}, simulation.FAULT_KINDS - {"policies_gates"}, at_least=2, bad=0.5)
 
 
 def test_prune_that_keeps_only_heads_deletes_kept_revisions(monkeypatch):
@@ -252,3 +253,91 @@ def test_prune_that_keeps_only_heads_deletes_kept_revisions(monkeypatch):
         mp.setattr(prune, "history_protected", lambda histories, keep: set())
 
     assert_bites(monkeypatch, mutate, {"prune"}, simulation.FAULT_KINDS, at_least=6)
+
+
+# ------------------------------------------------------------------------- policy tags and gates (policies_gates)
+
+
+def apply_ignoring_gates(original: Callable[..., Trigger]) -> Callable[..., Trigger]:
+    """ImageStreams._apply as if every fire were a target rollback: the gates are never judged."""
+    def apply(self: ImageStreams, trigger: Trigger, head: Head | None, **kwargs: object) -> Trigger:
+        return original(self, trigger, head, **{**kwargs, "gated": False})
+
+    return apply
+
+
+def test_a_fire_that_does_not_judge_the_gates_lets_gated_digests_reach_targets(monkeypatch):
+    """Defect class: a digest reaches a gated trigger's target before its gates passed (or although they
+    blocked it). Mutation: ImageStreams._apply skips the gates."""
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(ImageStreams, "_apply", apply_ignoring_gates(ImageStreams._apply))
+
+    assert_bites(monkeypatch, mutate, {"gated", "blocked"}, {"policies_gates"}, at_least=10)
+
+
+def test_a_verdict_that_always_passes_moves_gated_policy_tags(monkeypatch):
+    """Same class, for policy tags too (a promotion without its soak and approval). Mutation: every gate
+    verdict passes at once."""
+    from imagestreams.gates import GateState, Gating, Verdict
+
+    def always_passed(self, gates, stream, digest, state, *, owner=None):
+        return Verdict("passed", None, GateState(digest, self.clock()), None)
+
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(Gating, "gate_verdict", always_passed)
+
+    assert_bites(monkeypatch, mutate, {"gated", "blocked"}, {"policies_gates"}, at_least=20)
+
+
+def test_a_selection_that_takes_the_first_match_leaves_policy_tags_off_their_best_candidate(monkeypatch):
+    """Defect class: a policy tag is not on its best candidate after quiescence. Mutation: the evaluation
+    selects the first candidate that qualifies instead of the highest."""
+    from imagestreams import policies, policytags
+
+    def first_match(spec, candidates):
+        for candidate in candidates:
+            if spec.kind == "follow" and candidate.tag == spec.matcher:
+                return candidate.tag, candidate.digest
+            if spec.kind != "follow" and policytags.select(spec, [candidate]) is not None:
+                return candidate.tag, candidate.digest
+        return None
+
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(policies, "select", first_match)
+
+    assert_bites(monkeypatch, mutate, {"policy"}, {"policies_gates"}, at_least=20)
+
+
+def test_an_evaluation_that_ignores_holds_moves_a_rolled_back_policy_tag(monkeypatch):
+    """Defect class: a policy tag a person rolled back moves again before `policy.resume`. Mutation: the
+    evaluation treats every policy as not held."""
+    from imagestreams.policies import PolicyTags
+
+    original = PolicyTags.evaluate_policies
+
+    def ignoring_holds(self, stream, heads=None, policies=None):
+        if heads is None or policies is None:
+            heads, _, policies = self.store.stream_view(stream)
+        return original(self, stream, heads, [p._replace(held=False) for p in policies])
+
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(PolicyTags, "evaluate_policies", ignoring_holds)
+
+    assert_bites(monkeypatch, mutate, {"held"}, {"policies_gates"}, at_least=6)
+
+
+def test_a_decision_that_does_not_check_the_digest_approves_the_wrong_one(monkeypatch):
+    """Defect class: approving (or rejecting) a digest that is not the one waiting is taken instead of refused.
+    Mutation: Gating.decide judges the waiting state as if it were the given digest's."""
+    from imagestreams.gates import Gating
+
+    original = Gating.decide
+
+    def any_digest(self, state, gates, digest, actor, *, approve, reason=None):
+        state = state._replace(digest=digest) if state is not None else state
+        return original(self, state, gates, digest, actor, approve=approve, reason=reason)
+
+    def mutate(mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(Gating, "decide", any_digest)
+
+    assert_bites(monkeypatch, mutate, {"approval"}, {"policies_gates"}, at_least=10)

@@ -59,7 +59,8 @@ def advance_rollout(trigger: Trigger, state: str | None, reason: str | None = No
     if state == "COMPLETED":  # a Failed of a later fire (API error) or a deleted tag keeps its status
         done = {"status": "Deployed", "last_error": None} if trigger.status == "Deploying" else {}
         return trigger.with_outcome(rollout_state="COMPLETED", rollout_at=when, **done)
-    return trigger.with_outcome(status="Failed", rollout_state="FAILED", rollout_at=when,
+    held = trigger.status in ("Gated", "Blocked")  # the head waits on its gates: that stays what it waits for
+    return trigger.with_outcome(status=trigger.status if held else "Failed", rollout_state="FAILED", rollout_at=when,
                                 last_error=f"rollout of {trigger.last_triggered_digest} failed: "
                                            f"{reason or 'no reason given'}")
 
@@ -217,8 +218,12 @@ class Firing:
                         and (trigger.gate or {}).get("digest") not in (None, head.digest))
         if back_on_ours:  # the tag came back to what the target got from us: nothing to judge, the wait is over
             trigger = self.record(trigger, trigger.with_outcome(gate=None, gate_state=None))
-        elif gated and trigger.gates and not (trigger.last_triggered_digest == head.digest
-                                              and trigger.status not in ("Gated", "Blocked")):
+        judged = not back_on_ours and gated and trigger.gates and not (
+            trigger.last_triggered_digest == head.digest and trigger.status not in ("Gated", "Blocked"))
+        if not judged and trigger.gate and trigger.gate.get("state") != "passed":
+            # a target rollback (a person chose it), or the digest it already deployed: nothing waits now
+            trigger = trigger.with_outcome(gate=None)
+        if judged:
             verdict = self.gate_verdict(trigger.gates, head.stream_tag.stream, head.digest, trigger.gate_state,
                                         owner=trigger.id)
             if verdict.state != "passed":  # the target keeps its image; nothing reaches the driver
@@ -230,6 +235,8 @@ class Firing:
                      "reason": f"deployed past its gates by {forced}"} if forced else None)
             trigger = self.record(trigger, trigger.with_outcome(gate=gate, gate_state=verdict.gate_state))
         if not force and trigger.rollout_state == "FAILED" and trigger.last_triggered_digest == head.digest:
+            if trigger.status in ("Gated", "Blocked"):  # the head is back on the digest whose rollout failed
+                return self.record(trigger, trigger.with_outcome(status="Failed"))
             return trigger  # no loop: a digest whose rollout failed is not re-fired until the head moves or `deploy`
         driver = self.drivers.get(trigger.target.type)
         if driver is None:

@@ -192,8 +192,8 @@ def scan_counts_reason(counts: dict[str, int], block_at: str) -> str | None:
     return ", ".join(f"{n} {s}" for s, n in found) + (" finding" if total == 1 else " findings")
 
 
-def decide(state: GateState | None, gates: tuple[Gate, ...] | list[Gate], digest: str, actor: str, *,
-           approve: bool, reason: str | None = None) -> GateState:
+def _decide(state: GateState | None, gates: tuple[Gate, ...] | list[Gate], digest: str, actor: str, *,
+            approve: bool, reason: str | None = None) -> GateState:
     """The gate state after a person approves (or rejects) ``digest``. :class:`Conflict` (nothing is written)
     when no approval gate is configured, ``digest`` is not the one waiting, or it was already decided."""
     gates = as_gates(gates)
@@ -360,7 +360,18 @@ class Gating:
 
     # ------------------------------------------------------------------------------------ decisions
 
-    decide = staticmethod(decide)  # the module function; a method too, for the use cases mixed in
+    def decide(self, state: GateState | None, gates: tuple[Gate, ...] | list[Gate], digest: str, actor: str, *,
+               approve: bool, reason: str | None = None) -> GateState:
+        """The gate state after a person approves (or rejects) ``digest`` (see :func:`decide`)."""
+        return _decide(state, gates, digest, actor, approve=approve, reason=reason)
+
+
+def decide(state: GateState | None, gates: tuple[Gate, ...] | list[Gate], digest: str, actor: str, *,
+           approve: bool, reason: str | None = None) -> GateState:
+    """The gate state after a person approves (or rejects) ``digest``: :class:`Conflict` (nothing is written) when
+    no approval gate is configured, ``digest`` is not the one waiting, or it was already decided. What a policy
+    tag's ``approve``/``reject`` calls; the same rule as :meth:`Gating.decide` (it reads nothing)."""
+    return Gating.decide(None, state, gates, digest, actor, approve=approve, reason=reason)  # type: ignore[arg-type]
 
 
 def _detail(gate: Gate, state: str, reason: str, digest: str) -> dict[str, Any]:

@@ -415,10 +415,10 @@ class Reconciler:
                                   image=trigger.deployed_image)
         return driver.inspect(trigger.target, trigger.deployment)
 
-    @staticmethod
-    def _rollout(trigger: Trigger, state: str, reason: str | None = None) -> Trigger:
-        """Polled rollout state, under the same rule as rollout events: it only moves forward."""
-        return advance_rollout(trigger, state, reason or "seen by the reconciler")
+    def _rollout(self, trigger: Trigger, state: str, reason: str | None = None) -> Trigger:
+        """Polled rollout state, under the same rule as rollout events: it only moves forward (``rollout_at``, from
+        which a verified gate counts its soak, on this service's clock)."""
+        return advance_rollout(trigger, state, reason or "seen by the reconciler", self.clock())
 
     def _fire(self, trigger: Trigger, head: Head) -> None:
         queue = self.streams.fire_queue
