@@ -236,16 +236,18 @@ def test_the_functions_clock_is_the_runners(stack):
     assert abs((bootstrap.services().clock() - datetime.now(timezone.utc)).total_seconds()) < 5
 
 
-def test_gate_events_without_a_subscribing_rule_are_dropped_without_harm(stack):
-    """The shipped template may have no rule for them: the push goes on as usual."""
+def test_gate_events_reach_only_the_gates_function_and_harm_nothing(stack):
+    """The template's gate rules route scan and signing events to the gates function alone; the push goes on as
+    usual (and a runner with no rule for an event drops it: the events a rule does not match reach nothing)."""
     stack.client("ecr").create_repository(repositoryName=REPO, imageScanningConfiguration={"scanOnPush": True})
     event = stack.push_image(REPO, "latest", seed="i")
     scanning.set_signing(REPO, "latest")
     stack.advance(seconds=5)
     stack.pump()
     assert all(inv.error is None for inv in stack.invocations)
-    assert {inv.event["detail-type"] for inv in stack.invocations if inv.source == "eventbridge"} == {
-        "ECR Image Action"}
+    routed = {(inv.event["detail-type"], inv.function) for inv in stack.invocations if inv.source == "eventbridge"}
+    assert ("ECR Image Action", "IngestFunction") in routed
+    assert {f for d, f in routed if d in ("ECR Image Scan", "Signer Job Status Change")} <= {"GatesFunction"}
     assert findings(stack, imageDigest=event["detail"]["image-digest"])["imageScanStatus"]["status"] == "COMPLETE"
 
 
