@@ -4,10 +4,8 @@ evaluation reads and writes."""
 
 from __future__ import annotations
 
-import sys
-import types
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
@@ -288,68 +286,10 @@ def test_a_push_to_a_stream_with_20_policy_tags_reads_once_and_retags_only_what_
     assert registry.retags - retags == 10  # the ten pattern policies now select v1.9.0; the ~1.x ones stay
 
 
-# ------------------------------------------------------------------------------------- gates (stand-in)
+# ------------------------------------------------------------------------------------------------ gates
 
 
-class _Gate(NamedTuple):
-    type: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type}
-
-
-class _State(NamedTuple):
-    digest: str
-    approved_by: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"digest": self.digest, "approved_by": self.approved_by}
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> _State:
-        return cls(raw["digest"], raw.get("approved_by"))
-
-
-class _Verdict(NamedTuple):
-    state: str
-    gate: dict | None
-    gate_state: Any
-    wake_at: Any = None
-
-
-@pytest.fixture
-def approval_gates(monkeypatch):
-    """A stand-in for the gates module with only the approval gate (the real one is tested with its module)."""
-    module = types.ModuleType("imagestreams.gates")
-
-    def parse_gates(raw):
-        if not isinstance(raw, list) or any(g != {"type": "approval"} for g in raw):
-            raise Invalid("only approval in this stand-in")
-        return tuple(_Gate("approval") for _ in raw)
-
-    def decide(state, gates, digest_, actor, *, approve, reason=None):
-        if state is None or state.digest != digest_:
-            raise Conflict("not waiting")
-        return state._replace(approved_by=actor if approve else None)
-
-    module.parse_gates, module.decide, module.GateState = parse_gates, decide, _State
-    monkeypatch.setitem(sys.modules, "imagestreams.gates", module)
-    import imagestreams
-
-    monkeypatch.setattr(imagestreams, "gates", module, raising=False)
-
-    def gate_verdict(self, gates, stream, digest_, state):
-        if state is None or state.digest != digest_:
-            state = _State(digest_)
-        if state.approved_by:
-            return _Verdict("passed", None, state)
-        return _Verdict("waiting", {"type": "approval", "state": "waiting", "reason": "approval needed",
-                                    "digest": digest_}, state)
-
-    monkeypatch.setattr(ImageStreams, "gate_verdict", gate_verdict, raising=False)
-
-
-def test_promotion_waits_for_approval_and_records_the_approver(approval_gates):
+def test_promotion_waits_for_approval_and_records_the_approver():
     streams, store, registry, _ = make()
     push(streams, registry, "staging", 1)
     prod = StreamTag(S, "prod")

@@ -322,10 +322,7 @@ def _decide(approve: bool) -> Callable[[ImageStreams, dict[str, Any]], dict[str,
                 raise Invalid(f"reason must be a string of at most {MAX_ACTOR} printable characters")
         if "target" in p:
             stream_tag = _tag_ref(streams, p["target"], "target")
-            decide_policy = getattr(streams, "approve_policy", None)
-            if decide_policy is None:
-                raise Invalid("policy tags are not available in this version: give id (a trigger)")
-            policy = decide_policy(stream_tag, digest, actor, approve=approve, reason=reason)
+            policy = streams.approve_policy(stream_tag, digest, actor, approve=approve, reason=reason)
             return {"policies": [policy.as_dict()]}
         trigger = streams.get_trigger(validate_trigger_id(p["id"]))
         streams.decide_trigger(trigger, digest, actor, approve=approve, reason=reason, wait=LEASE_WAIT_SECONDS)

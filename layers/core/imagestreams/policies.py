@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ConcurrentUpdate, Conflict, ImageStreamsError, Invalid, NotFound
+from .gates import GateState, parse_gates
 from .model import Head, Move, StreamTag
 from .policytags import MAX_FOLLOW_CHAIN, Candidate, Policy, parse_policy, select
 from .ports import Registry
@@ -23,16 +24,8 @@ log = logging.getLogger(__name__)
 MAX_REREADS = 3  # a policy decided on a lagging view: times it is decided again from consistent reads before a move
 
 
-def _gates_module() -> Any:
-    try:
-        from . import gates
-    except ImportError:
-        raise Invalid("gates are not available") from None
-    return gates
-
-
-def _gate_state(gates_module: Any, raw: dict[str, Any] | None) -> Any:
-    return gates_module.GateState.from_dict(raw) if raw else None
+def _gate_state(raw: dict[str, Any] | None) -> GateState | None:
+    return GateState.from_dict(raw) if raw else None
 
 
 class PolicyTags:
@@ -43,6 +36,9 @@ class PolicyTags:
     registry: Registry
     clock: Callable[[], datetime]
     max_attempts: int
+    gate_verdict: Callable[..., Any]  # from Gating
+    decide: Callable[..., GateState]  # from Gating
+    check_gate_triggers: Callable[..., None]  # from GateFlow
 
     # ------------------------------------------------------------------------------------------ actions
 
@@ -55,10 +51,8 @@ class PolicyTags:
             if not isinstance(gates, list):
                 raise Invalid(f"gates must be a list of gate objects, got {type(gates).__name__}")
             if gates:
-                parsed_gates = _gates_module().parse_gates(gates)
-                check = getattr(self, "check_gate_triggers", None)
-                if check is not None:
-                    check(parsed_gates)  # a verified gate naming no trigger would hold the tag for good
+                parsed_gates = parse_gates(gates)
+                self.check_gate_triggers(parsed_gates)  # a verified gate naming no trigger would hold it for good
                 gate_dicts = tuple(g.as_dict() for g in parsed_gates)
         head = self.store.get_head(stream_tag)
         if head is not None and not head.deleted and head.alias_of:
@@ -160,12 +154,10 @@ class PolicyTags:
                        reason: str | None = None) -> Policy:
         """A person approves (or rejects) the digest a policy tag's approval gate waits for; an approval that
         releases the move records the approver as its actor."""
-        gates_module = _gates_module()
         for _ in range(self.max_attempts):
             policy = self.get_policy(stream_tag)
-            gates = gates_module.parse_gates(list(policy.gates))
-            state = gates_module.decide(_gate_state(gates_module, policy.gate_state), gates, digest, actor,
-                                        approve=approve, reason=reason)
+            state = self.decide(_gate_state(policy.gate_state), parse_gates(list(policy.gates)), digest, actor,
+                                approve=approve, reason=reason)
             try:
                 self.store.put_policy(policy._replace(gate_state=state.as_dict(), at=self.clock()), policy)
             except ConcurrentUpdate:
@@ -246,11 +238,10 @@ class PolicyTags:
         after = policy._replace(selected=tag, digest=digest)
         if policy.gates:
             verdict = self._gate_verdict(policy, digest)
-            if verdict is None or verdict.state != "passed":
-                status = "Blocked" if verdict is not None and verdict.state == "blocked" else "Gated"
-                gate = verdict.gate if verdict is not None else {
-                    "type": "gates", "state": "waiting", "reason": "gates are not available", "digest": digest}
-                state = verdict.gate_state.as_dict() if verdict is not None and verdict.gate_state else None
+            if verdict.state != "passed":
+                status = "Blocked" if verdict.state == "blocked" else "Gated"
+                gate = verdict.gate
+                state = verdict.gate_state.as_dict() if verdict.gate_state else None
                 return [], self._record(policy, after._replace(status=status, gate=gate,
                                                                gate_state=state or policy.gate_state))
             state = verdict.gate_state
@@ -292,13 +283,9 @@ class PolicyTags:
         return stored
 
     def _gate_verdict(self, policy: Policy, digest: str) -> Any:
-        """The gates' verdict on ``digest`` (None when this deployment has no gates module)."""
-        verdict = getattr(self, "gate_verdict", None)
-        if verdict is None:
-            return None
-        gates_module = _gates_module()
-        gates = gates_module.parse_gates(list(policy.gates))
-        return verdict(gates, policy.stream_tag.stream, digest, _gate_state(gates_module, policy.gate_state))
+        """The gates' verdict on ``digest`` for this policy tag."""
+        return self.gate_verdict(parse_gates(list(policy.gates)), policy.stream_tag.stream, digest,
+                                 _gate_state(policy.gate_state))
 
     def _record(self, before: Policy, after: Policy) -> Policy:
         """Store what an evaluation decided, only when it changed; a policy changed meanwhile (set, resume,
