@@ -9,7 +9,8 @@ Prints the breakdown and adds ``cost_usd_per_1000_pushes`` and ``cost_usd_idle_m
 What is measured and what is assumed:
 - DynamoDB units are the ConsumedCapacity the table reported for each call (DynamoDB Local), except that a
   TransactWriteItems is billed at twice what a plain write of the same items costs (DynamoDB Local reports the
-  plain figure) and a call that failed (a lost condition) is counted at one unit per item.
+  plain figure — except when the transaction also writes an index: then it reports the doubled figure for the table
+  and the index, which is what AWS bills, and it is taken as is) and a call that failed (a lost condition) is counted at one unit per item.
 - Lambda durations are the handler's (or its use case's) wall time on the embedded AWS: local HTTP calls to moto and
   DynamoDB Local on a busy machine. Real AWS calls are not faster for DynamoDB, but ECS calls can be slower, and a
   cold start bills its init phase: the "slow" figure prices every invocation at a generous floor (``SLOW_MS``).
@@ -69,7 +70,7 @@ class CapacityMeter:
     @staticmethod
     def _ask(params: dict[str, Any], model: Any, **_: Any) -> None:
         if model.name in READS | WRITES:
-            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+            params.setdefault("ReturnConsumedCapacity", "INDEXES" if model.name == "TransactWriteItems" else "TOTAL")
 
     def _add(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
         op = model.name
@@ -81,8 +82,8 @@ class CapacityMeter:
         else:
             items = consumed if isinstance(consumed, list) else [consumed] if consumed else []
             units = sum(float(c.get("CapacityUnits", 0)) for c in items)
-        if op == "TransactWriteItems":
-            units *= 2
+        if op == "TransactWriteItems" and not any("GlobalSecondaryIndexes" in c for c in items):
+            units *= 2  # DynamoDB Local reports the plain figure, unless an index is written: then it doubles it all
         if op in READS:
             self.rru += units
         else:

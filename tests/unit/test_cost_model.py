@@ -134,3 +134,15 @@ def test_fires_of_one_service_share_a_group() -> None:
     sqs = CountingSqs()
     SqsFireQueue(sqs, "https://sqs/fires.fifo").enqueue(triggers, _head(tag))
     assert len({e["MessageGroupId"] for e in sqs.batches[0]}) == 1
+
+
+def test_meter_takes_dynamodb_locals_doubled_figure_when_a_transaction_writes_an_index() -> None:
+    """DynamoDB Local reports a plain figure for a transaction that writes no index, but the doubled one (table
+    and index) when it does: the meter must not double that again."""
+    meter = CapacityMeter()
+    op = SimpleNamespace(name="TransactWriteItems")
+    meter._add(op, {"ConsumedCapacity": [{"CapacityUnits": 6.0, "Table": {"CapacityUnits": 4.0},
+                                          "GlobalSecondaryIndexes": {"ByStream": {"CapacityUnits": 2.0}}}]})
+    assert meter.take() == {"rru": 0.0, "wru": 6.0}
+    meter._add(op, {"ConsumedCapacity": [{"CapacityUnits": 2.0, "Table": {"CapacityUnits": 2.0}}]})
+    assert meter.take() == {"rru": 0.0, "wru": 4.0}

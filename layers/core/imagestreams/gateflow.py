@@ -180,25 +180,34 @@ class GateFlow:
         return [self.gate_evidence(stream, digest) for stream, digest in list(seen)[:MAX_RECHECKED]]
 
     def rollout_done(self, triggers: list[Trigger]) -> list[str]:
-        """Rollouts of ``triggers`` completed or failed: gate lists whose verified gate names one of them are judged
-        again, so a soak passes at completion + N minutes (the verdict schedules that) and a failure blocks now."""
+        """Rollouts of ``triggers`` completed or failed: gate lists of the same stream whose verified gate names one
+        of them are judged again, so a soak passes at completion + N minutes (the verdict schedules that) and a
+        failure blocks now. One query of what waits in that stream (its held triggers and policy tags), never a read
+        of every trigger; a verified gate in another stream learns of it at its next wake-up or reconciler run."""
         ids = {t.id for t in triggers}
-        held = [t for t in self.store.all_triggers()
-                if _holds(t) and not t.paused and any(ids & set(g.triggers) for g in t.gates)]
+        view = getattr(self.store, "gate_view", None)
+        held: list[Trigger] = []
+        policies: list[Any] = []
+        for stream in sorted({t.stream_tag.stream for t in triggers}):
+            if view is not None:
+                _, waiting, found = view(stream)
+            else:
+                _, waiting = self.store.stream_state(stream)
+                found = self.store.policies(stream) if hasattr(self.store, "policies") else []
+            held += [t for t in waiting if _holds(t) and not t.paused and any(ids & set(g.triggers) for g in t.gates)]
+            policies += found
         fired: list[str] = []
         by_tag: dict[Any, list[Trigger]] = {}
         for trigger in held:
             by_tag.setdefault(trigger.stream_tag, []).append(trigger)
         for stream_tag, due in by_tag.items():
             fired += self._refire(due, {stream_tag: self.store.get_head(stream_tag)}, "rollout")
-        all_policies = getattr(self.store, "all_policies", None)
-        if all_policies is not None and hasattr(self, "evaluate_policies"):
-            streams = set()
-            for policy in all_policies():
-                gates = getattr(policy, "gates", ()) or ()
-                named = {i for g in gates for i in (g.get("triggers", ()) if isinstance(g, dict) else g.triggers)}
-                if getattr(policy, "status", None) in HELD and named & ids:
-                    streams.add(_policy_stream(policy))
-            for stream in sorted(streams):
-                self.evaluate_policies(stream)  # type: ignore[attr-defined]
+        streams = set()
+        for policy in policies:
+            gates = getattr(policy, "gates", ()) or ()
+            named = {i for g in gates for i in (g.get("triggers", ()) if isinstance(g, dict) else g.triggers)}
+            if getattr(policy, "status", None) in HELD and named & ids:
+                streams.add(_policy_stream(policy))
+        for stream in sorted(streams):
+            self.evaluate_policies(stream)  # type: ignore[attr-defined]
         return fired
