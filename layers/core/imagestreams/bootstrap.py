@@ -6,19 +6,17 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import aws
-from .adapters.dynamodb import DynamoStore
-from .adapters.ecr import EcrRegistry
 from .config import Settings
-from .model import registry_host
-from .policy import TargetPolicy
-from .ports import TargetDriver
-from .services import ImageStreams
+
+if TYPE_CHECKING:  # the use cases and adapters load when services are built: the notify function needs none of them
+    from .ports import TargetDriver
+    from .services import ImageStreams
 
 
-class LazyDrivers(Mapping[str, TargetDriver]):
+class LazyDrivers(Mapping[str, "TargetDriver"]):
     """Builds a target driver (and its client) the first time a trigger of that type fires."""
 
     def __init__(self, factories: dict[str, Callable[[], TargetDriver]]) -> None:
@@ -93,6 +91,8 @@ def stack_registry_host(settings: Settings) -> str | None:
     or region is unknown (then references that name any registry are refused)."""
     if not settings.account_id or not settings.region:
         return None
+    from .model import registry_host
+
     return registry_host(settings.account_id, settings.region)
 
 
@@ -104,6 +104,11 @@ def _diagnosis() -> Any:
 
 
 def build(settings: Settings) -> ImageStreams:
+    from .adapters.dynamodb import DynamoStore
+    from .adapters.ecr import EcrRegistry
+    from .policy import TargetPolicy
+    from .services import ImageStreams
+
     fire_queue = None
     if settings.fire_queue_url:
         from .adapters.sqs import SqsFireQueue
