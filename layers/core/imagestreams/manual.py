@@ -255,9 +255,14 @@ class ManualActions:
             check_restorable(self.registry, trigger.stream_tag.stream, to, entries, must_exist=True)
             log.info("rolling %s back to %s for %s", trigger.target.describe(), to, actor)
             self.store.set_paused(trigger, True)
-            if trigger.gates:  # a person's act, not judged by the gates: recorded like `deploy --force`
+            done = self._fire_locked(trigger, head._replace(digest=to, deleted=False), force=True, exact=True)
+            if trigger.gates and done.last_triggered_digest == to:
+                # a person's act, not judged by the gates: recorded like `deploy --force` once it happened (a
+                # rollback that failed releases nothing)
                 from .gates import GateState
 
-                self.store.set_gate_state(trigger, GateState(to, self.clock(), forced_by=actor))
-            return self._fire_locked(trigger, head._replace(digest=to, deleted=False), force=True, exact=True)
+                state = GateState(to, self.clock(), forced_by=actor)
+                self.store.set_gate_state(done, state)
+                done = done.with_outcome(gate_state=state)
+            return done
 
