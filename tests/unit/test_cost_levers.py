@@ -5,6 +5,7 @@ the rollout invocations the template's rule delivers."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def store(monkeypatch):
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:  # a local endpoint set by another test
+        monkeypatch.delenv(key)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(TableName="streams", AttributeDefinitions=TABLE["AttributeDefinitions"],

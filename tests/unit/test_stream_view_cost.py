@@ -4,6 +4,7 @@ index item; a policy evaluated on a lagging (eventually consistent) view still e
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -43,6 +44,8 @@ def dynamo(monkeypatch):
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:  # a local endpoint set by another test
+        monkeypatch.delenv(key)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(TableName="streams", AttributeDefinitions=TABLE["AttributeDefinitions"],
