@@ -289,7 +289,7 @@ def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # no
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Cross-account targets (helper m-xacct): a target's roleArn / externalId that are malformed, or name a role
+# Cross-account targets: a target's roleArn / externalId that are malformed, or name a role
 # or account the stack does not allow.
 
 def xacct_bad_commands() -> Iterator[tuple[str, Any]]:
@@ -457,14 +457,16 @@ def bad_clock_messages() -> Iterator[tuple[str, Any]]:
         yield f"clock due {value!r}", {**good, "due": value}
 
 
-_bad_commands_before_g_gates = bad_commands
+_bad_commands_before_gates = bad_commands
 
 
 def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
-    yield from _bad_commands_before_g_gates()
+    yield from _bad_commands_before_gates()
     yield from gate_bad_commands()
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Policy tags (helper p-policy): hostile regular expressions, ranges that do not parse, unknown fields, gates that
+# Policy tags: hostile regular expressions, ranges that do not parse, unknown fields, gates that
 # cannot be parsed. Refused in any world, before anything is read or written. The alias <-> policy conflicts need a
 # world with an alias and a policy tag: policy_world() builds it and tests/unit/test_policy_tags.py runs
 # policy_conflict_commands() there.
