@@ -10,7 +10,8 @@ What is measured and what is assumed:
 - DynamoDB units are the ConsumedCapacity the table reported for each call (DynamoDB Local), except that a
   TransactWriteItems is billed at twice what a plain write of the same items costs (DynamoDB Local reports the
   plain figure — except when the transaction also writes an index: then it reports the doubled figure for the table
-  and the index, which is what AWS bills, and it is taken as is) and a call that failed (a lost condition) is counted at one unit per item.
+  and the index, which is what AWS bills, and it is taken as is) and a call that failed (a lost condition) is
+  counted at one unit per item.
 - Lambda durations are the handler's (or its use case's) wall time on the embedded AWS: local HTTP calls to moto and
   DynamoDB Local on a busy machine. Real AWS calls are not faster for DynamoDB, but ECS calls can be slower, and a
   cold start bills its init phase: the "slow" figure prices every invocation at a generous floor (``SLOW_MS``).
