@@ -51,3 +51,28 @@ class FakeContext:
 @pytest.fixture
 def lambda_context() -> FakeContext:
     return FakeContext()
+
+
+@pytest.fixture
+def moto_streams_table(monkeypatch):
+    """The stack's StreamsTable (keys and indexes as template.yaml declares them) on moto: a DynamoStore and its
+    client. Any local endpoint another test left in the environment is cleared first."""
+    import boto3
+    from moto import mock_aws
+
+    from imagestreams.adapters.dynamodb import DynamoStore
+    from imagestreams_local.template import load_template
+
+    table = load_template(Path(__file__).resolve().parents[1] / "template.yaml")["Resources"]["StreamsTable"]
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        props = table["Properties"]
+        client.create_table(TableName="streams", AttributeDefinitions=props["AttributeDefinitions"],
+                            KeySchema=props["KeySchema"], GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
+                            BillingMode="PAY_PER_REQUEST")
+        yield DynamoStore(client, "streams"), client

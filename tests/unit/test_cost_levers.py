@@ -5,16 +5,13 @@ the rollout invocations the template's rule delivers."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from bench.cost import push_steps, rollout_states
-from imagestreams.adapters.dynamodb import TARGET_INDEX, TRIGGER_INDEX, DynamoStore, _trigger_state, trigger_item
+from imagestreams.adapters.dynamodb import TARGET_INDEX, TRIGGER_INDEX, _trigger_state, trigger_item
 from imagestreams.model import EcsTarget, StreamTag, Trigger, target_key, trigger_id
 from imagestreams_local.template import load_template
 
@@ -68,18 +65,8 @@ def test_adding_or_removing_a_trigger_writes_each_index_once_at_most():
 
 
 @pytest.fixture
-def store(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:  # a local endpoint set by another test
-        monkeypatch.delenv(key)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName="streams", AttributeDefinitions=TABLE["AttributeDefinitions"],
-                            KeySchema=TABLE["KeySchema"], GlobalSecondaryIndexes=TABLE["GlobalSecondaryIndexes"],
-                            BillingMode="PAY_PER_REQUEST")
-        yield DynamoStore(client, "streams"), client
+def store(moto_streams_table):
+    return moto_streams_table  # the stack's table on moto (tests/conftest.py): a DynamoStore and its client
 
 
 def test_index_readers_return_whole_current_items(store):

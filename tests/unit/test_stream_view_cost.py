@@ -4,18 +4,14 @@ index item; a policy evaluated on a lagging (eventually consistent) view still e
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from bench.stream_view_bench import POLICY_TAG, ScanCounter, seed, version_tag
 from imagestreams.adapters.dynamodb import (
     STREAM_INDEX,
-    DynamoStore,
     _dump,
     _load,
     head_item,
@@ -31,7 +27,7 @@ from imagestreams.policytags import Policy
 from imagestreams.services import ImageStreams
 from imagestreams_local.template import load_template
 from tests.conftest import digest
-from tests.unit.test_cost_levers import TABLE, index_write_units
+from tests.unit.test_cost_levers import index_write_units
 
 S = "team/web"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -40,18 +36,8 @@ REG = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
 @pytest.fixture
-def dynamo(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:  # a local endpoint set by another test
-        monkeypatch.delenv(key)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName="streams", AttributeDefinitions=TABLE["AttributeDefinitions"],
-                            KeySchema=TABLE["KeySchema"], GlobalSecondaryIndexes=TABLE["GlobalSecondaryIndexes"],
-                            BillingMode="PAY_PER_REQUEST")
-        yield DynamoStore(client, "streams"), client
+def dynamo(moto_streams_table):
+    return moto_streams_table  # the stack's table on moto (tests/conftest.py): a DynamoStore and its client
 
 
 def streams_on(store: Any) -> ImageStreams:

@@ -185,15 +185,10 @@ class GateFlow:
         failure blocks now. One query of what waits in that stream (its held triggers and policy tags), never a read
         of every trigger; a verified gate in another stream learns of it at its next wake-up or reconciler run."""
         ids = {t.id for t in triggers}
-        view = getattr(self.store, "gate_view", None)
         held: list[Trigger] = []
         policies: list[Any] = []
         for stream in sorted({t.stream_tag.stream for t in triggers}):
-            if view is not None:
-                _, waiting, found = view(stream)
-            else:
-                _, waiting = self.store.stream_state(stream)
-                found = self.store.policies(stream) if hasattr(self.store, "policies") else []
+            _, waiting, found = self.store.gate_view(stream)
             held += [t for t in waiting if _holds(t) and not t.paused and any(ids & set(g.triggers) for g in t.gates)]
             policies += found
         fired: list[str] = []
