@@ -59,7 +59,7 @@ def seed(client: Any, table: str, stream: str, *, tags: int = 100, history: int 
         selected = Policy(StreamTag(stream, POLICY_TAG), {"semver": "~1.0"}, status="Selected",
                           selected=best.stream_tag.tag, digest=best.digest, rev=1, at=at)
         items.append(policy_item(selected))
-    items += [head_item(h) for h in heads.values()]
+    items += [head_item(h, listed=policy) for h in heads.values()]  # a policy stream's heads are listed in ByStream
     for start in range(0, len(items), 25):
         pending: dict[str, Any] = {table: [{"PutRequest": {"Item": _dump(i)}} for i in items[start : start + 25]]}
         while pending:

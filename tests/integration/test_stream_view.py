@@ -60,7 +60,7 @@ def test_a_policy_evaluated_on_a_lagging_index_still_ends_on_the_best_candidate(
     store = streams.store
     frozen = store.policy_view("team/lag")  # the index stops here
     assert [p.selected for p in frozen[1]] == ["v1.1.0"]
-    store.policy_view = lambda stream: frozen  # type: ignore[method-assign]
+    store.policy_view = lambda stream, moved=None: frozen  # type: ignore[method-assign]
     records = [push(2), push(3)]
     for head in reversed(records):  # and the records come in any order
         streams.head_moved(head)

@@ -77,15 +77,93 @@ def test_fires_of_triggers_no_gate_holds_write_no_index():
     assert index_write_units(trigger_item(gated), {"status"}) >= 1  # only while held: that is the one listed
 
 
-def test_heads_and_policies_carry_the_index_keys_whatever_wrote_them():
+def test_policies_carry_the_index_keys_and_heads_only_where_a_policy_tag_needs_them():
     head = Head(StreamTag(S, "latest"), digest("a"), 1, T0, "push", "ecr", REG)
-    assert {head_item(head)[k] for k in ("gsi3pk", "gsi3sk")} == {pk(S), "H#latest"}
+    assert "gsi3pk" not in head_item(head) and "gsi3sk" not in head_item(head)
+    assert {head_item(head, listed=True)[k] for k in ("gsi3pk", "gsi3sk")} == {pk(S), "H#latest"}
     policy = Policy(StreamTag(S, "stable"), {"semver": "^1"})
     assert {policy_item(policy)[k] for k in ("gsi3pk", "gsi3sk")} == {pk(S), "P#stable"}
     template = load_template(__import__("pathlib").Path(__file__).resolve().parents[2] / "template.yaml")
     (index,) = [i for i in template["Resources"]["StreamsTable"]["Properties"]["GlobalSecondaryIndexes"]
                 if i["IndexName"] == STREAM_INDEX]
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["gsi3pk", "gsi3sk"]
+
+
+def _move(store: Any, tag: str, n: int) -> Head:
+    """Commit ``tag`` onto ``digest(n)`` as the tag flow does (the stored head is the expected one)."""
+    st = StreamTag(S, tag)
+    before = store.get_head(st)
+    new = Head(st, digest(n), (before.generation if before else 0) + 1, T0 + timedelta(minutes=n), "push", "ecr",
+               REG, rev=(before.rev if before else 0) + 1)
+    store.commit(before, new, None)
+    return store.get_head(st)
+
+
+def test_a_head_move_in_a_stream_without_a_policy_tag_writes_no_index_entry(dynamo):
+    store, client = dynamo
+    for n in range(3):
+        _move(store, "latest", n)
+    _move(store, "v1", 3)
+    assert index_keys(client, S) == []  # nothing listed: no index write for any of these moves
+    streams_on(store).head_moved(store.get_head(StreamTag(S, "latest")))
+    store.stream_view(S)  # the consistent view (describe, the reconciler) lists nothing either
+    assert index_keys(client, S) == []
+
+
+def test_a_new_tag_of_a_policy_stream_is_listed_by_its_first_fan_out_and_stays_listed(dynamo):
+    store, client = dynamo
+    seed(client, "streams", S, tags=3, history=2)
+    new = _move(store, "v1.0.7", 7)
+    assert "H#v1.0.7" not in index_keys(client, S)  # the first head is written unlisted
+    registry = MemoryRegistry()
+    registry.set(S, "v1.0.7", digest(7))
+    ImageStreams(store, registry, {"ecs": MemoryEcs()}, ListQueue()).head_moved(new)
+    assert "H#v1.0.7" in index_keys(client, S)
+    assert store.get_head(StreamTag(S, POLICY_TAG)).digest == digest(7)  # and the policy saw it
+    moved = _move(store, "v1.0.7", 8)  # later moves keep the listing, with the new digest
+    out = client.query(TableName="streams", IndexName=STREAM_INDEX,
+                       KeyConditionExpression="gsi3pk = :p AND gsi3sk = :s",
+                       ExpressionAttributeValues=_dump({":p": pk(S), ":s": "H#v1.0.7"}))
+    assert [_load(i)["digest"] for i in out["Items"]] == [moved.digest]
+    assert store.get_head(StreamTag(S, "v1.0.7")) == moved  # the update wrote the head whole
+
+
+def test_a_head_write_removes_what_the_new_head_no_longer_has(dynamo):
+    store, _ = dynamo
+    st = StreamTag(S, "latest")
+    first = Head(st, digest(1), 1, T0, "push", "ecr", REG, media_type="application/vnd.oci.image.index.v1+json",
+                 kept_in_registry=True, pushed_at=T0, rev=1)
+    store.commit(None, first, None)
+    assert store.get_head(st) == first
+    gone = first._replace(generation=2, deleted=True, media_type=None, kept_in_registry=False, pushed_at=None, rev=2)
+    store.commit(first, gone, None)
+    assert store.get_head(st) == gone
+    back = gone._replace(generation=3, deleted=False, digest=digest(2), rev=3)
+    store.commit(gone, back, None)
+    item = _load(dynamo[1].get_item(TableName="streams", Key=_dump({"pk": pk(S), "sk": "T#latest#H"}))["Item"])
+    assert "expiresAt" not in item and "mediaType" not in item  # the tombstone's TTL went with it
+    assert store.get_head(st) == back
+
+
+def test_the_first_policy_tag_of_a_stream_lists_its_heads_and_removing_it_keeps_them(dynamo):
+    store, client = dynamo
+    registry = MemoryRegistry()
+    streams = ImageStreams(store, registry, {"ecs": MemoryEcs()}, ListQueue())
+    for n in range(3):
+        registry.set(S, f"v1.{n}.0", digest(n), pushed_at=T0 + timedelta(minutes=n))
+        streams.sync(StreamTag(S, f"v1.{n}.0"))
+    assert index_keys(client, S) == []
+    streams.set_policy(StreamTag(S, "stable"), {"semver": "^1"})
+    listed = sorted(["H#v1.0.0", "H#v1.1.0", "H#v1.2.0", "P#stable"])
+    assert index_keys(client, S) == listed
+    stable = store.get_head(StreamTag(S, "stable"))
+    assert stable.digest == digest(2)
+    streams.head_moved(stable)  # the policy tag's own first head is listed by its fan-out, like any new tag
+    listed = sorted(listed + ["H#stable"])
+    assert index_keys(client, S) == listed
+    streams.remove_policy(StreamTag(S, "stable"))
+    streams.describe(S)
+    assert index_keys(client, S) == [k for k in listed if not k.startswith("P#")]  # a listing is never taken back
 
 
 def test_items_written_before_the_index_get_their_keys_from_a_consistent_view(dynamo):
@@ -119,14 +197,14 @@ def test_a_head_move_in_a_stream_with_long_histories_reads_no_history_item(dynam
     assert store.get_policy(StreamTag(S, POLICY_TAG)).selected == version_tag(18)  # nothing moved
 
 
-def test_a_stream_without_policy_tags_reads_its_heads_only(dynamo):
+def test_a_stream_without_policy_tags_reads_nothing_from_the_index(dynamo):
     store, client = dynamo
     heads = seed(client, "streams", S, tags=20, history=30, policy=False)
     counter = ScanCounter(client)
     assert store.policy_view(S) == ([], [])
-    assert counter.take()["items"] == 20  # one query of the index: the heads, none of the 600 history entries
+    assert counter.take()["items"] == 0  # its heads are not listed: the query finds nothing (0.5 read unit)
     streams_on(store).head_moved(heads[version_tag(4)])
-    assert counter.take() == {"items": 1 + 20, "history_items": 0}  # the tag's head, then the stream's heads
+    assert counter.take() == {"items": 1, "history_items": 0}  # the tag's own head, nothing else
 
 
 def test_a_gate_event_nobody_waits_on_is_one_query_of_what_can_wait(dynamo):
@@ -180,8 +258,8 @@ class LaggingStore:
     def freeze(self) -> None:
         self.frozen = self.inner.policy_view(S)
 
-    def policy_view(self, stream: str) -> Any:
-        return self.frozen if self.frozen is not None else self.inner.policy_view(stream)
+    def policy_view(self, stream: str, moved: Head | None = None) -> Any:
+        return self.frozen if self.frozen is not None else self.inner.policy_view(stream, moved)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

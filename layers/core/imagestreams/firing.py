@@ -86,23 +86,16 @@ class Firing:
 
         The tag's head and triggers come from one consistent range query; the stream's heads and policy tags from
         its ``policy_view`` (an index that lists no history, eventually consistent: the head just read is laid over
-        it, and a policy tag is only moved after its candidate is read again). A stream without policy tags costs
-        that view one item.
+        it, and listed in it if it was not yet; a policy tag is only moved after its candidate is read again). A
+        stream without policy tags costs that view nothing but the query.
 
         A tombstone fires nothing: its triggers keep their digest and report ``WaitingForImage``.
         """
-        policy_view = getattr(self.store, "policy_view", None)
-        heads, policies = None, None
-        if policy_view is None and hasattr(self.store, "stream_view"):
-            heads, all_triggers, policies = self.store.stream_view(head.stream_tag.stream)
-            triggers = [t for t in all_triggers if t.stream_tag == head.stream_tag]
-        else:
-            current, triggers = self.store.head_and_triggers(head.stream_tag)
-            if policy_view is not None:
-                heads, policies = policy_view(head.stream_tag.stream)
-                if policies:  # the index may lag behind the move that brought us here
-                    heads = [h for h in heads if h.stream_tag != head.stream_tag]
-                    heads += [current] if current is not None else []
+        current, triggers = self.store.head_and_triggers(head.stream_tag)
+        heads, policies = self.store.policy_view(head.stream_tag.stream, moved=current)
+        if policies:  # the index may lag behind the move that brought us here
+            heads = [h for h in heads if h.stream_tag != head.stream_tag]
+            heads += [current] if current is not None else []
         due: list[Trigger] = []
         if head.deleted:
             for trigger in triggers:

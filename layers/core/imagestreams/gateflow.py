@@ -29,15 +29,6 @@ def _holds(trigger: Trigger, digest: str | None = None) -> bool:
             and (digest is None or trigger.gate_state.digest == digest))
 
 
-def _policy_stream(policy: Any) -> str:
-    """The stream of a policy tag, whichever way the policy names its tag."""
-    for name in ("stream_tag", "target"):
-        value = getattr(policy, name, None)
-        if value is not None:
-            return getattr(value, "stream", None) or str(value).partition(":")[0]
-    return str(getattr(policy, "stream", ""))
-
-
 class GateFlow:
     store: Any
     fire_queue: Any
@@ -107,16 +98,10 @@ class GateFlow:
         """New evidence about ``stream@digest`` (a scan, a signature, a gate-clock wake-up): re-judge whatever waits
         on it. One query of the stream's heads, held triggers and policy tags (never its history); nothing written
         when nobody waits on the digest."""
-        view = getattr(self.store, "gate_view", None) or getattr(self.store, "stream_view", None)
-        if view is not None:
-            heads, triggers, policies = view(stream)
-        else:
-            heads, triggers = self.store.stream_state(stream)
-            policies = []
+        heads, triggers, policies = self.store.gate_view(stream)
         waiting = [t for t in triggers if _holds(t, digest) and not t.paused]
-        policy_wait = [p for p in policies if getattr(p, "status", None) in HELD
-                       and (getattr(p, "digest", None) == digest
-                            or (getattr(p, "gate", None) or {}).get("digest") == digest)]
+        policy_wait = [p for p in policies if p.status in HELD
+                       and (p.digest == digest or (p.gate or {}).get("digest") == digest)]
         by_tag = {h.stream_tag: h for h in heads}
         for trigger in waiting:  # a view without heads (the stream index): only the tags someone waits on
             if trigger.stream_tag not in by_tag:
@@ -124,11 +109,8 @@ class GateFlow:
         fired = self._refire(waiting, by_tag, "gate")
         evaluated = False
         if policy_wait and hasattr(self, "evaluate_policies"):
-            policy_view = getattr(self.store, "policy_view", None)
-            if policy_view is not None:  # heads and policies without the history; a move re-reads first
-                self.evaluate_policies(stream, *policy_view(stream))  # type: ignore[attr-defined]
-            else:
-                self.evaluate_policies(stream)  # type: ignore[attr-defined]
+            # heads and policies without the history; a move re-reads first
+            self.evaluate_policies(stream, *self.store.policy_view(stream))  # type: ignore[attr-defined]
             evaluated = True
         return {"stream": stream, "digest": digest, "triggers": fired, "policies": evaluated}
 
@@ -172,11 +154,10 @@ class GateFlow:
         for trigger in self.store.all_triggers():
             if _holds(trigger) and any(g.type == "signature" for g in trigger.gates):
                 seen[(trigger.stream_tag.stream, trigger.gate_state.digest)] = None  # type: ignore[union-attr]
-        all_policies = getattr(self.store, "all_policies", None)
-        for policy in all_policies() if all_policies is not None else []:
-            gate = getattr(policy, "gate", None) or {}
-            if getattr(policy, "status", None) in HELD and gate.get("type") == "signature" and gate.get("digest"):
-                seen[(_policy_stream(policy), gate["digest"])] = None
+        for policy in self.store.all_policies():
+            gate = policy.gate or {}
+            if policy.status in HELD and gate.get("type") == "signature" and gate.get("digest"):
+                seen[(policy.stream_tag.stream, gate["digest"])] = None
         return [self.gate_evidence(stream, digest) for stream, digest in list(seen)[:MAX_RECHECKED]]
 
     def rollout_done(self, triggers: list[Trigger]) -> list[str]:
@@ -199,10 +180,9 @@ class GateFlow:
             fired += self._refire(due, {stream_tag: self.store.get_head(stream_tag)}, "rollout")
         streams = set()
         for policy in policies:
-            gates = getattr(policy, "gates", ()) or ()
-            named = {i for g in gates for i in (g.get("triggers", ()) if isinstance(g, dict) else g.triggers)}
-            if getattr(policy, "status", None) in HELD and named & ids:
-                streams.add(_policy_stream(policy))
+            named = {i for g in policy.gates for i in g.get("triggers", ())}
+            if policy.status in HELD and named & ids:
+                streams.add(policy.stream_tag.stream)
         for stream in sorted(streams):
             self.evaluate_policies(stream)  # type: ignore[attr-defined]
         return fired

@@ -51,9 +51,8 @@ class ManualActions:
             raise Invalid("alias: true needs a tag as source (a digest does not move)")
         if alias:  # before anything is written: the links alone decide
             self._refuse_alias_cycles(StreamTag(stream, source.tag or ""), targets)
-        get_policy = getattr(self.store, "get_policy", None)
-        for target in targets if get_policy is not None else ():
-            if get_policy(target) is not None:  # its policy decides where it points (and would undo a copy)
+        for target in targets:
+            if self.store.get_policy(target) is not None:  # its policy decides where it points (and would undo a copy)
                 raise Conflict(f"{target} is a policy tag: its policy decides where it points; roll it back (which "
                                "holds the policy) or remove its policy first (policy remove)"
                                + ("; a tag is either an alias or a policy tag" if alias else ""))
@@ -164,8 +163,7 @@ class ManualActions:
         head = self.store.get_head(target)
         if head is None or head.deleted:
             raise NotFound(f"{target} is not a tag of the stream")
-        get_policy = getattr(self.store, "get_policy", None)
-        if get_policy is not None and get_policy(target) is not None:  # its policy would put it right back
+        if self.store.get_policy(target) is not None:  # its policy would put it right back
             raise Conflict(f"{target} is a policy tag: remove its policy first (policy remove), then untag it")
         if head.alias_of:
             self._link(target, None)

@@ -41,7 +41,17 @@ class StreamStore(Protocol):
         """Every head (tombstones included) and every trigger of a stream, in one read."""
 
     def stream_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
-        """Every head (tombstones included), trigger and policy tag of a stream, in one read."""
+        """Every head (tombstones included), trigger and policy tag of a stream, in one consistent read."""
+
+    def policy_view(self, stream: str, moved: Head | None = None) -> tuple[list[Head], list[Policy]]:
+        """The heads (tombstones included) and policy tags of a stream that has a policy tag, ``([], [])`` for any
+        other, without reading its history or its triggers. May lag behind the last writes: a caller re-reads what
+        it acts on. ``moved``, a head of the stream read consistently by the caller, is always part of what later
+        views list."""
+
+    def gate_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
+        """What can wait on a gate in a stream: the triggers its gates hold and its policy tags (heads may be left
+        out: ``[]``). May lag like :meth:`policy_view`."""
 
     def get_policy(self, stream_tag: StreamTag) -> Policy | None:
         """Consistent read of a tag's policy."""

@@ -3,7 +3,8 @@
 Key design (one partition per stream, so a tag's head and its triggers come back in one query)::
 
     pk = "S#<repo>"
-    sk = "T#<tag>#H"              head or tombstone     kind=HEAD, gsi3pk=pk, gsi3sk="H#<tag>"
+    sk = "T#<tag>#H"              head or tombstone     kind=HEAD; in a stream with a policy tag also gsi3pk=pk,
+                                                        gsi3sk="H#<tag>"
          "T#<tag>#P"              policy tag            kind=POLICY, gsi1pk="POLICY", gsi1sk=<stream>:<tag>,
                                                         gsi3pk=pk, gsi3sk="P#<tag>"
          "T#<tag>#R#<trigger id>" trigger               kind=TRIGGER, gsi1pk="TRIGGER", gsi1sk=<id>; while its gates
@@ -15,10 +16,17 @@ Key design (one partition per stream, so a tag's head and its triggers come back
 '#' sorts before every tag character, so ``begins_with("T#web#")`` never matches tag ``web-2``; and
 ``H`` < ``R`` < ``V``, so head + triggers are one contiguous ``BETWEEN`` range.
 
-The sparse index ``ByStream`` (gsi3) lists per stream only its heads, its policy tags and the triggers its gates hold,
-never the history (up to 50 entries per tag) nor the other triggers: a head move or a gate event reads that small
-list instead of the whole partition. ``H`` < ``P`` < ``W``: read backwards, policies and held triggers come first,
-so one item tells whether a stream has anything to evaluate at all.
+The sparse index ``ByStream`` (gsi3) lists per stream only its policy tags, the triggers its gates hold and, in a
+stream that has a policy tag, its heads; never the history (up to 50 entries per tag) nor the other triggers: a head
+move or a gate event reads that small list instead of the whole partition. ``H`` < ``P`` < ``W``: read backwards,
+policies and held triggers come first, so one item tells whether a stream has anything to evaluate at all.
+
+A head is listed only where a policy tag needs it: a head move in any other stream writes no index entry (two write
+units less per push). A head write keeps whatever listing the stored head had (it is an update, not a put); a new
+tag's first head is written unlisted and listed by the fan-out of that first move (``policy_view(moved=...)``) when
+its stream has a policy tag; setting a stream's first policy tag lists its heads (``stream_view``). A listing is
+never taken back: a stream whose last policy tag is removed keeps its heads listed (a removal racing a new policy
+tag could hide a candidate from it).
 """
 
 from __future__ import annotations
@@ -66,11 +74,11 @@ def history_sk(tag: str, generation: int) -> str:
     return f"T#{tag}#V#{generation:012d}"
 
 
-def stream_keys(item: dict[str, Any]) -> dict[str, str] | None:
-    """The ``ByStream`` keys of a table item: heads and policy tags always, a trigger only while its gates hold it;
-    None for everything else (history, leases, other triggers)."""
+def stream_keys(item: dict[str, Any], *, policy_stream: bool = False) -> dict[str, str] | None:
+    """The ``ByStream`` keys of a table item: policy tags always, a trigger only while its gates hold it, a head when
+    its stream has a policy tag (``policy_stream``); None for everything else (history, leases, other triggers)."""
     kind, stream, tag = item.get("kind"), item.get("stream"), item.get("tag")
-    if kind == "HEAD":
+    if kind == "HEAD" and policy_stream:
         return {"gsi3pk": pk(stream), "gsi3sk": f"H#{tag}"}  # type: ignore[arg-type]
     if kind == "POLICY":
         return {"gsi3pk": pk(stream), "gsi3sk": f"P#{tag}"}  # type: ignore[arg-type]
@@ -102,7 +110,8 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def head_item(head: Head, tombstone_ttl: timedelta | None = None) -> dict[str, Any]:
+def head_item(head: Head, tombstone_ttl: timedelta | None = None, *, listed: bool = False) -> dict[str, Any]:
+    """The head's table item; ``listed`` adds its ``ByStream`` keys (its stream has a policy tag)."""
     st = head.stream_tag
     item = {
         "pk": pk(st.stream), "sk": head_sk(st.tag), "kind": "HEAD", "stream": st.stream, "tag": st.tag,
@@ -114,8 +123,29 @@ def head_item(head: Head, tombstone_ttl: timedelta | None = None) -> dict[str, A
     }
     if head.deleted and tombstone_ttl is not None:
         item["expiresAt"] = int((head.at + tombstone_ttl).timestamp())
-    item.update(stream_keys(item) or {})
+    item.update(stream_keys(item, policy_stream=listed) or {})
     return item
+
+
+def head_update(item: dict[str, Any]) -> dict[str, Any]:
+    """An ``Update`` writing a head item whole but for its ``ByStream`` keys: every attribute set, the ones it does
+    not have (None) removed, the index listing left as stored."""
+    item = {"expiresAt": None, **item}
+    sets, removes = [], []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for n, (name, value) in enumerate(item.items()):
+        if name in ("pk", "sk", "gsi3pk", "gsi3sk"):
+            continue
+        names[f"#h{n}"] = name
+        if value is None:
+            removes.append(f"#h{n}")
+        else:
+            values[f":h{n}"] = value
+            sets.append(f"#h{n} = :h{n}")
+    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    return {"Key": _dump({"pk": item["pk"], "sk": item["sk"]}), "UpdateExpression": expression,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": _dump(values)}
 
 
 def head_from_item(item: dict[str, Any]) -> Head:
@@ -258,14 +288,13 @@ class DynamoStore:
 
     def commit(self, expected: Head | None, new: Head, drop_generation: int | None) -> None:
         st = new.stream_tag
+        update = head_update(head_item(new, self.tombstone_ttl))
         if expected is None:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+            update["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            condition = {
-                "ConditionExpression": "#r = :r",
-                "ExpressionAttributeNames": {"#r": "rev"},
-                "ExpressionAttributeValues": _dump({":r": expected.rev}),
-            }
+            update["ConditionExpression"] = "#r = :r"
+            update["ExpressionAttributeNames"]["#r"] = "rev"
+            update["ExpressionAttributeValues"][":r"] = _ser.serialize(expected.rev)
         entry = new.entry()
         history = {
             "pk": pk(st.stream), "sk": history_sk(st.tag, new.generation), "kind": "HIST", "stream": st.stream,
@@ -273,7 +302,7 @@ class DynamoStore:
             "cause": entry.cause, "actor": entry.actor,
         }
         items: list[dict[str, Any]] = [
-            {"Put": {"TableName": self.table, "Item": _dump(head_item(new, self.tombstone_ttl)), **condition}},
+            {"Update": {"TableName": self.table, **update}},  # an update: the head keeps its index listing
             {"Put": {"TableName": self.table, "Item": _dump(history),
                      "ConditionExpression": "attribute_not_exists(sk)"}},
         ]
@@ -292,9 +321,8 @@ class DynamoStore:
 
     def relink(self, expected: Head, new: Head) -> None:
         st = new.stream_tag
-        values: dict[str, Any] = {":r": expected.rev, ":n": new.rev, ":aliases": list(new.aliases),
-                                  ":g3pk": pk(st.stream), ":g3sk": f"H#{st.tag}"}
-        expression = "SET #rev = :n, aliases = :aliases, gsi3pk = :g3pk, gsi3sk = :g3sk"  # also backfills ByStream
+        values: dict[str, Any] = {":r": expected.rev, ":n": new.rev, ":aliases": list(new.aliases)}
+        expression = "SET #rev = :n, aliases = :aliases"
         if new.alias_of:
             values[":of"] = new.alias_of
             expression += ", aliasOf = :of"
@@ -418,11 +446,15 @@ class DynamoStore:
                 [trigger_from_item(i) for i in items if i["kind"] == "TRIGGER"],
                 [policy_from_item(i) for i in items if i["kind"] == "POLICY"])
 
-    def policy_view(self, stream: str) -> tuple[list[Head], list[Policy]]:
+    def policy_view(self, stream: str, moved: Head | None = None) -> tuple[list[Head], list[Policy]]:
         """Heads (tombstones included) and policy tags of a stream from the ``ByStream`` index, or ``([], [])``
-        when the stream has no policy tag. Eventually consistent: a caller that acts
-        on it re-reads what it acts on."""
+        when the stream has no policy tag. Eventually consistent: a caller that acts on it re-reads what it acts
+        on. ``moved`` (a head of the stream the caller read consistently) is listed from now on if the index does
+        not list it yet and the stream has a policy tag (a new tag's first head is written unlisted)."""
         items = self._stream_index(stream, upto="W")
+        if moved is not None and items and not any(
+                i["kind"] == "HEAD" and i["tag"] == moved.stream_tag.tag for i in items):
+            self._backfill([head_item(moved)], policy_stream=True)
         return ([head_from_item(i) for i in items if i["kind"] == "HEAD"],
                 [policy_from_item(i) for i in items if i["kind"] == "POLICY"])
 
@@ -451,15 +483,19 @@ class DynamoStore:
         items = self._query(self._index_query(stream, below=upto))
         return items if any(i.get("kind") == "POLICY" for i in items) else []
 
-    def _backfill(self, items: list[dict[str, Any]]) -> None:
-        """Give items written before the ``ByStream`` index their index keys (once: a consistent view of the
-        stream — the reconciler's policy evaluation, ``describe`` — finds them); a trigger no longer held leaves the
-        index. Each item is updated only when its keys are not what they should be, and only if it still exists."""
+    def _backfill(self, items: list[dict[str, Any]], *, policy_stream: bool | None = None) -> None:
+        """Give items their ``ByStream`` keys where they lack them (once: a consistent view of the stream — the
+        reconciler's policy evaluation, ``describe``, a policy tag just set — finds them): items written before the
+        index, and the heads of a stream that has (``policy_stream``; by default: ``items`` hold) a policy tag. A
+        trigger no longer held leaves the index; a head never does. Each item is updated only when its keys are not
+        what they should be, and only if it still exists."""
+        if policy_stream is None:
+            policy_stream = any(i.get("kind") == "POLICY" for i in items)
         for item in items:
-            keys = stream_keys(item)
+            keys = stream_keys(item, policy_stream=policy_stream)
             if keys is not None and all(item.get(k) == v for k, v in keys.items()):
                 continue
-            if keys is None and "gsi3pk" not in item:
+            if keys is None and ("gsi3pk" not in item or item.get("kind") == "HEAD"):
                 continue
             update = "SET gsi3pk = :pk, gsi3sk = :sk" if keys else "REMOVE gsi3pk, gsi3sk"
             values = ({"ExpressionAttributeValues": _dump({":pk": keys["gsi3pk"], ":sk": keys["gsi3sk"]})}

@@ -93,8 +93,9 @@ class MemoryStore:
         heads, triggers = self.stream_state(stream)
         return heads, triggers, [p for st, p in self.policy_items.items() if st.stream == stream]
 
-    def policy_view(self, stream: str) -> tuple[list[Head], list[Policy]]:
-        """Heads and policy tags of a stream, or nothing when it has no policy tag (the ``ByStream`` index)."""
+    def policy_view(self, stream: str, moved: Head | None = None) -> tuple[list[Head], list[Policy]]:
+        """Heads and policy tags of a stream, or nothing when it has no policy tag (the ``ByStream`` index, which
+        lists every head of such a stream here: ``moved`` needs no listing)."""
         policies = self.policies(stream)
         return (self.heads(stream), policies) if policies else ([], [])
 
