@@ -333,3 +333,43 @@ def test_a_trigger_held_before_the_index_existed_is_still_woken_by_its_gate_cloc
     assert streams.gate_evidence(S, web.digest)["triggers"] == []  # the index does not list it
     assert streams.gate_wake("trigger", trigger.id, web.digest)["triggers"] == [trigger.id]
     assert [i for _, i, _ in queue.items] == [trigger.id]
+
+
+class RefusingOnce(MemoryRegistry):
+    """ECR refuses the first retag (e.g. a moment of IMMUTABLE tags), then takes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse = True
+
+    def retag(self, stream: str, digest: str, tag: str) -> None:
+        if self.refuse:
+            self.refuse = False
+            from imagestreams.errors import Conflict
+
+            raise Conflict(f"{stream}:{tag} is immutable")
+        super().retag(stream, digest, tag)
+
+
+def test_a_new_tag_its_own_fan_out_could_not_select_is_still_seen_by_the_next_push(dynamo):
+    store, client = dynamo
+    registry = RefusingOnce()
+    registry.refuse = False
+    streams = ImageStreams(store, registry, {"ecs": MemoryEcs()}, ListQueue())
+    for n in range(2):
+        registry.set(S, f"v1.{n}.0", digest(n), pushed_at=T0 + timedelta(minutes=n))
+        streams.head_moved(_synced(streams, f"v1.{n}.0"))
+    streams.set_policy(StreamTag(S, "stable"), {"semver": "^1"})
+    streams.head_moved(store.get_head(StreamTag(S, "stable")))
+    registry.set(S, "v1.5.0", digest(5), pushed_at=T0 + timedelta(minutes=5))
+    registry.refuse = True
+    streams.head_moved(_synced(streams, "v1.5.0"))  # its evaluation cannot move stable: ECR refuses
+    assert store.get_head(StreamTag(S, "stable")).digest == digest(1)
+    registry.set(S, "latest", digest(9), pushed_at=T0 + timedelta(minutes=9))
+    streams.head_moved(_synced(streams, "latest"))  # any later move of the stream evaluates again, from the index
+    assert store.get_head(StreamTag(S, "stable")).digest == digest(5)
+
+
+def _synced(streams: ImageStreams, tag: str) -> Head:
+    streams.sync(StreamTag(S, tag))
+    return streams.store.get_head(StreamTag(S, tag))

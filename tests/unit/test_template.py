@@ -217,6 +217,36 @@ def test_least_privilege_table_actions_per_function():
                 assert all(r == TABLE_ARN or r.startswith(TABLE_ARN + "/index/") for r in resources(statement))
 
 
+HEAD_WRITERS = ("IngestFunction", "FanoutFunction", "AdminFunction", "RolloutFunction", "GatesFunction",
+                "ReconcilerFunction")  # every function whose path can move a head (a push, a policy tag, a retag)
+
+
+def test_every_function_that_moves_heads_is_granted_each_operation_of_the_head_transaction():
+    """IAM authorises each action of a TransactWriteItems by its own action (an Update needs UpdateItem)."""
+    from datetime import datetime, timezone
+
+    from imagestreams.adapters.dynamodb import DynamoStore
+    from imagestreams.model import Head, StreamTag
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.operations: set[str] = set()
+
+        def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:  # noqa: N803 - boto3's name
+            self.operations |= {f"{op}Item" for item in TransactItems for op in item}
+
+    client = Recorder()
+    store = DynamoStore(client, "streams")
+    head = Head(StreamTag("team/web", "latest"), "sha256:" + "a" * 64, 2, datetime(2026, 1, 1, tzinfo=timezone.utc),
+                "push", "ecr", "123456789012.dkr.ecr.us-east-1.amazonaws.com", rev=2)
+    store.commit(head._replace(generation=1, rev=1), head, 1)  # the cap drops the oldest entry too
+    assert client.operations == {"UpdateItem", "PutItem", "DeleteItem"}
+    for name in HEAD_WRITERS:
+        granted = {a.split(":", 1)[1] for s in statements(name) for a in actions(s)
+                   if a.startswith("dynamodb:") and TABLE_ARN in resources(s) and "Condition" not in s}
+        assert client.operations <= granted, (name, client.operations - granted)
+
+
 def test_the_deployer_writes_whole_items_only_for_its_leases():
     writes = [s for s in statements("DeployerFunction")
               if {"dynamodb:PutItem", "dynamodb:DeleteItem"} & set(actions(s))]

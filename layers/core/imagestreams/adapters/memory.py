@@ -32,6 +32,7 @@ class MemoryStore:
         self.entries: dict[StreamTag, dict[int, HistoryEntry]] = {}
         self.triggers: dict[str, Trigger] = {}
         self.policy_items: dict[StreamTag, Policy] = {}
+        self.listed_heads: set[StreamTag] = set()  # heads ByStream lists (policy streams: policy_view)
         self.cursor: dict = {}
         self.writes = 0
         self._lock = threading.Lock()
@@ -52,6 +53,8 @@ class MemoryStore:
             if new.generation in entries:
                 raise ConcurrentUpdate(str(new.stream_tag))
             self.heads_by_tag[new.stream_tag] = new
+            if expected is None:
+                self.listed_heads.discard(new.stream_tag)  # a new head item is written unlisted
             entries[new.generation] = new.entry()
             if drop_generation is not None:
                 entries.pop(drop_generation, None)
@@ -91,13 +94,21 @@ class MemoryStore:
 
     def stream_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
         heads, triggers = self.stream_state(stream)
-        return heads, triggers, [p for st, p in self.policy_items.items() if st.stream == stream]
+        policies = [p for st, p in self.policy_items.items() if st.stream == stream]
+        if policies:  # a consistent view of a policy stream lists its heads, as the DynamoDB store does
+            self.listed_heads.update(h.stream_tag for h in heads)
+        return heads, triggers, policies
 
     def policy_view(self, stream: str, moved: Head | None = None) -> tuple[list[Head], list[Policy]]:
-        """Heads and policy tags of a stream, or nothing when it has no policy tag (the ``ByStream`` index, which
-        lists every head of such a stream here: ``moved`` needs no listing)."""
+        """Heads and policy tags of a stream, or nothing when it has no policy tag: like the ``ByStream`` index,
+        only the heads listed (a new tag's head is listed by the first view that names it ``moved``, or by a
+        consistent ``stream_view``)."""
         policies = self.policies(stream)
-        return (self.heads(stream), policies) if policies else ([], [])
+        if not policies:
+            return [], []
+        if moved is not None:
+            self.listed_heads.add(moved.stream_tag)
+        return [h for h in self.heads(stream) if h.stream_tag in self.listed_heads], policies
 
     def gate_view(self, stream: str) -> tuple[list[Head], list[Trigger], list[Policy]]:
         """Gate-held triggers and policy tags of a stream (no heads, like the ``ByStream`` read)."""
