@@ -95,7 +95,7 @@ def bad_targets() -> Iterator[tuple[str, Any]]:
         yield f"lambda alias {value!r}", {"type": "lambda", "function": "f", "alias": value}
 
 
-def bad_commands() -> Iterator[tuple[str, Any]]:
+def base_bad_commands() -> Iterator[tuple[str, Any]]:
     for value in [None, [], "describe", 1, True]:
         yield f"command {value!r}", value
     for value in ["nope", "", None, 1, "DESCRIBE", "trigger.delete", "describe ", ["describe"]]:
@@ -201,13 +201,6 @@ def _f_outside_commands() -> Iterator[tuple[str, Any]]:
         yield f"trigger.add {name}", {"action": "trigger.add", "from": "team/web:latest", "target": target}
 
 
-_bad_commands_before_f_outside = bad_commands
-
-
-def bad_commands() -> Iterator[tuple[str, Any]]:  # noqa: F811 - extends the list above
-    yield from _bad_commands_before_f_outside()
-    yield from _f_outside_commands()
-
 
 # c-registry ------------------------------------------------------------------------------------------------------
 # References naming a registry other than the stack's own (another account, another region, not ECR at all), and
@@ -280,13 +273,6 @@ def alias_bad_commands() -> Iterator[tuple[str, Any]]:
     yield "roll an alias back on its own", {"action": "rollback", "target": "team/web:a3"}
 
 
-_bad_commands_before_c_registry = bad_commands
-
-
-def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
-    yield from _bad_commands_before_c_registry()
-    yield from registry_bad_commands()
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Cross-account targets: a target's roleArn / externalId that are malformed, or name a role
@@ -345,13 +331,6 @@ def xacct_bad_commands() -> Iterator[tuple[str, Any]]:
         "action": "trigger.add", "from": "team/web:latest",
         "target": {**base, "service": "arn:aws:ecs:us-east-1:333333333333:service/prod/web", "roleArn": good_role}}
 
-
-_bad_commands_before_m_xacct = bad_commands
-
-
-def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
-    yield from _bad_commands_before_m_xacct()
-    yield from xacct_bad_commands()
 
 
 # ------------------------------------------------------------------------------------------------- gates
@@ -457,13 +436,6 @@ def bad_clock_messages() -> Iterator[tuple[str, Any]]:
         yield f"clock due {value!r}", {**good, "due": value}
 
 
-_bad_commands_before_gates = bad_commands
-
-
-def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
-    yield from _bad_commands_before_gates()
-    yield from gate_bad_commands()
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Policy tags: hostile regular expressions, ranges that do not parse, unknown fields, gates that
@@ -556,13 +528,6 @@ def policy_bad_commands() -> Iterator[tuple[str, Any]]:
         yield f"policy.list stream={value!r}", {"action": "policy.list", "stream": value}
 
 
-_bad_commands_before_p_policy = bad_commands
-
-
-def bad_commands() -> Iterator[tuple[str, Any]]:  # type: ignore[no-redef]  # noqa: F811
-    yield from _bad_commands_before_p_policy()
-    yield from policy_bad_commands()
-
 
 def policy_world(streams: Any, registry: Any) -> None:
     """team/web with v1.2.0 and v1.3.0, ``edge`` an alias of ``latest``, and ``stable`` a semver policy tag."""
@@ -588,3 +553,13 @@ def policy_conflict_commands() -> Iterator[tuple[str, Any]]:
     yield "follow cycle", {"action": "policy.set", "target": "team/web:stable", "policy": {"follow": "prod"}}
     yield "policy replaced by one with a hostile pattern", {"action": "policy.set", "target": "team/web:stable",
                                                             "policy": {"pattern": "(a+)+$"}}
+
+
+# Every group of commands refused in any world, in one list: a new feature adds its group here.
+COMMAND_GROUPS = (base_bad_commands, _f_outside_commands, registry_bad_commands, xacct_bad_commands,
+                  gate_bad_commands, policy_bad_commands)
+
+
+def bad_commands() -> Iterator[tuple[str, Any]]:
+    for group in COMMAND_GROUPS:
+        yield from group()
