@@ -2,10 +2,10 @@
 
 1. **Tags**: for every ECR repository, list its tags page by page (one ECR page: up to 1,000 images) and
    re-resolve (``sync``, cause ``import``) every tag whose head differs from ECR — missed pushes move. Then count
-   the stream's live heads, page by page, against what the listing showed (a count and a sum of tag hashes, so
-   nothing per tag is held): only when they differ does it look for live heads whose tag left ECR, 100 tags per
-   ECR call, and re-resolve those (they become tombstones). Then stream tags of repositories that no longer
-   exist at all.
+   the stream's live heads (from a keys-only index: one Query per 1,000 tags) against what the listing showed (a
+   count and a sum of tag hashes, so nothing per tag is held): only when they differ does it look for live heads
+   whose tag left ECR, 100 tags per ECR call, and re-resolve those (they become tombstones). Then stream tags of
+   repositories that no longer exist at all.
 2. **Triggers**: for every unpaused trigger, read what its target runs and decide:
    *in sync* (record rollout progress); *behind* (never fired successfully, or still runs exactly what we last put
    while the head moved: a fire was lost or failed on an API error) → fire, through the FIFO queue so it never races
@@ -37,6 +37,8 @@ from .services import ROLLOUT_DONE, ImageStreams, advance_rollout
 log = logging.getLogger(__name__)
 PHASES = ("tags", "orphans", "triggers")
 HEAD_PAGE = 100  # heads read per page, and tags asked of ECR per existence check
+KEY_PAGE = 1000  # live heads counted per page (keys only: about 100 KB)
+ALIAS_MARK = "#A"  # what a live head key ends with when the head is an alias
 _MOD = 1 << 64
 
 # One page of a repository's listing: tag -> digest, and the token of the next page (None after the last).
@@ -69,6 +71,10 @@ class CursorStore(Protocol):
 
     def heads_of(self, stream: str, tags: list[str]) -> list[Head]:
         """The heads of these tags that exist (consistent reads)."""
+
+    def live_head_keys(self, stream: str, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` live heads of a stream after ``after`` (a key this returned), in order, as keys: the tag,
+        with ``#A`` appended when the head is an alias. May lag a moment behind head writes."""
 
 
 def _hash(tag: str) -> int:
@@ -275,18 +281,22 @@ class Reconciler:
                 return False
 
     def _count(self, stream: str, report: dict[str, Any], place: _Place, late: _Deadline) -> bool:
+        """Count the stream's live heads (keys only, never a head's history) against the listing; check each
+        alias on the way (one consistent read of it and of its source)."""
         while True:
             if late():
                 return False
-            page = self.cursors.heads_after(stream, place.tag, HEAD_PAGE)
-            live = [_hash(h.stream_tag.tag) for h in page if not h.deleted]
-            for head in page:
-                if head.alias_of and not head.deleted:
-                    self._check_alias(head, report)
-            place.add(-len(live), -sum(live))
-            if len(page) < HEAD_PAGE:
+            keys = self.cursors.live_head_keys(stream, place.tag, KEY_PAGE)
+            tags = [k.removesuffix(ALIAS_MARK) for k in keys]
+            for key, tag in zip(keys, tags, strict=True):
+                if key != tag:
+                    head = self.streams.store.get_head(StreamTag(stream, tag))
+                    if head is not None and head.alias_of and not head.deleted:
+                        self._check_alias(head, report)
+            place.add(-len(tags), -sum(_hash(t) for t in tags))
+            if len(keys) < KEY_PAGE:
                 break
-            place.tag = page[-1].stream_tag.tag
+            place.tag = keys[-1]
         # equal: every live head's tag was in the listing, nothing is gone
         place.step = "done" if place.n == 0 and place.sum == 0 else "gone"
         place.tag, place.n, place.sum = "", 0, 0

@@ -3,8 +3,9 @@
 Key design (one partition per stream, so a tag's head and its triggers come back in one query)::
 
     pk = "S#<repo>"
-    sk = "T#<tag>#H"              head or tombstone     kind=HEAD; in a stream with a policy tag also gsi3pk=pk,
-                                                        gsi3sk="H#<tag>"
+    sk = "T#<tag>#H"              head or tombstone     kind=HEAD; a live head gsi1pk="HEADS#<repo>",
+                                                        gsi1sk="<tag>" ("<tag>#A" for an alias); in a stream with
+                                                        a policy tag also gsi3pk=pk, gsi3sk="H#<tag>"
          "T#<tag>#P"              policy tag            kind=POLICY, gsi1pk="POLICY", gsi1sk=<stream>:<tag>,
                                                         gsi3pk=pk, gsi3sk="P#<tag>"
          "T#<tag>#R#<trigger id>" trigger               kind=TRIGGER, gsi1pk="TRIGGER", gsi1sk=<id>; while its gates
@@ -21,12 +22,17 @@ stream that has a policy tag, its heads; never the history (up to 50 entries per
 move or a gate event reads that small list instead of the whole partition. ``H`` < ``P`` < ``W``: read backwards,
 policies and held triggers come first, so one item tells whether a stream has anything to evaluate at all.
 
-A head is listed only where a policy tag needs it: a head move in any other stream writes no index entry (two write
-units less per push). A head write keeps whatever listing the stored head had (it is an update, not a put); a new
-tag's first head is written unlisted and listed by the fan-out of that first move (``policy_view(moved=...)``) when
-its stream has a policy tag; setting a stream's first policy tag lists its heads (``stream_view``). A listing is
-never taken back: a stream whose last policy tag is removed keeps its heads listed (a removal racing a new policy
-tag could hide a candidate from it).
+``ByKind`` (keys only) also lists every live head under ``HEADS#<repo>``: the reconciler counts a repository's
+live heads in one Query of a few bytes per tag, never reading their history, and finds the repositories with live
+heads without scanning the table. Those keys change only when a head is created, deleted or made (no longer) an
+alias, so a head move writes nothing to that index.
+
+In ``ByStream`` a head is listed only where a policy tag needs it: a head move in any other stream writes no index
+entry (two write units less per push). A head write keeps whatever listing the stored head had (it is an update,
+not a put); a new tag's first head is written unlisted and listed by the fan-out of that first move
+(``policy_view(moved=...)``) when its stream has a policy tag; setting a stream's first policy tag lists its heads
+(``stream_view``). A listing is never taken back: a stream whose last policy tag is removed keeps its heads listed
+(a removal racing a new policy tag could hide a candidate from it).
 """
 
 from __future__ import annotations
@@ -110,6 +116,18 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
+HEADS = "HEADS#"  # ByKind partition of a repository's live heads
+ALIAS_MARK = "#A"  # ByKind sort key suffix of a live head that is an alias ('#' is never in a tag)
+
+
+def live_keys(head: Head) -> dict[str, str] | None:
+    """The ``ByKind`` keys of a live head (None for a tombstone): its repository's partition, its tag."""
+    if head.deleted:
+        return None
+    return {"gsi1pk": HEADS + head.stream_tag.stream,
+            "gsi1sk": head.stream_tag.tag + (ALIAS_MARK if head.alias_of else "")}
+
+
 def head_item(head: Head, tombstone_ttl: timedelta | None = None, *, listed: bool = False) -> dict[str, Any]:
     """The head's table item; ``listed`` adds its ``ByStream`` keys (its stream has a policy tag)."""
     st = head.stream_tag
@@ -123,19 +141,20 @@ def head_item(head: Head, tombstone_ttl: timedelta | None = None, *, listed: boo
     }
     if head.deleted and tombstone_ttl is not None:
         item["expiresAt"] = int((head.at + tombstone_ttl).timestamp())
+    item.update(live_keys(head) or {"gsi1pk": None, "gsi1sk": None})
     item.update(stream_keys(item, policy_stream=listed) or {})
     return item
 
 
-def head_update(item: dict[str, Any]) -> dict[str, Any]:
-    """An ``Update`` writing a head item whole but for its ``ByStream`` keys: every attribute set, the ones it does
-    not have (None) removed, the index listing left as stored."""
+def head_update(item: dict[str, Any], *, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An ``Update`` writing a head item whole but for its ``ByStream`` keys and the attributes in ``keep``: every
+    attribute set, the ones it does not have (None) removed, the index listing left as stored."""
     item = {"expiresAt": None, **item}
     sets, removes = [], []
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     for n, (name, value) in enumerate(item.items()):
-        if name in ("pk", "sk", "gsi3pk", "gsi3sk"):
+        if name in ("pk", "sk", "gsi3pk", "gsi3sk", *keep):
             continue
         names[f"#h{n}"] = name
         if value is None:
@@ -288,7 +307,10 @@ class DynamoStore:
 
     def commit(self, expected: Head | None, new: Head, drop_generation: int | None) -> None:
         st = new.stream_tag
-        update = head_update(head_item(new, self.tombstone_ttl))
+        same = expected is not None and live_keys(expected) == live_keys(new)
+        # a move of a live head keeps its ByKind keys as stored: no index write (and no listing of a head an older
+        # version wrote without them; the reconciler lists those once, see live_streams)
+        update = head_update(head_item(new, self.tombstone_ttl), keep=("gsi1pk", "gsi1sk") if same else ())
         if expected is None:
             update["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
@@ -323,6 +345,10 @@ class DynamoStore:
         st = new.stream_tag
         values: dict[str, Any] = {":r": expected.rev, ":n": new.rev, ":aliases": list(new.aliases)}
         expression = "SET #rev = :n, aliases = :aliases"
+        keys = live_keys(new)
+        if keys is not None and keys != live_keys(expected):  # became (or stopped being) an alias: ByKind says so
+            values.update({":g1pk": keys["gsi1pk"], ":g1sk": keys["gsi1sk"]})
+            expression += ", gsi1pk = :g1pk, gsi1sk = :g1sk"
         if new.alias_of:
             values[":of"] = new.alias_of
             expression += ", aliasOf = :of"
@@ -714,17 +740,66 @@ class DynamoStore:
         return {"at": item.get("lastRunAt"), "errors": int(item.get("errors") or 0),
                 "complete": bool(item.get("complete"))}
 
+    _HEADS_LISTED_KEY = {"pk": "RECONCILER", "sk": "HEADS-LISTED"}
+
     def live_streams(self) -> list[str]:
-        """Repositories with a live head: a filtered, paginated Scan (reconciler only, projected to two
-        attributes)."""
+        """Repositories with a live head, from a Scan of the keys-only ``ByKind`` index (a few bytes per live head,
+        never the history). Once per table — heads written before that index listed them — a Scan of the table
+        itself finds them and lists them."""
+        out = self.client.get_item(TableName=self.table, Key=_dump(self._HEADS_LISTED_KEY), ConsistentRead=True)
+        if "Item" not in out:
+            return self._list_unlisted_heads()
+        streams: set[str] = set()
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table, IndexName=TRIGGER_INDEX, FilterExpression="begins_with(gsi1pk, :h)",
+            ProjectionExpression="gsi1pk", ExpressionAttributeValues=_dump({":h": HEADS}))
+        for page in pages:
+            streams.update(_load(i)["gsi1pk"][len(HEADS):] for i in page["Items"])
+        return sorted(streams)
+
+    def _list_unlisted_heads(self) -> list[str]:
         streams: set[str] = set()
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table, FilterExpression="#k = :h AND (attribute_not_exists(deleted) OR deleted = :f)",
-            ProjectionExpression="#s", ExpressionAttributeNames={"#k": "kind", "#s": "stream"},
+            ProjectionExpression="pk, sk, #s, tag, aliasOf, gsi1pk", ExpressionAttributeNames={"#k": "kind",
+                                                                                                "#s": "stream"},
             ExpressionAttributeValues=_dump({":h": "HEAD", ":f": False}))
         for page in pages:
-            streams.update(_load(i)["stream"] for i in page["Items"])
+            for item in (_load(i) for i in page["Items"]):
+                streams.add(item["stream"])
+                if "gsi1pk" in item:
+                    continue
+                sk = item["tag"] + (ALIAS_MARK if item.get("aliasOf") else "")
+                try:  # still live, still what was read (a move or relink meanwhile keeps or sets the keys itself)
+                    self.client.update_item(
+                        TableName=self.table, Key=_dump({"pk": item["pk"], "sk": item["sk"]}),
+                        UpdateExpression="SET gsi1pk = :pk, gsi1sk = :sk",
+                        ConditionExpression="attribute_exists(pk) AND deleted = :f AND attribute_not_exists(gsi1pk)",
+                        ExpressionAttributeValues=_dump({":pk": HEADS + item["stream"], ":sk": sk, ":f": False}))
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
+        self.client.put_item(TableName=self.table, Item=_dump({**self._HEADS_LISTED_KEY, "kind": "MARKER"}))
         return sorted(streams)
+
+    def live_head_keys(self, stream: str, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` live heads of a stream after ``after``, as their ``ByKind`` sort keys (the tag, ``#A``
+        appended for an alias), in order: one Query per page of the keys-only index (about 1,000 keys in 100 KB),
+        never reading a head or its history. Eventually consistent: a head created or deleted a moment ago may be
+        missing or still there."""
+        keys: list[str] = []
+        values = {":pk": HEADS + stream, **({":after": after} if after else {})}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "IndexName": TRIGGER_INDEX, "Limit": limit,
+            "KeyConditionExpression": "gsi1pk = :pk" + (" AND gsi1sk > :after" if after else ""),
+            "ExpressionAttributeValues": _dump(values)}
+        while len(keys) < limit:
+            out = self.client.query(**kwargs)
+            keys += [_load(i)["gsi1sk"] for i in out["Items"]]
+            if "LastEvaluatedKey" not in out:
+                break
+            kwargs["ExclusiveStartKey"], kwargs["Limit"] = out["LastEvaluatedKey"], limit - len(keys)
+        return keys[:limit]
 
     def heads_after(self, stream: str, after: str, limit: int) -> list[Head]:
         """Up to ``limit`` heads of a stream with a tag after ``after``, in tag order, without reading the tags'

@@ -231,6 +231,12 @@ class MemoryStore:
         return heapq.nsmallest(limit, (h for st, h in self.heads_by_tag.items()
                                        if st.stream == stream and st.tag > after), key=lambda h: h.stream_tag.tag)
 
+    def live_head_keys(self, stream: str, after: str, limit: int) -> list[str]:
+        """The live heads after ``after`` as the DynamoDB store lists them (tag, ``#A`` appended for an alias)."""
+        keys = (h.stream_tag.tag + ("#A" if h.alias_of else "") for st, h in self.heads_by_tag.items()
+                if st.stream == stream and not h.deleted)
+        return heapq.nsmallest(limit, (k for k in keys if k > after))
+
     def heads_of(self, stream: str, tags: list[str]) -> list[Head]:
         found = (self.heads_by_tag.get(StreamTag(stream, tag)) for tag in tags)
         return [h for h in found if h is not None]
