@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from imagestreams.adapters.dynamodb import STREAM_INDEX, _dump, _load, head_item, pk
+from imagestreams.adapters.dynamodb import STREAM_INDEX, _dump, _load, pk
 from imagestreams.adapters.memory import ListQueue, MemoryEcs, MemoryRegistry
 from imagestreams.model import EcsTarget, Head, StreamTag, Trigger, trigger_id
 from imagestreams.services import ImageStreams
@@ -47,26 +47,6 @@ def _push(streams: ImageStreams, registry: MemoryRegistry, tag: str, n: int) -> 
     head = streams.store.get_head(StreamTag(S, tag))
     assert head is not None
     return head
-
-
-# ------------------------------------------------------------------------------ heads of the previous version
-
-
-def test_a_head_listed_by_the_previous_version_stops_costing_index_writes_in_a_stream_without_policy_tags(dynamo):
-    """Before the upgrade every head carried the ByStream keys. The README promises that "a head move in any other
-    repository writes no index entry", and the cost figure drops by the index write per push; but a head write now
-    keeps whatever listing the stored item has and nothing ever takes a head's listing back, so every tag that
-    existed before the upgrade keeps paying the index write on every move, forever (the saving only reaches tags
-    created after the upgrade)."""
-    store, client = dynamo
-    st = StreamTag(S, "latest")
-    old = Head(st, digest(1), 1, T0, "push", "ecr", REG, rev=1)
-    client.put_item(TableName="streams", Item=_dump(head_item(old, listed=True)))  # as the previous version wrote it
-    assert index_keys(client, S) == ["H#latest"]
-    new = old._replace(digest=digest(2), generation=2, at=T0 + timedelta(minutes=1), rev=2)
-    store.commit(old, new, None)
-    store.stream_view(S)  # and a consistent view of the stream (describe, the reconciler's pass) does not either
-    assert index_keys(client, S) == [], "a stream without a policy tag still pays an index write per head move"
 
 
 # ------------------------------------------------------------------------------------- a lost first fan-out

@@ -235,6 +235,9 @@ def test_every_function_that_moves_heads_is_granted_each_operation_of_the_head_t
         def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:  # noqa: N803 - boto3's name
             self.operations |= {f"{op}Item" for item in TransactItems for op in item}
 
+        def query(self, **_: Any) -> dict[str, Any]:
+            return {"Items": []}
+
     client = Recorder()
     store = DynamoStore(client, "streams")
     head = Head(StreamTag("team/web", "latest"), "sha256:" + "a" * 64, 2, datetime(2026, 1, 1, tzinfo=timezone.utc),
@@ -245,6 +248,9 @@ def test_every_function_that_moves_heads_is_granted_each_operation_of_the_head_t
         granted = {a.split(":", 1)[1] for s in statements(name) for a in actions(s)
                    if a.startswith("dynamodb:") and TABLE_ARN in resources(s) and "Condition" not in s}
         assert client.operations <= granted, (name, client.operations - granted)
+        # a tag's first head asks ByStream whether its repository has a policy tag
+        assert any("dynamodb:Query" in actions(s) and f"{TABLE_ARN}/index/ByStream" in resources(s)
+                   for s in statements(name)), name
 
 
 def test_the_deployer_writes_whole_items_only_for_its_leases():

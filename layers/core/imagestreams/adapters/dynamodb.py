@@ -37,6 +37,7 @@ not a put); a new tag's first head is written unlisted and listed by the fan-out
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -51,6 +52,7 @@ from ..gates import GateState, gates_from_dicts
 from ..model import Head, HistoryEntry, StreamTag, Target, TaskPins, Trigger, cap_text, parse_target, target_key
 from ..policytags import Policy
 
+log = logging.getLogger(__name__)
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 TRIGGER_INDEX = "ByKind"
@@ -58,6 +60,7 @@ TARGET_INDEX = "ByTarget"
 STREAM_INDEX = "ByStream"
 HELD = ("Gated", "Blocked")
 SEEK_ITEMS = 10  # items a head seek reads: one head and a little of what follows (one read unit)
+BACKFILL_SERIAL = 8  # index-keys updates made one after the other; more go 16 at a time
 
 
 def pk(stream: str) -> str:
@@ -147,14 +150,15 @@ def head_item(head: Head, tombstone_ttl: timedelta | None = None, *, listed: boo
 
 
 def head_update(item: dict[str, Any], *, keep: tuple[str, ...] = ()) -> dict[str, Any]:
-    """An ``Update`` writing a head item whole but for its ``ByStream`` keys and the attributes in ``keep``: every
-    attribute set, the ones it does not have (None) removed, the index listing left as stored."""
+    """An ``Update`` writing a head item whole but for the attributes in ``keep``: every attribute set, the ones it
+    has as None removed. ``ByStream`` keys are written only when ``item`` has them (a listed head): otherwise the
+    stored listing stays as it is."""
     item = {"expiresAt": None, **item}
     sets, removes = [], []
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     for n, (name, value) in enumerate(item.items()):
-        if name in ("pk", "sk", "gsi3pk", "gsi3sk", *keep):
+        if name in ("pk", "sk", *keep):
             continue
         names[f"#h{n}"] = name
         if value is None:
@@ -310,7 +314,11 @@ class DynamoStore:
         same = expected is not None and live_keys(expected) == live_keys(new)
         # a move of a live head keeps its ByKind keys as stored: no index write (and no listing of a head an older
         # version wrote without them; the reconciler lists those once, see live_streams)
-        update = head_update(head_item(new, self.tombstone_ttl), keep=("gsi1pk", "gsi1sk") if same else ())
+        # a new head item is listed in ByStream at once when its stream has a policy tag (its fan-out lists it too,
+        # should a policy tag have been set a moment ago): a lost fan-out cannot hide it from later evaluations
+        listed = expected is None and self._has_policy(st.stream)
+        update = head_update(head_item(new, self.tombstone_ttl, listed=listed),
+                             keep=("gsi1pk", "gsi1sk") if same else ())
         if expected is None:
             update["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
@@ -340,6 +348,13 @@ class DynamoStore:
             if codes & {"ConditionalCheckFailed", "TransactionConflict"}:
                 raise ConcurrentUpdate(str(st)) from exc
             raise
+
+    def _has_policy(self, stream: str) -> bool:
+        """Whether the stream has a policy tag: one ``ByStream`` item read (eventually consistent)."""
+        out = self.client.query(TableName=self.table, IndexName=STREAM_INDEX, Limit=1, ProjectionExpression="pk",
+                                KeyConditionExpression="gsi3pk = :pk AND begins_with(gsi3sk, :p)",
+                                ExpressionAttributeValues=_dump({":pk": pk(stream), ":p": "P#"}))
+        return bool(out["Items"])
 
     def relink(self, expected: Head, new: Head) -> None:
         st = new.stream_tag
@@ -517,6 +532,7 @@ class DynamoStore:
         what they should be, and only if it still exists."""
         if policy_stream is None:
             policy_stream = any(i.get("kind") == "POLICY" for i in items)
+        updates: list[dict[str, Any]] = []
         for item in items:
             keys = stream_keys(item, policy_stream=policy_stream)
             if keys is not None and all(item.get(k) == v for k, v in keys.items()):
@@ -526,13 +542,30 @@ class DynamoStore:
             update = "SET gsi3pk = :pk, gsi3sk = :sk" if keys else "REMOVE gsi3pk, gsi3sk"
             values = ({"ExpressionAttributeValues": _dump({":pk": keys["gsi3pk"], ":sk": keys["gsi3sk"]})}
                       if keys else {})
-            try:
-                self.client.update_item(TableName=self.table, Key=_dump({"pk": item["pk"], "sk": item["sk"]}),
-                                        UpdateExpression=update, ConditionExpression="attribute_exists(pk)",
-                                        **values)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
+            updates.append({"TableName": self.table, "Key": _dump({"pk": item["pk"], "sk": item["sk"]}),
+                            "UpdateExpression": update, "ConditionExpression": "attribute_exists(pk)", **values})
+        if len(updates) <= BACKFILL_SERIAL:
+            for update in updates:
+                self._keys_update(update)
+            return
+        # a stream's first policy tag lists all its heads: 16 at a time (a client is safe to share across threads),
+        # so 10,000 tags take seconds, not the admin call's minute
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(self._keys_update, updates))
+
+    def _keys_update(self, update: dict[str, Any]) -> None:
+        """One index-keys update; best effort where the item changed meanwhile: gone (the condition), or a
+        transaction on it in flight (a push: it keeps or sets the listing itself, and the next view tries again)."""
+        try:
+            self.client.update_item(**update)
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code == "TransactionConflictException":
+                log.info("index keys of %s left for the next view: a write on it is in flight", update["Key"])
+            elif code != "ConditionalCheckFailedException":
+                raise
 
     # ----------------------------------------------------------------------------------- policy tags
 
@@ -759,6 +792,7 @@ class DynamoStore:
 
     def _list_unlisted_heads(self) -> list[str]:
         streams: set[str] = set()
+        unfinished = False
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table, FilterExpression="#k = :h AND (attribute_not_exists(deleted) OR deleted = :f)",
             ProjectionExpression="pk, sk, #s, tag, aliasOf, gsi1pk", ExpressionAttributeNames={"#k": "kind",
@@ -777,9 +811,12 @@ class DynamoStore:
                         ConditionExpression="attribute_exists(pk) AND deleted = :f AND attribute_not_exists(gsi1pk)",
                         ExpressionAttributeValues=_dump({":pk": HEADS + item["stream"], ":sk": sk, ":f": False}))
                 except ClientError as exc:
-                    if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    if exc.response["Error"]["Code"] == "TransactionConflictException":
+                        unfinished = True  # a push on it in flight: this pass runs again next time
+                    elif exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                         raise
-        self.client.put_item(TableName=self.table, Item=_dump({**self._HEADS_LISTED_KEY, "kind": "MARKER"}))
+        if not unfinished:
+            self.client.put_item(TableName=self.table, Item=_dump({**self._HEADS_LISTED_KEY, "kind": "MARKER"}))
         return sorted(streams)
 
     def live_head_keys(self, stream: str, after: str, limit: int) -> list[str]:

@@ -53,8 +53,11 @@ class MemoryStore:
             if new.generation in entries:
                 raise ConcurrentUpdate(str(new.stream_tag))
             self.heads_by_tag[new.stream_tag] = new
-            if expected is None:
-                self.listed_heads.discard(new.stream_tag)  # a new head item is written unlisted
+            if expected is None:  # a new head item is listed at once in a stream with a policy tag
+                if any(st.stream == new.stream_tag.stream for st in self.policy_items):
+                    self.listed_heads.add(new.stream_tag)
+                else:
+                    self.listed_heads.discard(new.stream_tag)
             entries[new.generation] = new.entry()
             if drop_generation is not None:
                 entries.pop(drop_generation, None)
