@@ -1,7 +1,8 @@
 """Expiry risk end to end on the embedded AWS: a repository's lifecycle policy would expire the digest a trigger's
 ECS service runs; the scheduled reconciler starts the lifecycle policy preview in one run and reads it in the next
 (the embedded AWS's preview double, through the real boto3 adapter), records a RISK item in the table, and the notify
-function announces it as ``Expiry Risk`` on the stack's bus, once."""
+function announces it as ``Expiry Risk`` on the stack's bus, once. ``imagestreams check`` finds the same through
+the admin function, waiting for its previews within one run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 
 from imagestreams_local import lifecycle
 from tests.integration.conftest import REG, make_service, service_images
+from tests.integration.test_check import by, check, healthy  # noqa: F401 - healthy: the stack check reads
 
 ECS = {"type": "ecs", "cluster": "prod", "service": "web", "container": "web"}
 KEEP_ONE = json.dumps({"rules": [{"rulePriority": 1, "description": "keep only the newest image",
@@ -64,3 +66,16 @@ def test_a_lifecycle_rule_that_would_expire_the_running_digest_is_announced(stac
     stack.pump()
     assert again["expiry"]["checked"] == 1 and again["expiry"]["atRisk"] == 1
     assert risks(stack) == []
+
+
+def test_check_reports_a_lifecycle_rule_that_would_expire_what_a_target_runs(stack, healthy):  # noqa: F811
+    ecr = stack.client("ecr")
+    [finding] = by(check(stack), "lifecycle", "team/web")
+    assert (finding["status"], finding["message"]) == ("ok", "no lifecycle policy")
+    running = service_images(stack)[1]["web"].rsplit("@", 1)[1]
+    stack.push_image("team/web", "2", seed="2")  # newer, not deployed
+    stack.pump()
+    ecr.put_lifecycle_policy(repositoryName="team/web", lifecyclePolicyText=KEEP_ONE)
+    [finding] = by(check(stack), "lifecycle", "team/web")
+    assert (finding["status"], finding["message"]) == (
+        "error", f"its lifecycle policy would expire digests targets run: {running}")
