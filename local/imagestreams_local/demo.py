@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -89,19 +87,6 @@ def _summarise(inv: Invocation) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _quiet_server() -> Iterator[None]:
-    """moto has no StartLifecyclePolicyPreview: the reconciler's expiry check notes that and goes on, but moto's
-    server would print each refused request's traceback on the console."""
-    server_log = logging.getLogger("werkzeug")
-    level = server_log.level
-    server_log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        server_log.setLevel(level)
-
-
 def _service_state(aws: EmbeddedAws, service: str = SERVICE) -> tuple[str, dict[str, str]]:
     ecs = aws.client("ecs")
     arn = ecs.describe_services(cluster=CLUSTER, services=[service])["services"][0]["taskDefinition"]
@@ -140,7 +125,7 @@ def _admin(aws: EmbeddedAws, command: dict[str, Any]) -> dict[str, Any]:
 def run(out: TextIO = sys.stdout, *, use_dynamodb_local: bool | None = None) -> int:
     story = Story(out)
     with EmbeddedAws(use_dynamodb_local=use_dynamodb_local, on_invoke=story.on_invoke) as aws, \
-            FakeKubeApi() as kube, warnings.catch_warnings(), _quiet_server():
+            FakeKubeApi() as kube, warnings.catch_warnings():
         # a function run in this process that had nothing to count says so on stderr: Lambda logs it, not a demo
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         story.say("ImageStreams for AWS - local demo")

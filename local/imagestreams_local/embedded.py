@@ -227,9 +227,10 @@ class EmbeddedAws:
         none of them), its control endpoint, and one clock for the doubles, SQS delays and the functions."""
         from imagestreams import bootstrap
 
-        from . import scanning
+        from . import lifecycle, scanning
 
         scanning.install()
+        lifecycle.install()  # lifecycle policy previews (moto has none): the double in lifecycle.py
         scanning.serve_control(self._moto._server)
         scanning.CLOCK.offset = 0.0
         if not getattr(bootstrap.build, "_embedded_clock", False):
