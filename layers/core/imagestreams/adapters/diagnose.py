@@ -12,10 +12,12 @@ by all of them (a preview still running after that is reported, not waited for).
 ``BatchGetRepositoryScanningConfiguration`` and ``GetSigningConfiguration`` (each once per diagnosis and key).
 
 Where verified: Lambda, EventBridge, Scheduler, SQS, CloudWatch and ECR repository policies against the embedded AWS
-(moto) in tests/integration/test_check.py. Moto implements neither ``SimulatePrincipalPolicy``, nor EKS access
-entries, nor lifecycle policy previews: those calls are tested with botocore's Stubber and answers shaped as the
-AWS API reference documents them (tests/unit/test_check.py), so their request shapes are validated by botocore
-but the answers are recorded, not live. The same holds for the registry's scanning and signing configurations
+(moto) in tests/integration/test_check.py; lifecycle policy previews against the embedded AWS's test double of
+them (local/imagestreams_local/lifecycle.py: tests/unit/test_lifecycle_double.py, tests/integration/
+test_expiry_local.py). Moto implements neither ``SimulatePrincipalPolicy`` nor EKS access entries: those calls are
+tested with botocore's Stubber and answers shaped as the AWS API reference documents them
+(tests/unit/test_check.py), so their request shapes are validated by botocore but the answers are recorded, not
+live. The same holds for the registry's scanning and signing configurations
 (tests/unit/test_check_gates.py); event source mappings and topic attributes are also read from the embedded AWS.
 """
 
