@@ -69,8 +69,8 @@ class CursorStore(Protocol):
         """Up to ``limit`` heads (live or tombstones) of a stream with a tag after ``after``, in tag order; fewer
         only at the end of the stream."""
 
-    def heads_of(self, stream: str, tags: list[str]) -> list[Head]:
-        """The heads of these tags that exist (consistent reads)."""
+    def heads_of(self, stream: str, tags: list[str], *, consistent: bool = True) -> list[Head]:
+        """The heads of these tags that exist (consistent reads unless ``consistent`` is False)."""
 
     def live_head_keys(self, stream: str, after: str, limit: int) -> list[str]:
         """Up to ``limit`` live heads of a stream after ``after`` (a key this returned), in order, as keys: the tag,
@@ -255,7 +255,8 @@ class Reconciler:
                 place.step = "done"  # not readable with our permissions (outside RepositoryPattern): not ours
                 return True
             listed, following = page
-            heads = {h.stream_tag.tag: h for h in self.cursors.heads_of(stream, sorted(listed))}
+            # eventually consistent (half the read units): only a hint, every re-resolve reads both sides again
+            heads = {h.stream_tag.tag: h for h in self.cursors.heads_of(stream, sorted(listed), consistent=False)}
             suspects, count, total = [], 0, 0
             for tag, digest in listed.items():
                 head = heads.get(tag)

@@ -859,12 +859,13 @@ class DynamoStore:
             start = f"T#{items[-1]['sk'].split('#')[1]}$"  # past every item of the last tag seen
         return heads
 
-    def heads_of(self, stream: str, tags: list[str]) -> list[Head]:
-        """BatchGetItem of these tags' heads, 100 keys a call, consistent; unprocessed keys are retried."""
+    def heads_of(self, stream: str, tags: list[str], *, consistent: bool = True) -> list[Head]:
+        """BatchGetItem of these tags' heads, 100 keys a call, consistent unless asked (half the read units: the
+        reconciler's bulk comparison, a hint its re-resolve re-reads); unprocessed keys are retried."""
         heads: list[Head] = []
         for start in range(0, len(tags), 100):
             keys = [_dump({"pk": pk(stream), "sk": head_sk(tag)}) for tag in tags[start : start + 100]]
-            pending: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            pending: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": consistent}}
             for attempt in range(8):
                 out = self.client.batch_get_item(RequestItems=pending)
                 heads += [head_from_item(_load(i)) for i in out.get("Responses", {}).get(self.table, [])]

@@ -240,7 +240,7 @@ class MemoryStore:
                 if st.stream == stream and not h.deleted)
         return heapq.nsmallest(limit, (k for k in keys if k > after))
 
-    def heads_of(self, stream: str, tags: list[str]) -> list[Head]:
+    def heads_of(self, stream: str, tags: list[str], *, consistent: bool = True) -> list[Head]:
         found = (self.heads_by_tag.get(StreamTag(stream, tag)) for tag in tags)
         return [h for h in found if h is not None]
 
