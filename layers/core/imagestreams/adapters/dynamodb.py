@@ -29,10 +29,11 @@ alias, so a head move writes nothing to that index.
 
 In ``ByStream`` a head is listed only where a policy tag needs it: a head move in any other stream writes no index
 entry (two write units less per push). A head write keeps whatever listing the stored head had (it is an update,
-not a put); a new tag's first head is written unlisted and listed by the fan-out of that first move
-(``policy_view(moved=...)``) when its stream has a policy tag; setting a stream's first policy tag lists its heads
-(``stream_view``). A listing is never taken back: a stream whose last policy tag is removed keeps its heads listed
-(a removal racing a new policy tag could hide a candidate from it).
+not a put); a new tag's first head is listed in its own commit when its stream has a policy tag (one ``ByStream``
+item read), and by the fan-out of that move (``policy_view(moved=...)``) should a policy tag have been set a moment
+ago; setting a stream's first policy tag lists its heads (``stream_view``). A listing is never taken back: a
+stream whose last policy tag is removed keeps its heads listed (a removal racing a new policy tag could hide a
+candidate from it).
 """
 
 from __future__ import annotations
@@ -491,7 +492,7 @@ class DynamoStore:
         """Heads (tombstones included) and policy tags of a stream from the ``ByStream`` index, or ``([], [])``
         when the stream has no policy tag. Eventually consistent: a caller that acts on it re-reads what it acts
         on. ``moved`` (a head of the stream the caller read consistently) is listed from now on if the index does
-        not list it yet and the stream has a policy tag (a new tag's first head is written unlisted)."""
+        not list it yet and the stream has a policy tag (a first head whose commit did not see the policy tag)."""
         items = self._stream_index(stream, upto="W")
         if moved is not None and items and not any(
                 i["kind"] == "HEAD" and i["tag"] == moved.stream_tag.tag for i in items):
@@ -795,8 +796,8 @@ class DynamoStore:
         unfinished = False
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table, FilterExpression="#k = :h AND (attribute_not_exists(deleted) OR deleted = :f)",
-            ProjectionExpression="pk, sk, #s, tag, aliasOf, gsi1pk", ExpressionAttributeNames={"#k": "kind",
-                                                                                                "#s": "stream"},
+            ProjectionExpression="pk, sk, #s, #t, #a, gsi1pk",
+            ExpressionAttributeNames={"#k": "kind", "#s": "stream", "#t": "tag", "#a": "aliasOf"},
             ExpressionAttributeValues=_dump({":h": "HEAD", ":f": False}))
         for page in pages:
             for item in (_load(i) for i in page["Items"]):
@@ -808,7 +809,8 @@ class DynamoStore:
                     self.client.update_item(
                         TableName=self.table, Key=_dump({"pk": item["pk"], "sk": item["sk"]}),
                         UpdateExpression="SET gsi1pk = :pk, gsi1sk = :sk",
-                        ConditionExpression="attribute_exists(pk) AND deleted = :f AND attribute_not_exists(gsi1pk)",
+                        ConditionExpression="attribute_exists(pk) AND #d = :f AND attribute_not_exists(gsi1pk)",
+                        ExpressionAttributeNames={"#d": "deleted"},
                         ExpressionAttributeValues=_dump({":pk": HEADS + item["stream"], ":sk": sk, ":f": False}))
                 except ClientError as exc:
                     if exc.response["Error"]["Code"] == "TransactionConflictException":
