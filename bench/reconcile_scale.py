@@ -58,10 +58,7 @@ def main() -> int:
         print(f"pushed {args.tags} tags (events lost) in {time.perf_counter() - begin:.1f}s")
 
         def run(title: str) -> None:
-            aws.use_function_env("ReconcilerFunction")
-            for service in ("ecr", "dynamodb"):
-                clients.client(service).meta.events.register(f"before-call.{service}", count,
-                                                             unique_id=f"bench-{service}")
+            _counting(aws, count)
             calls.clear()
             begin = time.perf_counter()
             report = aws.run_schedule("ReconcilerFunction")
@@ -85,6 +82,13 @@ def main() -> int:
             aws.push_image(REPO, tag, seed=f"again-{tag}", emit=False)
         run(f"3. {args.changed} tags deleted and {args.changed} moved unseen")
     return 0
+
+
+def _counting(aws: EmbeddedAws, count: Any) -> None:
+    """The reconciler function's environment, and ``count`` called before each of its ECR and DynamoDB calls."""
+    aws.use_function_env("ReconcilerFunction")
+    for service in ("ecr", "dynamodb"):
+        clients.client(service).meta.events.register(f"before-call.{service}", count, unique_id=f"bench-{service}")
 
 
 def _seed_heads(aws: EmbeddedAws, table: str, pushed: dict[str, dict[str, str]]) -> None:
@@ -138,10 +142,7 @@ def many_repositories(repositories: int, per_repo: int, changed: int) -> int:
         print(f"wrote {total} heads + history entries into the table in {time.perf_counter() - begin:.1f}s")
 
         def run(title: str) -> None:
-            aws.use_function_env("ReconcilerFunction")
-            for service in ("ecr", "dynamodb"):
-                clients.client(service).meta.events.register(f"before-call.{service}", count,
-                                                             unique_id=f"bench-{service}")
+            _counting(aws, count)
             calls.clear()
             begin, runs, moves = time.perf_counter(), 0, 0
             while True:

@@ -394,9 +394,9 @@ READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
 def bench_policies(aws: EmbeddedAws, policies: int = 20) -> dict[str, Any]:
     """A stream with ``policies`` policy tags (half semver ranges, half a numeric pattern): the fan-out of a push
     that changes no selection (table reads and writes; ECR writes, which must be none), then of one that changes the
-    pattern policies' selection (ECR writes: one per policy tag that moved). A new tag's first push is measured apart
-    (its head is listed in the ``ByStream`` index by its own commit, so its fan-out writes nothing either). Plus the slowest match of the worst
-    patterns the limits allow against a hostile 128-character tag."""
+    pattern policies' selection (ECR writes: one per policy tag that moved). A new tag's first push is measured
+    apart (its head is listed in the ``ByStream`` index by its own commit, so its fan-out writes nothing either).
+    Plus the slowest match of the worst patterns the limits allow against a hostile 128-character tag."""
     from imagestreams import aws as clients
     from imagestreams.bootstrap import build
     from imagestreams.config import Settings

@@ -61,7 +61,8 @@ from typing import Any
 
 from moto.core.exceptions import ServiceException
 
-from .scanning import ACCOUNT, CLOCK
+from .scanning import ACCOUNT, CLOCK, backend_state
+from .scanning import ecr_backend as _backend
 
 PREVIEW_DELAY = 1.0  # seconds on the doubles' clock until a started preview is COMPLETE
 MAX_RESULTS = 100  # GetLifecyclePolicyPreview: default and maximum page size (ECR API reference)
@@ -131,18 +132,8 @@ class Previews:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
-def _backend(region: str) -> Any:
-    from moto.ecr.models import ecr_backends
-
-    return ecr_backends[ACCOUNT][region]
-
-
 def previews(region: str = "us-east-1") -> Previews:
-    backend = _backend(region)
-    state = backend.__dict__.get("_imagestreams_lifecycle")
-    if state is None:
-        state = backend.__dict__["_imagestreams_lifecycle"] = Previews(region)
-    return state
+    return backend_state(region, "_imagestreams_lifecycle", Previews)
 
 
 def configure(region: str = "us-east-1", *, preview_delay: float | None = None) -> Previews:

@@ -115,12 +115,22 @@ def _backend(region: str) -> Any:
     return ecr_backends[ACCOUNT][region]
 
 
-def doubles(region: str = "us-east-1") -> Doubles:
+def ecr_backend(region: str) -> Any:
+    """moto's ECR backend of our account in ``region`` (where the doubles keep their state)."""
+    return _backend(region)
+
+
+def backend_state(region: str, name: str, make: Any) -> Any:
+    """A double's state kept on moto's ECR backend under ``name`` (so a moto reset clears it), made on first use."""
     backend = _backend(region)
-    state = backend.__dict__.get("_imagestreams_doubles")
+    state = backend.__dict__.get(name)
     if state is None:
-        state = backend.__dict__["_imagestreams_doubles"] = Doubles(region)
+        state = backend.__dict__[name] = make(region)
     return state
+
+
+def doubles(region: str = "us-east-1") -> Doubles:
+    return backend_state(region, "_imagestreams_doubles", Doubles)
 
 
 def _image(region: str, repository: str, image_id: dict[str, Any]) -> Any:
