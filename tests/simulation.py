@@ -22,8 +22,8 @@ Fault kinds (``World(faults=...)``; all of them by default), each switchable on 
 - ``alias_race``: a push to the source of an alias is ingested while another ingest is about to retag the alias.
 - ``index_lag``: the trigger indexes (every trigger, the triggers of a target) are eventually consistent: a read
   may return trigger records as they were at the start of the step (a rollout event or a reconciler run then acts
-  on an older record than a fire just wrote); and a reconciler run is long: while it reads a target, a push to
-  that trigger's tag is ingested and fired.
+  on an older record than a fire just wrote), and so may the live heads' keys a reconciler run counts; and a
+  reconciler run is long: while it reads a target, a push to that trigger's tag is ingested and fired.
 - ``policies_gates``: policy tags (a semver range, a numeric pattern, and ``release`` following ``staging`` past a
   ``verified`` gate on a staging trigger and an ``approval`` gate), triggers with gates (scan with ``blockAt``,
   signature, approval), pushes and deletes of version tags (``1.2.3``, ``v1.3.0``, ``main-17`` …), scan and signing
@@ -115,6 +115,7 @@ class OutboxStore(MemoryStore):
         self.dead = False  # the function died: its finally blocks never run, its lease stays until it expires
         self.index_lag = 0.0
         self.indexed: dict[str, Trigger] = {}
+        self.indexed_keys: dict[str, list[str]] = {}
         self.violations: list[str] = []  # the World's own list (set by it)
         self.outbox: list[Head] = []
         self.rng, self.race_rate = rng, race_rate
@@ -149,10 +150,18 @@ class OutboxStore(MemoryStore):
                                    f"(fired at {stored.last_triggered_at}, deployment {stored.deployment})")
         return written
 
-    # The trigger indexes (all_triggers, triggers_for_target) are eventually consistent: with ``index_lag`` a read
-    # may return the records as they were at the start of the step. The model's own bookkeeping reads them fresh.
+    # The trigger indexes (all_triggers, triggers_for_target) and the live heads' keys the reconciler counts are
+    # eventually consistent: with ``index_lag`` a read may return them as they were at the start of the step. The
+    # model's own bookkeeping reads them fresh.
     def snapshot_index(self) -> None:
         self.indexed = {t.id: t for t in super().all_triggers()}
+        self.indexed_keys = {stream: super(OutboxStore, self).live_head_keys(stream, "", 10**6)
+                             for stream in {st.stream for st in self.heads_by_tag}}
+
+    def live_head_keys(self, stream: str, after: str, limit: int) -> list[str]:
+        if not self.index_lag or self.rng.random() >= self.index_lag:
+            return super().live_head_keys(stream, after, limit)
+        return [k for k in self.indexed_keys.get(stream, []) if k > after][:limit]
 
     def _lagged(self, triggers: list[Trigger]) -> list[Trigger]:
         if not self.index_lag or self.rng.random() >= self.index_lag:
