@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from .check_common import ERROR, OK, WARN, Unreadable, finding
+from .check_common import ERROR, OK, WARN, Unreadable, finding, service_allows
 from .check_gates import GateChecks
 from .errors import ImageStreamsError, NotFound, TargetError, TransientTargetError
 from .model import (
@@ -503,28 +503,11 @@ def running_digest(image: str, stream: str) -> str | None:
     return digest
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def lambda_may_pull(policy_text: str | None, other_account: str | None = None) -> bool:
     """Whether a repository policy has an Allow for the Lambda service with both pull actions (for a function in
     ``other_account``, one whose condition names that account, or none at all)."""
-    if not policy_text:
-        return False
-    try:
-        policy = json.loads(policy_text)
-    except ValueError:
-        return False
     needed = {"ecr:batchgetimage", "ecr:getdownloadurlforlayer"}
-    for statement in _as_list(policy.get("Statement", [])):
-        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
-            continue
-        principal = statement.get("Principal")
-        services = _as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
-        if principal != "*" and "lambda.amazonaws.com" not in services:
-            continue
-        actions = {str(a).lower() for a in _as_list(statement.get("Action", []))}
+    for statement, actions in service_allows(policy_text, "lambda.amazonaws.com"):
         if not ("*" in actions or "ecr:*" in actions or needed <= actions):
             continue
         if other_account and "Condition" in statement and other_account not in json.dumps(statement["Condition"]):

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from .check_common import ERROR, OK, WARN, Unreadable, finding
+from .check_common import ERROR, OK, WARN, Unreadable, as_list, finding, service_allows
 
 # (function label, event source service) -> the mapping's label in findings
 MAPPINGS = {"NotifyItemChanges": ("Notify", "dynamodb"), "GateClock": ("Gates", "sqs")}
@@ -30,30 +30,13 @@ def gate_types(gates: Iterable[Any]) -> set[str]:
     return {str(g.get("type") if isinstance(g, dict) else getattr(g, "type", "")) for g in gates or ()}
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def events_may_publish(policy_text: str | None, topic_arn: str, account: str | None) -> bool:
     """Whether a topic policy has an Allow of ``sns:Publish`` on this topic for the EventBridge service (or for
     ``"*"``), with no condition, or one that names this account."""
-    if not policy_text:
-        return False
-    try:
-        policy = json.loads(policy_text)
-    except ValueError:
-        return False
-    for statement in _as_list(policy.get("Statement", []) if isinstance(policy, dict) else []):
-        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
-            continue
-        principal = statement.get("Principal")  # {"AWS": "*"} (a topic's default policy) admits no service
-        services = _as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
-        if principal != "*" and "events.amazonaws.com" not in services:
-            continue
-        actions = {str(a).lower() for a in _as_list(statement.get("Action", []))}
+    for statement, actions in service_allows(policy_text, "events.amazonaws.com"):
         if not actions & {"sns:publish", "sns:*", "*"}:
             continue
-        if not any(fnmatch.fnmatchcase(topic_arn, str(r)) for r in _as_list(statement.get("Resource", "*"))):
+        if not any(fnmatch.fnmatchcase(topic_arn, str(r)) for r in as_list(statement.get("Resource", "*"))):
             continue
         if "Condition" in statement and account and account not in json.dumps(statement["Condition"]):
             continue
